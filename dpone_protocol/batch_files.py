@@ -1,0 +1,114 @@
+"""Files referenced by BATCH messages: JSONL (optionally gzip) and Parquet.
+
+Compatible with the Meltano Singer SDK: a manifest is a list of `file://` URIs (plain
+paths are accepted too); the encoding names the format and compression.
+"""
+
+from __future__ import annotations
+
+import gzip
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import unquote, urlparse
+
+import orjson
+
+from dpone_protocol.errors import ConfigError, DataError
+from dpone_protocol.messages import BatchEncoding
+
+
+def uri_to_path(uri: str) -> Path:
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return Path(unquote(parsed.path if parsed.scheme else uri))
+    raise ConfigError(f"BATCH file {uri!r}: only local file:// URIs are supported")
+
+
+def _open_jsonl(path: Path, compression: str | None) -> IO[bytes]:
+    if compression == "gzip" or (compression is None and path.suffix == ".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
+
+
+def iter_jsonl_lines(uri: str, encoding: BatchEncoding) -> Iterator[bytes]:
+    """Raw record lines of one JSONL batch file (for loaders that stream bytes)."""
+    path = uri_to_path(uri)
+    try:
+        with _open_jsonl(path, encoding.compression) as fh:
+            for line in fh:
+                stripped = line.strip()
+                if stripped:
+                    yield stripped
+    except FileNotFoundError:
+        raise DataError(f"BATCH file not found: {path}") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"BATCH file {path} is unreadable: {exc}") from None
+
+
+def iter_batch_records(uri: str, encoding: BatchEncoding) -> Iterator[dict[str, Any]]:
+    """Decoded records of one batch file, whatever its format."""
+    fmt = encoding.format
+    if fmt == "jsonl":
+        for n, line in enumerate(iter_jsonl_lines(uri, encoding), start=1):
+            try:
+                yield orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise DataError(f"BATCH file {uri} line {n}: malformed JSON ({exc})") from None
+    elif fmt == "parquet":
+        try:
+            import pyarrow.parquet as pq  # noqa: PLC0415 - optional dependency
+        except ImportError:
+            raise ConfigError("parquet BATCH files need pyarrow: pip install 'dpone[parquet]'") from None
+        parquet = pq.ParquetFile(uri_to_path(uri))
+        for batch in parquet.iter_batches():
+            yield from batch.to_pylist()
+    else:
+        raise DataError(f"unsupported BATCH encoding format {fmt!r} (jsonl or parquet)")
+
+
+class JsonlBatchWriter:
+    """Writes records into gzip JSONL files of at most `max_rows` rows each."""
+
+    def __init__(self, root: Path, prefix: str, stream: str, max_rows: int = 1_000_000) -> None:
+        self.root = root
+        self.prefix = prefix
+        self.stream = stream
+        self.max_rows = max_rows
+        self.encoding = BatchEncoding("jsonl", "gzip")
+        self._fh: IO[bytes] | None = None
+        self._rows = 0
+        self._files: list[str] = []
+
+    def _open(self) -> IO[bytes]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.stream)
+        path = self.root / f"{self.prefix}{safe}-{uuid.uuid4().hex}.jsonl.gz"
+        self._files.append(path.resolve().as_uri())
+        # Level 1: these files are read once, soon; speed beats size.
+        return gzip.open(path, "wb", compresslevel=1)  # type: ignore[return-value]
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._fh is None:
+            self._fh = self._open()
+        self._fh.write(orjson.dumps(record) + b"\n")
+        self._rows += 1
+
+    def full(self) -> bool:
+        return self._rows >= self.max_rows
+
+    def close(self) -> list[str]:
+        """Finish the current files and return their manifest."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        files, self._files, self._rows = self._files, [], 0
+        return files
+
+
+def write_jsonl_batch(root: Path, stream: str, records: Iterable[dict[str, Any]]) -> list[str]:
+    writer = JsonlBatchWriter(root, "", stream)
+    for record in records:
+        writer.write(record)
+    return writer.close()

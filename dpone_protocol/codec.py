@@ -1,0 +1,184 @@
+"""Framing and decoding of the newline-delimited message stream.
+
+The codec (bytes <-> Python objects) is swappable behind :class:`Codec`; orjson is
+the default and the stdlib one exists for comparison and conformance tests.
+The reader has two modes: :meth:`MessageReader.frames` hands out raw lines for code
+that only routes messages, :meth:`MessageReader.messages` decodes and validates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
+
+import orjson
+
+from dpone_protocol.errors import ProtocolError
+from dpone_protocol.messages import Message, RecordMessage, SchemaMessage, from_dict
+
+
+class Codec(Protocol):
+    name: str
+
+    def loads(self, data: bytes) -> Any: ...
+
+    def dumps(self, obj: Any) -> bytes:
+        """Serialize to one line of JSON, without the trailing newline."""
+        ...
+
+
+def _orjson_default(obj: Any) -> Any:
+    if isinstance(obj, decimal.Decimal):
+        # A JSON number with every digit kept; a float would round it.
+        if not obj.is_finite():
+            return str(obj)
+        return orjson.Fragment(format(obj, "f"))
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        import base64  # noqa: PLC0415 - rare path
+
+        return base64.b64encode(bytes(obj)).decode("ascii")
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"cannot serialize {type(obj).__name__}")
+
+
+class OrjsonCodec:
+    name = "orjson"
+
+    def loads(self, data: bytes) -> Any:
+        return orjson.loads(data)
+
+    def dumps(self, obj: Any) -> bytes:
+        return orjson.dumps(obj, default=_orjson_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+class _StdlibEncoder(json.JSONEncoder):
+    def default(self, o: Any) -> Any:
+        if isinstance(o, decimal.Decimal):
+            return str(o)
+        if isinstance(o, (dt.datetime, dt.date, dt.time)):
+            return o.isoformat()
+        return super().default(o)
+
+
+class StdlibCodec:
+    name = "json"
+
+    def loads(self, data: bytes) -> Any:
+        return json.loads(data)
+
+    def dumps(self, obj: Any) -> bytes:
+        return json.dumps(obj, cls=_StdlibEncoder, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+DEFAULT_CODEC: Codec = OrjsonCodec()
+
+# The type and stream sit near the start of a line for every Singer implementation
+# we know of; peeking at them saves a full decode when a router only needs these two.
+_TYPE_RE = re.compile(rb'"type"\s*:\s*"([A-Z_]+)"')
+_STREAM_RE = re.compile(rb'"stream"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_PEEK_BYTES = 256
+
+
+@dataclass(slots=True)
+class Frame:
+    """One raw line of the stream (without its newline) and where it came from."""
+
+    line: int
+    raw: bytes
+
+    def peek(self, codec: Codec = DEFAULT_CODEC) -> tuple[str, str | None]:
+        """The message type and stream, decoding the whole line only when needed."""
+        head = self.raw[:_PEEK_BYTES]
+        tmatch = _TYPE_RE.search(head)
+        smatch = _STREAM_RE.search(head)
+        if tmatch and (smatch or tmatch.group(1) == b"STATE"):
+            stream = smatch.group(1) if smatch else None
+            if stream is not None and b"\\" in stream:
+                stream = None  # escaped name: let the decoder unescape it
+            else:
+                return tmatch.group(1).decode(), stream.decode() if stream is not None else None
+        obj = decode_line(self.raw, self.line, codec)
+        stream_value = obj.get("stream")
+        return str(obj.get("type")), stream_value if isinstance(stream_value, str) else None
+
+
+def decode_line(raw: bytes, line: int, codec: Codec = DEFAULT_CODEC) -> dict[str, Any]:
+    try:
+        obj = codec.loads(raw)
+    except ValueError as exc:
+        snippet = raw[:80].decode("utf-8", "replace")
+        raise ProtocolError(f"malformed JSON ({exc}): {snippet!r}", line=line) from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"expected a JSON object, got {type(obj).__name__}", line=line)
+    return obj
+
+
+class MessageReader:
+    """Reads messages from a binary stream, one JSON object per line."""
+
+    def __init__(
+        self, stream: IO[bytes] | Iterable[bytes], codec: Codec = DEFAULT_CODEC, *, require_schema: bool = True
+    ) -> None:
+        self._stream = stream
+        self._codec = codec
+        self._require_schema = require_schema
+        self._schemas: set[str] = set()
+        self.line = 0
+
+    def frames(self) -> Iterator[Frame]:
+        """Raw, undecoded lines: the pass-through mode. Blank lines are skipped."""
+        for raw in self._stream:
+            self.line += 1
+            stripped = raw.strip()
+            if stripped:
+                yield Frame(self.line, stripped)
+
+    def messages(self) -> Iterator[Message]:
+        codec = self._codec
+        require = self._require_schema
+        schemas = self._schemas
+        for frame in self.frames():
+            msg = from_dict(decode_line(frame.raw, frame.line, codec), frame.line)
+            if require:
+                if isinstance(msg, RecordMessage):
+                    if msg.stream not in schemas:
+                        raise ProtocolError(
+                            "RECORD received before any SCHEMA for this stream",
+                            line=frame.line,
+                            stream=msg.stream,
+                        )
+                elif isinstance(msg, SchemaMessage):
+                    schemas.add(msg.stream)
+            yield msg
+
+    __iter__ = messages
+
+
+class MessageWriter:
+    """Writes messages as lines. Call :meth:`flush` where the reader must see them."""
+
+    def __init__(self, stream: IO[bytes], codec: Codec = DEFAULT_CODEC) -> None:
+        self._stream = stream
+        self._codec = codec
+
+    def write(self, message: Message) -> None:
+        self._stream.write(self._codec.dumps(message.to_dict()) + b"\n")
+
+    def write_record(self, stream: str, record: dict[str, Any], time_extracted: str | None = None) -> None:
+        """Fast path for the hot loop: no message object per row."""
+        obj: dict[str, Any] = {"type": "RECORD", "stream": stream, "record": record}
+        if time_extracted is not None:
+            obj["time_extracted"] = time_extracted
+        self._stream.write(self._codec.dumps(obj) + b"\n")
+
+    def write_raw(self, line: bytes) -> None:
+        self._stream.write(line if line.endswith(b"\n") else line + b"\n")
+
+    def flush(self) -> None:
+        self._stream.flush()

@@ -1,0 +1,164 @@
+"""The one place that turns a JSON Schema property into a logical column type.
+
+Every target's type map starts from :class:`ColumnType`; no target reads JSON
+Schema on its own.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from dpone_protocol.errors import DataError
+
+
+class Logical(enum.StrEnum):
+    STRING = "string"
+    INTEGER = "integer"
+    NUMBER = "number"  # binary floating point
+    DECIMAL = "decimal"  # exact; singer.decimal strings or numbers with multipleOf
+    BOOLEAN = "boolean"
+    TIMESTAMP = "timestamp"  # format date-time; an offset is kept when present
+    DATE = "date"
+    TIME = "time"
+    UUID = "uuid"
+    OBJECT = "object"
+    ARRAY = "array"
+    JSON = "json"  # a union we cannot narrow: store the JSON value as is
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnType:
+    logical: Logical
+    nullable: bool = True
+    max_length: int | None = None  # strings
+    bits: int | None = None  # integers: 16, 32, 64, or None when unbounded
+    precision: int | None = None  # decimals
+    scale: int | None = None
+
+
+_SCALAR_TYPES = {"string", "integer", "number", "boolean"}
+_FORMATS = {
+    "date-time": Logical.TIMESTAMP,
+    "date": Logical.DATE,
+    "time": Logical.TIME,
+    "uuid": Logical.UUID,
+    "singer.decimal": Logical.DECIMAL,
+}
+
+
+def _types_of(schema: dict[str, Any]) -> list[str]:
+    declared = schema.get("type")
+    if declared is None:
+        if "properties" in schema:
+            return ["object"]
+        if "items" in schema:
+            return ["array"]
+        return []
+    return [declared] if isinstance(declared, str) else list(declared)
+
+
+def _integer_bits(schema: dict[str, Any]) -> int | None:
+    lo, hi = schema.get("minimum"), schema.get("maximum")
+    if lo is None or hi is None:
+        return 64
+    for bits in (16, 32, 64):
+        if -(2 ** (bits - 1)) <= lo and hi < 2 ** (bits - 1):
+            return bits
+    return None  # wider than 64 bits: an exact decimal
+
+
+def _decimal_from_limits(schema: dict[str, Any]) -> tuple[int | None, int | None]:
+    """Precision and scale implied by multipleOf (scale) and maximum/minimum (integer digits)."""
+    multiple = schema.get("multipleOf")
+    if multiple is None:
+        return None, None
+    exponent = Decimal(str(multiple)).normalize().as_tuple().exponent
+    scale = max(0, -int(exponent))
+    bound = max(abs(Decimal(str(schema.get("maximum", 0)))), abs(Decimal(str(schema.get("minimum", 0)))))
+    int_digits = len(str(int(bound))) if bound else None
+    return ((int_digits + scale) if int_digits else None), scale
+
+
+def _single(schema: dict[str, Any], kind: str) -> ColumnType:
+    if kind == "string":
+        fmt = schema.get("format")
+        logical = _FORMATS.get(fmt, Logical.STRING) if isinstance(fmt, str) else Logical.STRING
+        if logical is Logical.DECIMAL:
+            return ColumnType(logical, precision=schema.get("precision"), scale=schema.get("scale"))
+        max_length = schema.get("maxLength") if logical is Logical.STRING else None
+        return ColumnType(logical, max_length=max_length if isinstance(max_length, int) else None)
+    if kind == "integer":
+        bits = _integer_bits(schema)
+        if bits is None:
+            return ColumnType(Logical.DECIMAL, precision=None, scale=0)
+        return ColumnType(Logical.INTEGER, bits=bits)
+    if kind == "number":
+        precision, scale = _decimal_from_limits(schema)
+        if scale is not None:
+            return ColumnType(Logical.DECIMAL, precision=precision, scale=scale)
+        return ColumnType(Logical.NUMBER)
+    if kind == "boolean":
+        return ColumnType(Logical.BOOLEAN)
+    if kind == "object":
+        return ColumnType(Logical.OBJECT)
+    if kind == "array":
+        return ColumnType(Logical.ARRAY)
+    return ColumnType(Logical.JSON)
+
+
+def _merge(options: list[ColumnType]) -> ColumnType:
+    """Narrowest logical type that holds every alternative of a union."""
+    kinds = {o.logical for o in options}
+    if len(kinds) == 1:
+        return options[0]
+    if kinds <= {Logical.INTEGER, Logical.NUMBER}:
+        return ColumnType(Logical.NUMBER)
+    if kinds <= {Logical.INTEGER, Logical.DECIMAL}:
+        return ColumnType(Logical.DECIMAL)
+    if kinds <= {Logical.STRING, Logical.TIMESTAMP, Logical.DATE, Logical.TIME, Logical.UUID, Logical.DECIMAL}:
+        # e.g. anyOf [date-time, plain string]: values may not parse, keep the text.
+        return ColumnType(Logical.STRING)
+    if Logical.OBJECT in kinds or Logical.ARRAY in kinds or Logical.JSON in kinds:
+        return ColumnType(Logical.JSON)
+    return ColumnType(Logical.STRING)  # mixed scalars: text holds them all losslessly
+
+
+def column_type(schema: dict[str, Any]) -> ColumnType:
+    """Logical column type for one property schema."""
+    if not isinstance(schema, dict):
+        raise DataError(f"property schema must be an object, got {type(schema).__name__}")
+    alternatives = schema.get("anyOf") or schema.get("oneOf")
+    if alternatives:
+        nullable = False
+        options: list[ColumnType] = []
+        for alt in alternatives:
+            sub = column_type(alt)
+            types = _types_of(alt)
+            if types == ["null"]:
+                nullable = True
+                continue
+            nullable = nullable or sub.nullable
+            options.append(sub)
+        if not options:
+            return ColumnType(Logical.JSON, nullable=True)
+        merged = _merge(options)
+        return ColumnType(merged.logical, nullable, merged.max_length, merged.bits, merged.precision, merged.scale)
+    types = _types_of(schema)
+    nullable = "null" in types or not types
+    concrete = [t for t in types if t != "null"]
+    if not concrete:
+        return ColumnType(Logical.JSON, nullable=True)
+    options = [_single(schema, t) for t in concrete]
+    merged = options[0] if len(options) == 1 else _merge(options)
+    return ColumnType(merged.logical, nullable, merged.max_length, merged.bits, merged.precision, merged.scale)
+
+
+def stream_columns(schema: dict[str, Any], stream: str) -> dict[str, ColumnType]:
+    """Columns of a stream's top-level object schema, in declaration order."""
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        raise DataError(f"stream {stream!r}: SCHEMA has no 'properties' object; cannot map it to columns")
+    return {name: column_type(prop) for name, prop in properties.items()}

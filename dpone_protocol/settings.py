@@ -1,0 +1,122 @@
+"""Connector settings declared as data: validation, defaults, and the `--about` document."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dpone_protocol.errors import ConfigError
+
+_KIND_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
+_JSON_SCHEMA_TYPES = {
+    "string": "string",
+    "integer": "integer",
+    "number": "number",
+    "boolean": "boolean",
+    "array": "array",
+    "object": "object",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    kind: str = "string"  # string | integer | number | boolean | array | object
+    description: str = ""
+    required: bool = False
+    secret: bool = False
+    default: Any = None
+    choices: tuple[str, ...] = ()
+
+
+def apply_settings(settings: Iterable[Setting], config: Mapping[str, Any], who: str) -> dict[str, Any]:
+    """Check required settings and kinds; fill defaults. Unknown keys pass through (Meltano adds some)."""
+    out = dict(config)
+    problems: list[str] = []
+    for s in settings:
+        value = out.get(s.name)
+        if value is None:
+            if s.required:
+                problems.append(f"missing required setting {s.name!r}")
+            elif s.default is not None:
+                out[s.name] = s.default
+            continue
+        expected = _KIND_TYPES[s.kind]
+        if isinstance(value, bool) and bool not in expected:
+            problems.append(f"setting {s.name!r} must be {s.kind}, got boolean")
+        elif not isinstance(value, expected):
+            problems.append(f"setting {s.name!r} must be {s.kind}, got {type(value).__name__}")
+        elif s.choices and value not in s.choices:
+            problems.append(f"setting {s.name!r} must be one of {', '.join(s.choices)}; got {value!r}")
+    if problems:
+        raise ConfigError(f"{who}: " + "; ".join(problems))
+    return out
+
+
+def secret_names(settings: Iterable[Setting]) -> list[str]:
+    return [s.name for s in settings if s.secret]
+
+
+def about_document(
+    name: str,
+    description: str,
+    version: str,
+    capabilities: Iterable[str],
+    settings: Iterable[Setting],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The `--about --format json` document, in the shape the Meltano Singer SDK uses."""
+    settings = list(settings)
+    properties: dict[str, Any] = {}
+    for s in settings:
+        prop: dict[str, Any] = {
+            "type": [_JSON_SCHEMA_TYPES[s.kind], "null"] if not s.required else _JSON_SCHEMA_TYPES[s.kind]
+        }
+        if s.description:
+            prop["description"] = s.description
+        if s.default is not None:
+            prop["default"] = s.default
+        if s.secret:
+            prop["secret"] = True
+            prop["writeOnly"] = True
+        if s.choices:
+            prop["enum"] = list(s.choices)
+        properties[s.name] = prop
+    doc: dict[str, Any] = {
+        "name": name,
+        "description": description,
+        "version": version,
+        "capabilities": list(capabilities),
+        "settings": {
+            "type": "object",
+            "properties": properties,
+            "required": [s.name for s in settings if s.required],
+        },
+    }
+    if extra:
+        doc.update(extra)
+    return doc
+
+
+def about_markdown(doc: Mapping[str, Any]) -> str:
+    lines = [f"# `{doc['name']}`", "", doc["description"], "", f"Version: {doc['version']}", "", "## Capabilities", ""]
+    lines += [f"* `{c}`" for c in doc["capabilities"]]
+    lines += ["", "## Settings", "", "| Setting | Required | Default | Description |", "|:--|:--:|:--:|:--|"]
+    required = set(doc["settings"]["required"])
+    for name, prop in doc["settings"]["properties"].items():
+        default = prop.get("default")
+        desc = prop.get("description", "")
+        if prop.get("secret"):
+            desc = f"{desc} (secret)".strip()
+        lines.append(
+            f"| {name} | {'True' if name in required else 'False'} | {'' if default is None else default} | {desc} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,12 @@
+"""Entry point for `tap-csv`."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    from taps.csv.tap import CsvTap  # noqa: PLC0415 - keep --help fast
+    from taps.framework.tap_cli import run  # noqa: PLC0415
+
+    sys.exit(run(CsvTap))

@@ -1,0 +1,37 @@
+"""A tap stream: what a connector fills in (schema and records), nothing about the loop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(slots=True)
+class ReadContext:
+    """What a stream needs to know to read: where to start and which columns."""
+
+    config: Mapping[str, Any]
+    selected: list[str]
+    replication_method: str
+    replication_key: str | None = None
+    start_value: Any = None  # last committed replication-key value (read rows >= it)
+    bookmark: dict[str, Any] = field(default_factory=dict)  # the stream's whole bookmark
+
+
+class Stream:
+    """Subclass and fill in `name`, `schema`, and :meth:`records`.
+
+    Set `is_sorted = True` when records come in ascending replication-key order; then the
+    bookmark advances mid-stream. Unsorted streams only advance it at stream end.
+    """
+
+    name: str = ""
+    schema: dict[str, Any] = {}
+    key_properties: ClassVar[list[str]] = []
+    replication_key: str | None = None  # suggested in discovery
+    valid_replication_keys: ClassVar[list[str]] = []
+    is_sorted: bool = False
+
+    def records(self, ctx: ReadContext) -> Iterator[dict[str, Any]]:
+        raise NotImplementedError

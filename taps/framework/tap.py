@@ -1,0 +1,199 @@
+"""The tap loop: discovery, catalog selection, records, bookmarks and STATE cadence.
+
+A connector subclasses :class:`Tap`, declares its settings, and returns its streams from
+:meth:`Tap.discover_streams`. Everything else here is final.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from dpone_protocol.batch_files import JsonlBatchWriter, uri_to_path
+from dpone_protocol.catalog import INCREMENTAL, Catalog, CatalogEntry, standard_metadata
+from dpone_protocol.codec import MessageWriter
+from dpone_protocol.errors import ConfigError
+from dpone_protocol.messages import BatchMessage, SchemaMessage, StateMessage
+from dpone_protocol.settings import Setting
+from taps.framework.bookmarks import BookmarkTracker, get_bookmark, start_value, with_bookmark
+from taps.framework.stream import ReadContext, Stream
+
+log = logging.getLogger(__name__)
+
+# Settings every tap accepts, on top of its own.
+COMMON_SETTINGS: tuple[Setting, ...] = (
+    Setting("state_every_rows", "integer", "Emit STATE after this many records (sorted streams).", default=10_000),
+    Setting("state_every_seconds", "number", "Emit STATE at least this often (sorted streams).", default=60),
+    Setting("start_date", "string", "Lower bound for the replication key on a first run."),
+    Setting(
+        "batch_config",
+        "object",
+        "Write BATCH messages (gzip JSONL files + manifest) instead of RECORDs: "
+        '{"encoding": {"format": "jsonl", "compression": "gzip"}, '
+        '"storage": {"root": "file:///tmp/batches", "prefix": ""}, "batch_size": 100000}',
+    ),
+)
+
+
+class Tap:
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    settings: ClassVar[tuple[Setting, ...]] = ()
+    capabilities: ClassVar[tuple[str, ...]] = ("catalog", "discover", "state", "about", "batch")
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config = config
+
+    # -- hooks ------------------------------------------------------------------
+    def discover_streams(self) -> list[Stream]:
+        raise NotImplementedError
+
+    # -- final -------------------------------------------------------------------
+    @classmethod
+    def all_settings(cls) -> tuple[Setting, ...]:
+        own = {s.name for s in cls.settings}
+        return cls.settings + tuple(s for s in COMMON_SETTINGS if s.name not in own)
+
+    def discover(self) -> Catalog:
+        entries = []
+        for stream in self.discover_streams():
+            metadata = standard_metadata(
+                stream.schema,
+                stream.key_properties,
+                stream.replication_key,
+                stream.valid_replication_keys or ([stream.replication_key] if stream.replication_key else []),
+            )
+            entries.append(
+                CatalogEntry(
+                    tap_stream_id=stream.name,
+                    stream=stream.name,
+                    schema=stream.schema,
+                    key_properties=list(stream.key_properties),
+                    replication_key=stream.replication_key,
+                    replication_method=INCREMENTAL if stream.replication_key else "FULL_TABLE",
+                    metadata=metadata,
+                )
+            )
+        return Catalog(entries)
+
+    def sync(
+        self, writer: MessageWriter, catalog: Catalog | None = None, state: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Emit every selected stream; returns the final state."""
+        streams = {s.name: s for s in self.discover_streams()}
+        catalog = catalog or self.discover()
+        state = dict(state or {})
+        selected = catalog.selected()
+        if not selected:
+            log.warning("no stream is selected in the catalog; nothing to do")
+        for entry in selected:
+            stream = streams.get(entry.tap_stream_id)
+            if stream is None:
+                raise ConfigError(
+                    f"catalog selects stream {entry.tap_stream_id!r}, which the source does not have "
+                    f"(available: {', '.join(sorted(streams)) or 'none'}); re-run discovery"
+                )
+            state = _StreamSync(self, stream, entry, state, writer).run()
+        if not selected:
+            writer.write(StateMessage(state))
+        writer.flush()
+        return state
+
+
+class _StreamSync:
+    """One stream's pass: SCHEMA, then RECORDs (or BATCHes) with STATE checkpoints."""
+
+    def __init__(
+        self, tap: Tap, stream: Stream, entry: CatalogEntry, state: dict[str, Any], writer: MessageWriter
+    ) -> None:
+        self.tap = tap
+        self.stream = stream
+        self.entry = entry
+        self.state = state
+        self.writer = writer
+        config = tap.config
+        self.every_rows = int(config.get("state_every_rows") or 10_000)
+        self.every_seconds = float(config.get("state_every_seconds") or 60)
+        self.batch = self._batch_writer(config.get("batch_config"))
+
+    def _batch_writer(self, batch_config: Any) -> JsonlBatchWriter | None:
+        if not batch_config:
+            return None
+        encoding = batch_config.get("encoding") or {}
+        if encoding.get("format", "jsonl") != "jsonl":
+            raise ConfigError("batch_config.encoding.format: taps write 'jsonl' (gzip) batch files")
+        storage = batch_config.get("storage") or {}
+        root = storage.get("root")
+        if not root:
+            raise ConfigError("batch_config.storage.root is required, e.g. 'file:///tmp/dpone-batches'")
+        return JsonlBatchWriter(
+            Path(uri_to_path(root)),
+            storage.get("prefix", ""),
+            self.stream.name,
+            int(batch_config.get("batch_size") or 1_000_000),
+        )
+
+    def run(self) -> dict[str, Any]:
+        entry, stream, writer = self.entry, self.stream, self.writer
+        method = entry.effective_replication_method()
+        rk = entry.effective_replication_key() if method == INCREMENTAL else None
+        if method == INCREMENTAL and not rk:
+            raise ConfigError(f"stream {stream.name!r}: INCREMENTAL replication needs a replication-key")
+        bookmark = get_bookmark(self.state, stream.name)
+        start = start_value(bookmark, rk)
+        if start is None and rk:
+            start = self.tap.config.get("start_date")
+        selected = entry.selected_properties()
+        all_props = list(stream.schema.get("properties", {}))
+        project = selected != all_props
+        writer.write(
+            SchemaMessage(stream.name, entry.selected_schema(), entry.effective_key_properties(), [rk] if rk else None)
+        )
+        ctx = ReadContext(self.tap.config, selected, method, rk, start, bookmark)
+        tracker = BookmarkTracker(rk, start, stream.is_sorted)
+        extracted = dt.datetime.now(dt.UTC).isoformat()
+        rows = 0
+        since_state = 0
+        last_state = time.monotonic()
+        name = stream.name
+        log.info("stream %s: %s%s", name, method, f" from {rk} >= {start!r}" if rk and start is not None else "")
+        for row in stream.records(ctx):
+            record = {k: row[k] for k in selected if k in row} if project else row
+            if rk:
+                tracker.observe(record)
+            if self.batch is not None:
+                self.batch.write(record)
+                if self.batch.full():
+                    self._flush_batch()
+            else:
+                writer.write_record(name, record, extracted)
+            rows += 1
+            since_state += 1
+            if since_state >= self.every_rows or (
+                not rows & 1023 and time.monotonic() - last_state >= self.every_seconds
+            ):
+                since_state = 0
+                last_state = time.monotonic()
+                self._checkpoint(tracker, final=False)
+        self._checkpoint(tracker, final=True)
+        log.info("stream %s: %d records", name, rows)
+        return self.state
+
+    def _flush_batch(self) -> None:
+        assert self.batch is not None
+        manifest = self.batch.close()
+        if manifest:
+            self.writer.write(BatchMessage(self.stream.name, self.batch.encoding, manifest))
+
+    def _checkpoint(self, tracker: BookmarkTracker, *, final: bool) -> None:
+        if self.batch is not None:
+            self._flush_batch()
+        bookmark = tracker.bookmark(final=final)
+        if bookmark or final:
+            self.state = with_bookmark(self.state, self.stream.name, bookmark)
+        self.writer.write(StateMessage(self.state))
+        self.writer.flush()

@@ -1,0 +1,100 @@
+"""The Singer tap command line: option table, parsing, and a program returning an exit code.
+
+stdout and stderr are injected so tests run a tap in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import IO, Any
+
+import orjson
+
+from dpone_protocol.catalog import Catalog
+from dpone_protocol.codec import MessageWriter
+from dpone_protocol.config import Redactor, load_config, load_json_file
+from dpone_protocol.entrypoint import guarded
+from dpone_protocol.errors import ConfigError
+from dpone_protocol.settings import about_document, about_markdown, apply_settings, secret_names
+from taps.framework.tap import Tap
+
+OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (("--config",), {"action": "append", "metavar": "FILE", "help": "JSON config file (repeatable)"}),
+    (("--state",), {"metavar": "FILE", "help": "last committed state"}),
+    (("--catalog",), {"metavar": "FILE", "help": "Singer catalog with the selected streams"}),
+    (("--properties",), {"metavar": "FILE", "help": "legacy name for --catalog"}),
+    (("--discover",), {"action": "store_true", "help": "print the catalog and exit"}),
+    (("--about",), {"action": "store_true", "help": "describe settings and capabilities"}),
+    (("--format",), {"choices": ("json", "markdown"), "default": None, "help": "--about output format"}),
+    (("--version",), {"action": "store_true", "help": "print the version"}),
+)
+
+
+def dpone_version() -> str:
+    try:
+        return version("dpone")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def build_parser(tap_cls: type[Tap]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=tap_cls.name, description=tap_cls.description)
+    for flags, kwargs in OPTIONS:
+        parser.add_argument(*flags, **kwargs)
+    return parser
+
+
+def about(cls: type[Tap] | Any, fmt: str | None) -> str:
+    doc = about_document(cls.name, cls.description, dpone_version(), cls.capabilities, cls.all_settings())
+    if fmt == "markdown":
+        return about_markdown(doc)
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def run(
+    tap_cls: type[Tap],
+    argv: Sequence[str] | None = None,
+    stdout: IO[bytes] | None = None,
+    stderr: IO[str] | None = None,
+) -> int:
+    parser = build_parser(tap_cls)
+    args = parser.parse_args(argv)
+    out = stdout or sys.stdout.buffer
+
+    def program(redactor: Redactor) -> int:
+        if args.version:
+            out.write(f"{tap_cls.name} {dpone_version()}\n".encode())
+            return 0
+        if args.about:
+            out.write(about(tap_cls, args.format).encode())
+            return 0
+        if not args.config:
+            raise ConfigError("--config FILE is required (see --about for the settings)")
+        raw = load_config(args.config)
+        redactor.add_config(raw, secret_names(tap_cls.all_settings()))
+        config = apply_settings(tap_cls.all_settings(), raw, tap_cls.name)
+        tap = tap_cls(config)
+        if args.discover:
+            out.write(orjson.dumps(tap.discover().to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+            return 0
+        catalog_path = args.catalog or args.properties
+        catalog = Catalog.from_dict(load_json_file(catalog_path, "catalog")) if catalog_path else None
+        state = load_json_file(args.state, "state") if args.state else {}
+        if not isinstance(state, dict):
+            raise ConfigError(f"state file {args.state} must hold a JSON object")
+        # A saved STATE message ({"type": "STATE", "value": ...}) or a {"value": ...} wrapper
+        # both mean the value inside.
+        if set(state) - {"type"} == {"value"} and isinstance(state["value"], dict):
+            state = state["value"]
+        tap.sync(MessageWriter(out), catalog, state)
+        out.flush()
+        return 0
+
+    return guarded(program, tap_cls.name, stderr)
+
+
+def main_for(tap_cls: type[Tap]) -> int:
+    return run(tap_cls)

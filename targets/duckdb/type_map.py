@@ -1,0 +1,73 @@
+"""Logical column types -> DuckDB types, and which type changes are safe widenings."""
+
+from __future__ import annotations
+
+import re
+
+from dpone_protocol.json_schema import ColumnType, Logical
+
+_SIMPLE = {
+    Logical.STRING: "VARCHAR",
+    Logical.INTEGER: "BIGINT",
+    Logical.NUMBER: "DOUBLE",
+    Logical.BOOLEAN: "BOOLEAN",
+    Logical.TIMESTAMP: "TIMESTAMP WITH TIME ZONE",
+    Logical.DATE: "DATE",
+    Logical.TIME: "TIME",
+    Logical.UUID: "UUID",
+    Logical.OBJECT: "JSON",
+    Logical.ARRAY: "JSON",
+    Logical.JSON: "JSON",
+}
+MAX_PRECISION = 38
+DEFAULT_DECIMAL = (MAX_PRECISION, 9)
+
+
+def duckdb_type(column: ColumnType) -> str:
+    if column.logical is Logical.DECIMAL:
+        precision = column.precision or DEFAULT_DECIMAL[0]
+        scale = column.scale if column.scale is not None else DEFAULT_DECIMAL[1]
+        if precision > MAX_PRECISION:
+            return "VARCHAR"  # wider than DuckDB's DECIMAL: keep every digit as text
+        return f"DECIMAL({precision},{scale})"
+    return _SIMPLE[column.logical]
+
+
+_DECIMAL_RE = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
+_INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
+
+
+def _decimal(t: str) -> tuple[int, int] | None:
+    m = _DECIMAL_RE.fullmatch(t)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def normalize(t: str) -> str:
+    t = t.upper().strip()
+    return {
+        "TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE",
+        "INT8": "BIGINT",
+        "FLOAT8": "DOUBLE",
+        "TEXT": "VARCHAR",
+        "STRING": "VARCHAR",
+    }.get(t, t)
+
+
+def holds(existing: str, incoming: str) -> bool:
+    """True when values of `incoming` fit losslessly into an `existing` column."""
+    existing, incoming = normalize(existing), normalize(incoming)
+    if existing == incoming or existing in ("VARCHAR", "JSON"):
+        return True
+    if incoming in _INTEGERS and existing in _INTEGERS:
+        return _INTEGERS.index(existing) >= _INTEGERS.index(incoming)
+    ed, idec = _decimal(existing), _decimal(incoming)
+    if ed and idec:
+        return ed[1] >= idec[1] and ed[0] - ed[1] >= idec[0] - idec[1]
+    if ed and incoming in _INTEGERS:
+        return ed[0] - ed[1] >= 19
+    return existing == "TIMESTAMP WITH TIME ZONE" and incoming == "DATE"
+
+
+def widens(existing: str, incoming: str) -> bool:
+    """True when altering `existing` to `incoming` keeps every stored value."""
+    return holds(incoming, existing) and normalize(incoming) != "JSON"

@@ -1,0 +1,167 @@
+"""The staging-first loader contract every database target implements, and the sink driving it.
+
+Per batch: prepare staging -> bulk load -> finalize (append or merge, one transaction) ->
+clean up. A full refresh (load_method `overwrite`) finalizes into a shadow table and swaps
+it into place when the stream completes, so readers never see a half-loaded table.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from dpone_protocol.errors import ConfigError
+from dpone_protocol.json_schema import ColumnType
+from dpone_protocol.messages import SchemaMessage
+from targets.framework.batching import BatchPolicy
+from targets.framework.capabilities import APPEND, OVERWRITE, UPSERT
+from targets.framework.sink import Sink
+
+
+@dataclass(slots=True)
+class StreamPlan:
+    stream: str
+    table: str
+    columns: dict[str, ColumnType]
+    key_properties: list[str]
+    method: str  # append-only | upsert | overwrite
+    hard_delete: bool = False
+
+    @property
+    def merges(self) -> bool:
+        return bool(self.key_properties) and self.method in (UPSERT, OVERWRITE)
+
+
+class Loader(ABC):
+    """Destination-specific steps. Each method is one database round of work."""
+
+    @abstractmethod
+    def ensure_table(self, plan: StreamPlan, table: str | None = None) -> None:
+        """Create the table (or `table`, a shadow) if missing; add new columns, widen safe types."""
+
+    @abstractmethod
+    def prepare_staging(self, plan: StreamPlan) -> str:
+        """Create an empty staging table for one batch; return its name."""
+
+    @abstractmethod
+    def bulk_load(self, plan: StreamPlan, staging: str, records: list[dict[str, Any]]) -> None:
+        """Load records into staging with the destination's fast path."""
+
+    @abstractmethod
+    def finalize(self, plan: StreamPlan, staging: str, table: str) -> None:
+        """In one transaction, append or merge staging into `table` (and apply CDC deletes)."""
+
+    @abstractmethod
+    def cleanup(self, plan: StreamPlan, staging: str) -> None:
+        """Drop staging (or keep it, when configured to)."""
+
+    @abstractmethod
+    def begin_replace(self, plan: StreamPlan) -> str:
+        """Create an empty shadow of the table for a full refresh; return its name."""
+
+    @abstractmethod
+    def swap(self, plan: StreamPlan, shadow: str) -> None:
+        """Atomically put the shadow in place of the table."""
+
+    @abstractmethod
+    def activate_version(self, plan: StreamPlan, version: int) -> None:
+        """Delete (hard) or mark deleted (soft) rows whose _sdc_table_version is older."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+_UNSAFE = re.compile(r"[^0-9a-zA-Z_]+")
+
+
+def table_name(stream: str, mapping: Mapping[str, Any] | None) -> str:
+    """The destination table of a stream: mapped explicitly, or its name made identifier-safe."""
+    if mapping and stream in mapping:
+        return str(mapping[stream])
+    name = _UNSAFE.sub("_", stream).strip("_").lower()
+    return name or "stream"
+
+
+def resolve_method(config: Mapping[str, Any], key_properties: list[str]) -> str:
+    method = str(config.get("load_method") or UPSERT)
+    if method not in (APPEND, UPSERT, OVERWRITE):
+        raise ConfigError(f"load_method must be one of {APPEND}, {UPSERT}, {OVERWRITE}; got {method!r}")
+    if method == UPSERT and not key_properties:
+        return APPEND  # nothing to merge on
+    return method
+
+
+def _dedupe_last(records: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+    """Keep the last record per key, so a merge sees one row per key."""
+    latest: dict[Any, dict[str, Any]] = {}
+    if len(keys) == 1:
+        key = keys[0]
+        for record in records:
+            value = record[key]
+            latest[value if not isinstance(value, (dict, list)) else orjson.dumps(value)] = record
+    else:
+        for record in records:
+            latest[orjson.dumps([record[k] for k in keys])] = record
+    return list(latest.values()) if len(latest) != len(records) else records
+
+
+class LoaderSink(Sink):
+    """Drives a :class:`Loader` through the staging contract for one stream."""
+
+    def __init__(self, config: Mapping[str, Any], schema: SchemaMessage, policy: BatchPolicy, loader: Loader) -> None:
+        self.loader = loader
+        self.shadow: str | None = None
+        self.plan: StreamPlan | None = None
+        super().__init__(config, schema, policy)
+
+    def on_schema(self) -> None:
+        self.plan = StreamPlan(
+            stream=self.stream,
+            table=table_name(self.stream, self.config.get("table_name_map")),
+            columns=self.columns,
+            key_properties=self.key_properties,
+            method=resolve_method(self.config, self.key_properties),
+            hard_delete=bool(self.config.get("hard_delete", False)),
+        )
+        self.loader.ensure_table(self.plan)
+        if self.shadow is not None:
+            self.loader.ensure_table(self.plan, self.shadow)
+
+    def write_batch(self, records: list[dict[str, Any]]) -> None:
+        plan = self.plan
+        assert plan is not None
+        if plan.merges:
+            records = _dedupe_last(records, plan.key_properties)
+        if plan.method == OVERWRITE and self.shadow is None:
+            self.shadow = self.loader.begin_replace(plan)
+        staging = self.loader.prepare_staging(plan)
+        try:
+            self.loader.bulk_load(plan, staging, records)
+            self.loader.finalize(plan, staging, self.shadow or plan.table)
+        finally:
+            self.loader.cleanup(plan, staging)
+
+    def pending_commit(self) -> bool:
+        return self.shadow is not None
+
+    def finish(self) -> None:
+        if self.plan is None:
+            return
+        if self.shadow is None and self.plan.method == OVERWRITE:
+            # A full refresh that sent no rows: the source is empty, so the table becomes empty.
+            self.shadow = self.loader.begin_replace(self.plan)
+        if self.shadow is not None:
+            self.loader.swap(self.plan, self.shadow)
+            self.shadow = None
+
+    def activate_version(self, version: int) -> None:
+        assert self.plan is not None
+        if self.shadow is not None:
+            self.finish()  # the shadow holds exactly this version: swapping it in is the activation
+            return
+        self.loader.activate_version(self.plan, version)

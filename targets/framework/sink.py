@@ -1,0 +1,139 @@
+"""A sink: one stream's records on their way to the destination.
+
+The framework calls :meth:`Sink.add` per record and :meth:`Sink.drain` when the batch
+must be committed; a connector implements :meth:`Sink.write_batch` (and, for databases,
+uses :class:`targets.framework.loader.LoaderSink`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+from dpone_protocol.errors import DataError
+from dpone_protocol.json_schema import ColumnType, stream_columns
+from dpone_protocol.messages import RecordMessage, SchemaMessage
+from targets.framework.batching import Batch, BatchPolicy
+
+METADATA_PROPERTIES: dict[str, dict[str, Any]] = {
+    "_sdc_extracted_at": {"type": ["null", "string"], "format": "date-time"},
+    "_sdc_received_at": {"type": ["null", "string"], "format": "date-time"},
+    "_sdc_batched_at": {"type": ["null", "string"], "format": "date-time"},
+    "_sdc_deleted_at": {"type": ["null", "string"], "format": "date-time"},
+    "_sdc_table_version": {"type": ["null", "integer"]},
+}
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+class _Clock:
+    """An ISO timestamp refreshed at most every 100 ms: formatting one per row is costly."""
+
+    __slots__ = ("_at", "_text")
+
+    def __init__(self) -> None:
+        self._at = 0.0
+        self._text = ""
+
+    def now(self) -> str:
+        t = time.monotonic()
+        if t - self._at > 0.1:
+            self._at = t
+            self._text = _now_iso()
+        return self._text
+
+
+class Sink(ABC):
+    def __init__(self, config: Mapping[str, Any], schema: SchemaMessage, policy: BatchPolicy) -> None:
+        self.config = config
+        self.stream = schema.stream
+        self.policy = policy
+        self.add_metadata = bool(config.get("add_record_metadata", True))
+        self.batch = Batch()
+        self.version: int | None = None
+        self._clock = _Clock()
+        self.schema: dict[str, Any] = {}
+        self.key_properties: list[str] = []
+        self.columns: dict[str, ColumnType] = {}
+        self.set_schema(schema)
+
+    # -- schema -----------------------------------------------------------------
+    def set_schema(self, message: SchemaMessage) -> None:
+        schema = message.schema
+        columns = stream_columns(schema, self.stream)
+        missing = [k for k in message.key_properties if k not in columns]
+        if missing:
+            raise DataError(f"stream {self.stream!r}: key properties {missing} are not in the schema")
+        if self.add_metadata:
+            properties = {**schema.get("properties", {}), **METADATA_PROPERTIES}
+            schema = {**schema, "properties": properties}
+            columns = stream_columns(schema, self.stream)
+        self.schema = schema
+        self.key_properties = list(message.key_properties)
+        self.columns = columns
+        self.on_schema()
+
+    def schema_differs(self, message: SchemaMessage) -> bool:
+        props = dict(message.schema.get("properties", {}))
+        if self.add_metadata:
+            props.update(METADATA_PROPERTIES)
+        return props != self.schema.get("properties") or message.key_properties != self.key_properties
+
+    # -- records -----------------------------------------------------------------
+    def add(self, message: RecordMessage, size: int, line: int) -> None:
+        record = message.record
+        for key in self.key_properties:
+            if record.get(key) is None:
+                raise DataError(f"line {line}, stream {self.stream!r}: record has no value for key property {key!r}")
+        if self.add_metadata:
+            record["_sdc_extracted_at"] = message.time_extracted
+            record["_sdc_received_at"] = self._clock.now()
+            record.setdefault("_sdc_deleted_at", None)
+            record["_sdc_table_version"] = message.version
+        if message.version is not None:
+            self.version = message.version
+        self.batch.add(record, size)
+
+    def is_full(self) -> bool:
+        return self.batch.is_full(self.policy)
+
+    def has_uncommitted(self) -> bool:
+        return bool(self.batch.records) or self.pending_commit()
+
+    def drain(self) -> None:
+        """Commit the current batch; afterwards nothing received so far is only in memory."""
+        records = self.batch.records
+        if not records:
+            return
+        if self.add_metadata:
+            batched_at = _now_iso()
+            for record in records:
+                record["_sdc_batched_at"] = batched_at
+        self.write_batch(records)
+        self.batch = Batch()
+
+    # -- hooks -------------------------------------------------------------------
+    def on_schema(self) -> None:
+        """The schema was set or changed (after a drain): create or evolve the destination."""
+
+    @abstractmethod
+    def write_batch(self, records: list[dict[str, Any]]) -> None:
+        """Commit these records in the destination, all or nothing."""
+
+    def pending_commit(self) -> bool:
+        """True while loaded data is not yet visible (e.g. a full refresh awaiting its swap)."""
+        return False
+
+    def activate_version(self, version: int) -> None:
+        """ACTIVATE_VERSION: rows of older versions are now obsolete."""
+
+    def finish(self) -> None:
+        """End of input: complete what the stream started (e.g. swap a full refresh)."""
+
+    def close(self) -> None:
+        """Release resources; called once, after success or failure."""

@@ -1,0 +1,162 @@
+"""The target loop: messages in, committed batches out, STATE echoed only after commit.
+
+A STATE is held until every record received before it is committed in the destination
+(final table, not staging); then it is written to stdout. Intermediate states are
+coalesced: the latest committed one is what matters to the runner.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import IO, Any, ClassVar
+
+from dpone_protocol.batch_files import iter_batch_records
+from dpone_protocol.codec import MessageReader, MessageWriter, decode_line
+from dpone_protocol.errors import DataError, ProtocolError
+from dpone_protocol.messages import (
+    ActivateVersionMessage,
+    BatchMessage,
+    RecordMessage,
+    SchemaMessage,
+    StateMessage,
+    from_dict,
+)
+from dpone_protocol.settings import Setting
+from targets.framework.batching import BatchPolicy
+from targets.framework.capabilities import TargetCapabilities
+from targets.framework.sink import Sink
+
+log = logging.getLogger(__name__)
+
+COMMON_SETTINGS: tuple[Setting, ...] = (
+    Setting("batch_size_rows", "integer", "Commit a stream's batch at this many records.", default=100_000),
+    Setting(
+        "batch_size_bytes", "integer", "Commit a stream's batch at this many bytes of input.", default=32 * 1024 * 1024
+    ),
+    Setting("batch_max_age_seconds", "number", "Commit pending records at least this often.", default=60),
+    Setting("add_record_metadata", "boolean", "Add _sdc_* metadata columns.", default=True),
+)
+
+
+class Target:
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    settings: ClassVar[tuple[Setting, ...]] = ()
+    capabilities: ClassVar[TargetCapabilities] = TargetCapabilities()
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config = config
+        self.policy = BatchPolicy.from_config(dict(config))
+        self.sinks: dict[str, Sink] = {}
+        self._pending_state: dict[str, Any] | None = None
+        self.records_in = 0
+
+    # -- hooks ------------------------------------------------------------------
+    def make_sink(self, schema: SchemaMessage) -> Sink:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release shared resources (connections) after all sinks are closed."""
+
+    # -- final ------------------------------------------------------------------
+    @classmethod
+    def all_settings(cls) -> tuple[Setting, ...]:
+        own = {s.name for s in cls.settings}
+        return cls.settings + tuple(s for s in COMMON_SETTINGS if s.name not in own)
+
+    def run(self, stdin: IO[bytes], stdout: IO[bytes]) -> None:
+        reader = MessageReader(stdin)
+        writer = MessageWriter(stdout)
+        try:
+            for frame in reader.frames():
+                self._handle(frame.raw, frame.line, writer)
+            self._drain_all()
+            for sink in self.sinks.values():
+                sink.finish()
+            self._emit_state(writer)
+        finally:
+            for sink in self.sinks.values():
+                try:
+                    sink.close()
+                except Exception:  # closing must not hide the error that got us here
+                    log.exception("closing sink %s failed", sink.stream)
+            self.close()
+        log.info("loaded %d records into %d streams", self.records_in, len(self.sinks))
+
+    def _handle(self, raw: bytes, line: int, writer: MessageWriter) -> None:
+        message = from_dict(decode_line(raw, line), line)
+        if isinstance(message, RecordMessage):
+            sink = self.sinks.get(message.stream)
+            if sink is None:
+                raise ProtocolError(
+                    "RECORD received before any SCHEMA for this stream", line=line, stream=message.stream
+                )
+            sink.add(message, len(raw), line)
+            self.records_in += 1
+            if sink.is_full():
+                # Draining every sink lets the pending state go out: it covers all streams.
+                self._drain_all()
+                self._emit_state(writer)
+            elif not self.records_in & 4095 and self._pending_state is not None:
+                self._drain_if_old(writer)
+        elif isinstance(message, StateMessage):
+            self._pending_state = message.value
+            if not any(s.has_uncommitted() for s in self.sinks.values()):
+                self._emit_state(writer)
+            else:
+                self._drain_if_old(writer)
+        elif isinstance(message, SchemaMessage):
+            self._on_schema(message, line)
+        elif isinstance(message, ActivateVersionMessage):
+            sink = self._sink_for(message.stream, line)
+            sink.drain()
+            sink.activate_version(message.version)
+        elif isinstance(message, BatchMessage):
+            self._on_batch(message, line, writer)
+
+    def _sink_for(self, stream: str, line: int) -> Sink:
+        sink = self.sinks.get(stream)
+        if sink is None:
+            raise ProtocolError("message for a stream with no SCHEMA yet", line=line, stream=stream)
+        return sink
+
+    def _on_schema(self, message: SchemaMessage, line: int) -> None:
+        sink = self.sinks.get(message.stream)
+        try:
+            if sink is None:
+                self.sinks[message.stream] = self.make_sink(message)
+            elif sink.schema_differs(message):
+                # Rows received under the old schema are committed under it first.
+                sink.drain()
+                sink.set_schema(message)
+        except DataError as exc:
+            raise ProtocolError(str(exc), line=line, stream=message.stream) from None
+
+    def _on_batch(self, message: BatchMessage, line: int, writer: MessageWriter) -> None:
+        sink = self._sink_for(message.stream, line)
+        for uri in message.manifest:
+            for record in iter_batch_records(uri, message.encoding):
+                sink.add(RecordMessage(message.stream, record), 64, line)
+                self.records_in += 1
+                if sink.is_full():
+                    sink.drain()
+        sink.drain()
+
+    def _drain_if_old(self, writer: MessageWriter) -> None:
+        if any(s.batch.age() >= self.policy.max_age_seconds for s in self.sinks.values()):
+            self._drain_all()
+            self._emit_state(writer)
+
+    def _drain_all(self) -> None:
+        for sink in self.sinks.values():
+            sink.drain()
+
+    def _emit_state(self, writer: MessageWriter) -> None:
+        if self._pending_state is None:
+            return
+        if any(s.has_uncommitted() for s in self.sinks.values()):
+            return  # e.g. a full refresh waiting for its swap
+        writer.write(StateMessage(self._pending_state))
+        writer.flush()
+        self._pending_state = None

@@ -1,0 +1,83 @@
+"""The Singer target command line: option table, parsing, and a program returning an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import IO, Any
+
+import orjson
+
+from dpone_protocol.config import Redactor, load_config
+from dpone_protocol.entrypoint import guarded
+from dpone_protocol.errors import ConfigError
+from dpone_protocol.settings import about_document, about_markdown, apply_settings, secret_names
+from taps.framework.tap_cli import dpone_version
+from targets.framework.target import Target
+
+OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (("--config",), {"action": "append", "metavar": "FILE", "help": "JSON config file (repeatable)"}),
+    (("--input",), {"metavar": "FILE", "help": "read messages from FILE instead of stdin"}),
+    (("--about",), {"action": "store_true", "help": "describe settings and capabilities"}),
+    (("--format",), {"choices": ("json", "markdown"), "default": None, "help": "--about output format"}),
+    (("--version",), {"action": "store_true", "help": "print the version"}),
+)
+
+
+def about(cls: type[Target], fmt: str | None) -> str:
+    caps = cls.capabilities
+    doc = about_document(
+        cls.name,
+        cls.description,
+        dpone_version(),
+        caps.singer_capabilities(),
+        cls.all_settings(),
+        extra={"load_methods": list(caps.load_methods), "schema_evolution": list(caps.schema_evolution)},
+    )
+    if fmt == "markdown":
+        return about_markdown(doc)
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def run(
+    target_cls: type[Target],
+    argv: Sequence[str] | None = None,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[bytes] | None = None,
+    stderr: IO[str] | None = None,
+) -> int:
+    parser = argparse.ArgumentParser(prog=target_cls.name, description=target_cls.description)
+    for flags, kwargs in OPTIONS:
+        parser.add_argument(*flags, **kwargs)
+    args = parser.parse_args(argv)
+    out = stdout or sys.stdout.buffer
+
+    def program(redactor: Redactor) -> int:
+        if args.version:
+            out.write(f"{target_cls.name} {dpone_version()}\n".encode())
+            return 0
+        if args.about:
+            out.write(about(target_cls, args.format).encode())
+            return 0
+        if not args.config:
+            raise ConfigError("--config FILE is required (see --about for the settings)")
+        raw = load_config(args.config)
+        redactor.add_config(raw, secret_names(target_cls.all_settings()))
+        config = apply_settings(target_cls.all_settings(), raw, target_cls.name)
+        target = target_cls(config)
+        if args.input:
+            try:
+                source: IO[bytes] = open(args.input, "rb")  # noqa: SIM115 - closed below
+            except OSError as exc:
+                raise ConfigError(f"cannot read --input {args.input}: {exc.strerror}") from None
+        else:
+            source = stdin or sys.stdin.buffer
+        try:
+            target.run(source, out)
+        finally:
+            if args.input:
+                source.close()
+        return 0
+
+    return guarded(program, target_cls.name, stderr)
