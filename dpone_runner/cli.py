@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.version:
-        from taps.framework.tap_cli import dpone_version  # noqa: PLC0415
+        from dpone_protocol.about import dpone_version  # noqa: PLC0415
 
         print(f"dpone {dpone_version()}")
     return 0

@@ -8,17 +8,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import IO, Any
 
 import orjson
 
+from dpone_protocol.about import about_document, about_markdown, dpone_version
 from dpone_protocol.catalog import Catalog
 from dpone_protocol.codec import MessageWriter
 from dpone_protocol.config import Redactor, load_config, load_json_file
 from dpone_protocol.entrypoint import guarded
 from dpone_protocol.errors import ConfigError
-from dpone_protocol.settings import about_document, about_markdown, apply_settings, secret_names
+from dpone_protocol.settings import apply_settings, secret_names
 from taps.framework.tap import Tap
 
 OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
@@ -31,13 +31,6 @@ OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--format",), {"choices": ("json", "markdown"), "default": None, "help": "--about output format"}),
     (("--version",), {"action": "store_true", "help": "print the version"}),
 )
-
-
-def dpone_version() -> str:
-    try:
-        return version("dpone")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def build_parser(tap_cls: type[Tap]) -> argparse.ArgumentParser:

@@ -9,11 +9,11 @@ from typing import IO, Any
 
 import orjson
 
+from dpone_protocol.about import about_document, about_markdown, dpone_version
 from dpone_protocol.config import Redactor, load_config
 from dpone_protocol.entrypoint import guarded
 from dpone_protocol.errors import ConfigError
-from dpone_protocol.settings import about_document, about_markdown, apply_settings, secret_names
-from taps.framework.tap_cli import dpone_version
+from dpone_protocol.settings import apply_settings, secret_names
 from targets.framework.target import Target
 
 OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# System packages the test suite needs: PostgreSQL server binaries (with wal2json) for the
+# throwaway servers the service tests start. Idempotent; skips apt when already present.
+set -euo pipefail
+have_pg() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v psql >/dev/null 2>&1; }
+if have_pg; then
+    exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install the PostgreSQL server binaries (initdb, pg_ctl) and psql, then re-run" >&2
+    exit 1
+fi
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
+echo "installing PostgreSQL server binaries with apt-get" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    postgresql postgresql-client postgresql-15-wal2json >/dev/null
+# Debian starts a cluster on install; tests run their own servers, so stop it.
+if command -v pg_ctlcluster >/dev/null 2>&1; then
+    $sudo pg_ctlcluster --force 15 main stop >/dev/null 2>&1 || true
+fi
+have_pg
