@@ -1,0 +1,132 @@
+"""The state store interface every backend implements, and how a backend is chosen.
+
+A store keeps, per pipeline: the last committed Singer state value, a lock so two runs of
+the same pipeline cannot interleave, and the reports of past runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dpone_protocol.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    pipeline_id: str
+    owner: str  # a run id
+    pid: int
+    host: str
+    acquired_at: str  # ISO 8601 UTC
+
+    def is_stale(self) -> bool:
+        """A lock whose process is gone. Only knowable for locks taken on this host."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def describe(self) -> str:
+        stale = " (that process is gone: the lock is stale)" if self.is_stale() else ""
+        return f"locked by run {self.owner} (pid {self.pid} on {self.host}) since {self.acquired_at}{stale}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    pipeline_id: str
+    value: dict[str, Any]
+    updated_at: str
+
+
+@dataclass(slots=True)
+class RunRecord:
+    pipeline_id: str
+    run_id: str
+    created_at: str
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def new_lock(pipeline_id: str, owner: str) -> LockInfo:
+    return LockInfo(pipeline_id, owner, os.getpid(), socket.gethostname(), utc_now())
+
+
+class LockedError(ConfigError):
+    """Another run holds the pipeline's lock."""
+
+    def __init__(self, lock: LockInfo) -> None:
+        self.lock = lock
+        hint = f"; if no run is active, break it with `dpone state unlock {lock.pipeline_id}`"
+        super().__init__(f"pipeline {lock.pipeline_id!r} is {lock.describe()}{hint}")
+
+
+class StateStore(Protocol):
+    """Every method is atomic: a reader sees the old value or the new one, never a mix."""
+
+    def get(self, pipeline_id: str) -> StoredState | None: ...
+
+    def put(self, pipeline_id: str, value: dict[str, Any]) -> None:
+        """Replace the pipeline's state value."""
+        ...
+
+    def delete(self, pipeline_id: str) -> None: ...
+
+    def list(self) -> list[StoredState]: ...
+
+    def acquire_lock(self, lock: LockInfo) -> None:
+        """Take the pipeline's lock or raise LockedError naming the holder."""
+        ...
+
+    def release_lock(self, pipeline_id: str, owner: str) -> None:
+        """Release the lock if `owner` holds it."""
+        ...
+
+    def break_lock(self, pipeline_id: str) -> LockInfo | None:
+        """Remove whatever lock is held; returns it."""
+        ...
+
+    def get_lock(self, pipeline_id: str) -> LockInfo | None: ...
+
+    def save_run(self, run: RunRecord) -> None: ...
+
+    def runs(self, pipeline_id: str, limit: int = 20) -> list[RunRecord]:
+        """Newest first."""
+        ...
+
+    def close(self) -> None: ...
+
+
+DEFAULT_BACKEND = "sqlite:///.dpone/state.db"
+
+
+def open_store(uri: str | None = None) -> StateStore:
+    """sqlite:///path (default .dpone/state.db), file:///path/state.json, or postgresql://..."""
+    uri = uri or os.environ.get("DPONE_STATE_BACKEND") or DEFAULT_BACKEND
+    scheme, _, rest = uri.partition("://")
+    # SQLAlchemy-style: sqlite:///relative/path and sqlite:////absolute/path
+    path = rest[1:] if rest.startswith("/") else rest
+    if scheme == "sqlite":
+        from state.sqlite_store import SqliteStore  # noqa: PLC0415 - backends load on demand
+
+        return SqliteStore(path or ".dpone/state.db")
+    if scheme == "file":
+        from state.json_store import JsonFileStore  # noqa: PLC0415
+
+        return JsonFileStore(path or ".dpone/state.json")
+    if scheme in ("postgresql", "postgres"):
+        from state.postgres_store import PostgresStore  # noqa: PLC0415
+
+        return PostgresStore(uri)
+    raise ConfigError(f"unknown state backend {scheme!r}: use sqlite:///PATH, file:///PATH or postgresql://...")
