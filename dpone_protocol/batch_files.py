@@ -61,7 +61,13 @@ def iter_batch_records(uri: str, encoding: BatchEncoding) -> Iterator[dict[str, 
             import pyarrow.parquet as pq  # noqa: PLC0415 - optional dependency
         except ImportError:
             raise ConfigError("parquet BATCH files need pyarrow: pip install 'dpone[parquet]'") from None
-        parquet = pq.ParquetFile(uri_to_path(uri))
+        path = uri_to_path(uri)
+        try:
+            parquet = pq.ParquetFile(path)
+        except FileNotFoundError:
+            raise DataError(f"BATCH file not found: {path}") from None
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise DataError(f"BATCH file {path} is unreadable: {exc}") from None
         for batch in parquet.iter_batches():
             yield from batch.to_pylist()
     else:

@@ -102,6 +102,8 @@ class CatalogEntry:
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> CatalogEntry:
+        if not isinstance(obj, dict):
+            raise ConfigError(f"catalog stream must be a JSON object, got {type(obj).__name__}")
         try:
             tap_stream_id = obj.get("tap_stream_id") or obj["stream"]
             schema = obj["schema"]
@@ -109,6 +111,8 @@ class CatalogEntry:
             raise ConfigError(f"catalog stream is missing {exc.args[0]!r}") from None
         metadata: dict[Breadcrumb, dict[str, Any]] = {}
         for item in obj.get("metadata") or []:
+            if not isinstance(item, dict):
+                raise ConfigError(f"catalog stream {tap_stream_id!r}: metadata items must be objects")
             metadata[tuple(item.get("breadcrumb", []))] = dict(item.get("metadata", {}))
         return cls(
             tap_stream_id=tap_stream_id,

@@ -12,7 +12,7 @@ import datetime as dt
 import decimal
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
@@ -47,14 +47,34 @@ def _orjson_default(obj: Any) -> Any:
     raise TypeError(f"cannot serialize {type(obj).__name__}")
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 class OrjsonCodec:
+    """The fast default. Numbers become float or 64-bit int: integers wider than 64 bits and
+    decimals with more digits than a float holds are rounded; see :class:`ExactCodec`."""
+
     name = "orjson"
 
     def loads(self, data: bytes) -> Any:
         return orjson.loads(data)
 
     def dumps(self, obj: Any) -> bytes:
-        return orjson.dumps(obj, default=_orjson_default, option=orjson.OPT_NON_STR_KEYS)
+        try:
+            return orjson.dumps(obj, default=_orjson_default)
+        except TypeError:
+            # Rare non-string dict keys; the option costs ~60% on every call, so only on retry.
+            return orjson.dumps(obj, default=_orjson_default, option=orjson.OPT_NON_STR_KEYS)
+
+    def dumps_line(self, obj: Any) -> bytes:
+        """One line with its newline, without copying the bytes to append it."""
+        try:
+            return orjson.dumps(obj, default=_orjson_default, option=orjson.OPT_APPEND_NEWLINE)
+        except TypeError:
+            return orjson.dumps(
+                obj, default=_orjson_default, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+            )
 
 
 class _StdlibEncoder(json.JSONEncoder):
@@ -76,13 +96,30 @@ class StdlibCodec:
         return json.dumps(obj, cls=_StdlibEncoder, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def _exact_int(text: str) -> int | decimal.Decimal:
+    # Wider than int64 stays exact as a Decimal, which every encoder here writes as a bare number.
+    return int(text) if len(text) < 19 else decimal.Decimal(text)
+
+
+class ExactCodec(OrjsonCodec):
+    """Every JSON number kept exactly: non-integers as Decimal, integers of any width.
+
+    Several times slower to decode than orjson; targets use it only for streams that
+    declare exact numeric columns (integers wider than 64 bits, numbers with multipleOf).
+    """
+
+    name = "exact"
+
+    def loads(self, data: bytes) -> Any:
+        return json.loads(data, parse_float=decimal.Decimal, parse_int=_exact_int, parse_constant=_reject_constant)
+
+
 DEFAULT_CODEC: Codec = OrjsonCodec()
+EXACT_CODEC: Codec = ExactCodec()
 
 # The type and stream sit near the start of a line for every Singer implementation
 # we know of; peeking at them saves a full decode when a router only needs these two.
-_TYPE_RE = re.compile(rb'"type"\s*:\s*"([A-Z_]+)"')
-_STREAM_RE = re.compile(rb'"stream"\s*:\s*"((?:[^"\\]|\\.)*)"')
-_PEEK_BYTES = 256
+_HEAD_RE = re.compile(rb'\{\s*"type"\s*:\s*"([A-Z_]+)"\s*(?:,\s*"stream"\s*:\s*"((?:[^"\\]|\\.)*)")?')
 
 
 @dataclass(slots=True)
@@ -94,18 +131,19 @@ class Frame:
 
     def peek(self, codec: Codec = DEFAULT_CODEC) -> tuple[str, str | None]:
         """The message type and stream, decoding the whole line only when needed."""
-        head = self.raw[:_PEEK_BYTES]
-        tmatch = _TYPE_RE.search(head)
-        smatch = _STREAM_RE.search(head)
-        if tmatch and (smatch or tmatch.group(1) == b"STATE"):
-            stream = smatch.group(1) if smatch else None
-            if stream is not None and b"\\" in stream:
-                stream = None  # escaped name: let the decoder unescape it
-            else:
-                return tmatch.group(1).decode(), stream.decode() if stream is not None else None
+        match = _HEAD_RE.match(self.raw)
+        if match:
+            mtype, stream = match.group(1), match.group(2)
+            if mtype == b"STATE":
+                return "STATE", None
+            if stream is not None and b"\\" not in stream:
+                return mtype.decode(), stream.decode()
         obj = decode_line(self.raw, self.line, codec)
+        mtype_value = obj.get("type")
         stream_value = obj.get("stream")
-        return str(obj.get("type")), stream_value if isinstance(stream_value, str) else None
+        if mtype_value == "STATE" or not isinstance(stream_value, str):
+            return str(mtype_value), None
+        return str(mtype_value), stream_value
 
 
 def decode_line(raw: bytes, line: int, codec: Codec = DEFAULT_CODEC) -> dict[str, Any]:
@@ -166,16 +204,18 @@ class MessageWriter:
     def __init__(self, stream: IO[bytes], codec: Codec = DEFAULT_CODEC) -> None:
         self._stream = stream
         self._codec = codec
+        dumps_line = getattr(codec, "dumps_line", None)
+        self._line: Callable[[Any], bytes] = dumps_line or (lambda obj: codec.dumps(obj) + b"\n")
 
     def write(self, message: Message) -> None:
-        self._stream.write(self._codec.dumps(message.to_dict()) + b"\n")
+        self._stream.write(self._line(message.to_dict()))
 
     def write_record(self, stream: str, record: dict[str, Any], time_extracted: str | None = None) -> None:
         """Fast path for the hot loop: no message object per row."""
         obj: dict[str, Any] = {"type": "RECORD", "stream": stream, "record": record}
         if time_extracted is not None:
             obj["time_extracted"] = time_extracted
-        self._stream.write(self._codec.dumps(obj) + b"\n")
+        self._stream.write(self._line(obj))
 
     def write_raw(self, line: bytes) -> None:
         self._stream.write(line if line.endswith(b"\n") else line + b"\n")

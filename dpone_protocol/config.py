@@ -23,8 +23,10 @@ SECRET_NAME_RE = re.compile(
     r"(pass(word)?|secret|token|api[_-]?key|private[_-]?key|credentials?|auth|dsn|sasl)", re.IGNORECASE
 )
 # user:password@ in URLs and DSNs; password=... in libpq/ODBC connection strings.
-_URL_PASSWORD_RE = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?=@)")
-_KV_PASSWORD_RE = re.compile(r"(?P<pre>\b(?:password|pwd|passwd)\s*=\s*)(?P<pw>'[^']*'|[^\s;]+)", re.IGNORECASE)
+_URL_PASSWORD_RE = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\s/?#]+)(?=@)")
+_KV_PASSWORD_RE = re.compile(
+    r"(?P<pre>\b(?:password|pwd|passwd)\s*=\s*)(?P<pw>\{(?:[^}]|\}\})*\}|'[^']*'|[^\s;]+)", re.IGNORECASE
+)
 MASK = "***"
 
 
@@ -146,12 +148,16 @@ def install_redaction(redactor: Redactor, logger: logging.Logger | None = None) 
 def redact_config(config: Mapping[str, Any], secret_keys: Iterable[str] = ()) -> dict[str, Any]:
     """A copy safe to print: secret settings replaced by ***."""
     declared = set(secret_keys)
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            out[key] = redact_config(value, declared)
-        elif isinstance(value, str) and (key in declared or is_secret_name(key)):
-            out[key] = MASK
-        else:
-            out[key] = value
-    return out
+    return {key: _redact_value(value, str(key), declared) for key, value in config.items()}
+
+
+def _redact_value(value: Any, key: str, declared: set[str]) -> Any:
+    if isinstance(value, Mapping):
+        return redact_config(value, declared)
+    if isinstance(value, list):
+        return [_redact_value(v, key, declared) for v in value]
+    if isinstance(value, str):
+        if key in declared or is_secret_name(key):
+            return MASK
+        return _URL_PASSWORD_RE.sub(lambda m: m.group("pre") + MASK, value)
+    return value

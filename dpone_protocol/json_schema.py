@@ -109,11 +109,26 @@ def _single(schema: dict[str, Any], kind: str) -> ColumnType:
     return ColumnType(Logical.JSON)
 
 
+def _widest(values: list[int | None]) -> int | None:
+    """The largest limit, or None (unlimited) when any alternative has none."""
+    return None if any(v is None for v in values) else max(v for v in values if v is not None)
+
+
 def _merge(options: list[ColumnType]) -> ColumnType:
     """Narrowest logical type that holds every alternative of a union."""
     kinds = {o.logical for o in options}
     if len(kinds) == 1:
-        return options[0]
+        if len(options) == 1:
+            return options[0]
+        scale = _widest([o.scale for o in options])
+        digits = _widest([None if o.precision is None else o.precision - (o.scale or 0) for o in options])
+        return ColumnType(
+            options[0].logical,
+            max_length=_widest([o.max_length for o in options]),
+            bits=_widest([o.bits for o in options]),
+            precision=None if digits is None else digits + (scale or 0),
+            scale=scale,
+        )
     if kinds <= {Logical.INTEGER, Logical.NUMBER}:
         return ColumnType(Logical.NUMBER)
     if kinds <= {Logical.INTEGER, Logical.DECIMAL}:

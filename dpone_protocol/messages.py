@@ -130,8 +130,8 @@ def from_dict(obj: Any, line: int | None = None) -> Message:
         return RecordMessage(
             _require(obj, "stream", str, line),
             _require(obj, "record", dict, line),
-            version if isinstance(version, int) else None,
-            obj.get("time_extracted"),
+            version if isinstance(version, int) and not isinstance(version, bool) else None,
+            time_extracted if isinstance(time_extracted := obj.get("time_extracted"), str) else None,
         )
     if mtype == "STATE":
         return StateMessage(_require(obj, "value", dict, line))
@@ -140,6 +140,8 @@ def from_dict(obj: Any, line: int | None = None) -> Message:
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise ProtocolError("key_properties must be a list of strings", line=line, stream=_stream_of(obj))
         bookmarks = obj.get("bookmark_properties") or None
+        if isinstance(bookmarks, str):
+            bookmarks = [bookmarks]  # singer-python taps sometimes send a bare string
         return SchemaMessage(_require(obj, "stream", str, line), _require(obj, "schema", dict, line), keys, bookmarks)
     if mtype == "ACTIVATE_VERSION":
         return ActivateVersionMessage(_require(obj, "stream", str, line), _require(obj, "version", int, line))

@@ -1,25 +1,168 @@
-"""The `dpone` command line."""
+"""The `dpone` command line: option tables, parsing, and programs that return exit codes."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import IO, Any
+
+import orjson
+
+from dpone_protocol.about import dpone_version
+from dpone_protocol.config import Redactor, load_json_file
+from dpone_protocol.entrypoint import guarded
+from dpone_protocol.errors import ConfigError
+
+_PRETTY = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dpone", description="Run Singer taps into targets with safe state.")
-    parser.add_argument("--version", action="store_true", help="print the version")
+    parser = argparse.ArgumentParser(
+        prog="dpone", description="Run Singer taps into targets; state is saved only after the targets commit."
+    )
+    parser.add_argument("--version", action="version", version=f"dpone {dpone_version()}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--project", default=".", metavar="DIR", help="directory holding meltano.yml")
+    common.add_argument(
+        "--state-backend",
+        metavar="URI",
+        help="sqlite:///PATH (default .dpone/state.db), file:///PATH.json or postgresql://...",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", parents=[common], help="run a tap into one or more targets")
+    run.add_argument("tap")
+    run.add_argument("targets", nargs="+", metavar="target")
+    run.add_argument("--tap-config", metavar="FILE", help="JSON whose keys override the tap's project config")
+    run.add_argument(
+        "--target-config",
+        metavar="FILE",
+        action="append",
+        help="JSON overriding a target's config (repeat in target order)",
+    )
+    run.add_argument("--pipeline-id", help="state key (default TAP-to-TARGET)")
+    run.add_argument("--full-refresh", action="store_true", help="ignore saved state for this run")
+    run.add_argument("--format", choices=("text", "json"), default="text", help="run report format")
+    run.add_argument("--no-progress", action="store_true", help="no live progress line on a terminal")
+
+    state = sub.add_parser("state", help="inspect and manage saved state")
+    state_sub = state.add_subparsers(dest="action", required=True)
+    state_sub.add_parser("list", parents=[common], help="pipelines with saved state")
+    for name, text in (
+        ("get", "print a pipeline's state"),
+        ("clear", "delete a pipeline's state"),
+        ("set", "replace a pipeline's state from a JSON file (- for stdin)"),
+        ("runs", "reports of the latest runs"),
+        ("unlock", "break a pipeline's lock"),
+    ):
+        p = state_sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("pipeline_id")
+        if name in ("get", "clear", "set"):
+            p.add_argument("--stream", help="only this stream's bookmark")
+        if name == "set":
+            p.add_argument("file")
+        if name == "runs":
+            p.add_argument("--last", type=int, default=5)
+    export = state_sub.add_parser("export", parents=[common], help="every pipeline's state as JSON")
+    export.add_argument("pipeline_id", nargs="?")
     return parser
 
 
-def run(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.version:
-        from dpone_protocol.about import dpone_version  # noqa: PLC0415
+def _run(args: argparse.Namespace, out: IO[str], redactor: Redactor) -> int:
+    from dpone_runner import pipeline  # noqa: PLC0415 - keep --help fast
+    from dpone_runner.project import load_project, override_config  # noqa: PLC0415
+    from state.store import open_store  # noqa: PLC0415
 
-        print(f"dpone {dpone_version()}")
+    project = load_project(args.project)
+    store = open_store(args.state_backend or project.state_backend)
+    try:
+        options = pipeline.RunOptions(args.pipeline_id, args.full_refresh, not args.no_progress)
+        run = pipeline.prepare(project, store, args.tap, args.targets, options, redactor)
+        override_config(run.tap, args.tap_config)
+        for target, path in zip(run.targets, args.target_config or [], strict=False):
+            override_config(target, path)
+        try:
+            run.execute()
+        finally:
+            if run.report.started_at:
+                if args.format == "json":
+                    out.write(run.report.to_json().decode())
+                else:
+                    out.write(redactor(run.report.render_text()))
+                out.flush()
+    finally:
+        store.close()
     return 0
+
+
+def _state(args: argparse.Namespace, out: IO[str]) -> int:
+    from dpone_runner.project import load_project  # noqa: PLC0415
+    from state.merge import clear_stream, merge_state  # noqa: PLC0415
+    from state.store import open_store  # noqa: PLC0415
+
+    backend = args.state_backend
+    if backend is None:
+        try:
+            backend = load_project(args.project).state_backend
+        except ConfigError:
+            backend = None  # no project here: the default store still works
+    store = open_store(backend)
+
+    def dump(value: Any) -> None:
+        out.write(orjson.dumps(value, option=_PRETTY).decode() + "\n")
+
+    try:
+        action = args.action
+        if action == "list":
+            for item in store.list():
+                lock = store.get_lock(item.pipeline_id)
+                suffix = f"\t{lock.describe()}" if lock else ""
+                out.write(f"{item.pipeline_id}\t{item.updated_at}{suffix}\n")
+        elif action == "export":
+            items = store.list()
+            dump({i.pipeline_id: i.value for i in items if args.pipeline_id in (None, i.pipeline_id)})
+        elif action == "get":
+            found = store.get(args.pipeline_id)
+            if found is None:
+                raise ConfigError(f"no saved state for pipeline {args.pipeline_id!r}")
+            dump(found.value.get("bookmarks", {}).get(args.stream) if args.stream else found.value)
+        elif action == "set":
+            value = orjson.loads(sys.stdin.buffer.read()) if args.file == "-" else load_json_file(args.file, "state")
+            if not isinstance(value, dict):
+                raise ConfigError("state must be a JSON object")
+            if args.stream:
+                current = store.get(args.pipeline_id)
+                value = merge_state(current.value if current else None, {"bookmarks": {args.stream: value}})
+            store.put(args.pipeline_id, value)
+        elif action == "clear":
+            if args.stream:
+                current = store.get(args.pipeline_id)
+                if current is not None:
+                    store.put(args.pipeline_id, clear_stream(current.value, args.stream))
+            else:
+                store.delete(args.pipeline_id)
+        elif action == "unlock":
+            lock = store.break_lock(args.pipeline_id)
+            out.write(f"removed lock: {lock.describe()}\n" if lock else "no lock was held\n")
+        elif action == "runs":
+            for record in store.runs(args.pipeline_id, args.last):
+                dump(record.report)
+    finally:
+        store.close()
+    return 0
+
+
+def run(argv: Sequence[str] | None = None, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = stdout or sys.stdout
+
+    def program(redactor: Redactor) -> int:
+        if args.command == "run":
+            return _run(args, out, redactor)
+        return _state(args, out)
+
+    return guarded(program, "dpone", stderr)
 
 
 def main() -> None:

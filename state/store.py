@@ -6,6 +6,7 @@ the same pipeline cannot interleave, and the reports of past runs.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import os
 import socket
@@ -25,7 +26,8 @@ class LockInfo:
 
     def is_stale(self) -> bool:
         """A lock whose process is gone. Only knowable for locks taken on this host."""
-        if self.host != socket.gethostname():
+        # pid <= 0 would probe a process group, not a process.
+        if self.host != socket.gethostname() or self.pid <= 0:
             return False
         try:
             os.kill(self.pid, 0)
@@ -81,28 +83,35 @@ class StateStore(Protocol):
         """Replace the pipeline's state value."""
         ...
 
-    def delete(self, pipeline_id: str) -> None: ...
+    def delete(self, pipeline_id: str) -> None:
+        """Forget the pipeline's state value; its lock and run history stay."""
+        ...
 
-    def list(self) -> list[StoredState]: ...
+    def list(self) -> list[StoredState]:
+        """Every pipeline's state, sorted by pipeline id."""
+        ...
 
     def acquire_lock(self, lock: LockInfo) -> None:
         """Take the pipeline's lock or raise LockedError naming the holder."""
         ...
 
     def release_lock(self, pipeline_id: str, owner: str) -> None:
-        """Release the lock if `owner` holds it."""
+        """Release the lock if `owner` holds it; a lock held by anyone else stays."""
         ...
 
     def break_lock(self, pipeline_id: str) -> LockInfo | None:
-        """Remove whatever lock is held; returns it."""
+        """Remove whatever lock is held, stale or not; returns it (None if there was none)."""
         ...
 
     def get_lock(self, pipeline_id: str) -> LockInfo | None: ...
 
-    def save_run(self, run: RunRecord) -> None: ...
+    def save_run(self, run: RunRecord) -> None:
+        """Record a run; saving the same (pipeline_id, run_id) again replaces its record."""
+        ...
 
-    def runs(self, pipeline_id: str, limit: int = 20) -> list[RunRecord]:
-        """Newest first."""
+    # `builtins.list`: inside this class body `list` names the method above.
+    def runs(self, pipeline_id: str, limit: int = 20) -> builtins.list[RunRecord]:
+        """At most `limit` runs, newest (by created_at) first."""
         ...
 
     def close(self) -> None: ...

@@ -8,8 +8,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
+from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.errors import DataError
 from targets.duckdb import ddl
 from targets.duckdb.connector import connect, error_types
@@ -91,8 +90,7 @@ class DuckDBLoader(Loader):
         fd, path = tempfile.mkstemp(prefix="dpone-duckdb-", suffix=".jsonl", dir=self.staging_dir)
         try:
             with os.fdopen(fd, "wb") as fh:
-                dumps = orjson.dumps
-                fh.write(b"\n".join(map(dumps, records)))
+                fh.write(b"\n".join(map(DEFAULT_CODEC.dumps, records)))
             try:
                 self.conn.execute(ddl.load_json(staging, path, self._wanted(plan)))
             except self._data_errors as exc:

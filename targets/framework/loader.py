@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.json_schema import ColumnType
 from dpone_protocol.messages import SchemaMessage
@@ -103,10 +102,10 @@ def _dedupe_last(records: list[dict[str, Any]], keys: list[str]) -> list[dict[st
         key = keys[0]
         for record in records:
             value = record[key]
-            latest[value if not isinstance(value, (dict, list)) else orjson.dumps(value)] = record
+            latest[value if not isinstance(value, (dict, list)) else DEFAULT_CODEC.dumps(value)] = record
     else:
         for record in records:
-            latest[orjson.dumps([record[k] for k in keys])] = record
+            latest[DEFAULT_CODEC.dumps([record[k] for k in keys])] = record
     return list(latest.values()) if len(latest) != len(records) else records
 
 

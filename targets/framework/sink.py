@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dpone_protocol.errors import DataError
-from dpone_protocol.json_schema import ColumnType, stream_columns
+from dpone_protocol.json_schema import ColumnType, Logical, stream_columns
 from dpone_protocol.messages import RecordMessage, SchemaMessage
 from targets.framework.batching import Batch, BatchPolicy
 
@@ -25,6 +25,14 @@ METADATA_PROPERTIES: dict[str, dict[str, Any]] = {
     "_sdc_deleted_at": {"type": ["null", "string"], "format": "date-time"},
     "_sdc_table_version": {"type": ["null", "integer"]},
 }
+
+
+def _json_types(prop: dict[str, Any]) -> set[str]:
+    declared = prop.get("type", [])
+    types = {declared} if isinstance(declared, str) else set(declared)
+    for alt in prop.get("anyOf") or prop.get("oneOf") or []:
+        types |= _json_types(alt)
+    return types
 
 
 def _now_iso() -> str:
@@ -60,6 +68,7 @@ class Sink(ABC):
         self.schema: dict[str, Any] = {}
         self.key_properties: list[str] = []
         self.columns: dict[str, ColumnType] = {}
+        self.exact_numbers = False  # decode this stream's records without float rounding
         self.set_schema(schema)
 
     # -- schema -----------------------------------------------------------------
@@ -76,6 +85,10 @@ class Sink(ABC):
         self.schema = schema
         self.key_properties = list(message.key_properties)
         self.columns = columns
+        self.exact_numbers = any(
+            col.logical is Logical.DECIMAL and "string" not in _json_types(schema["properties"][name])
+            for name, col in columns.items()
+        )
         self.on_schema()
 
     def schema_differs(self, message: SchemaMessage) -> bool:

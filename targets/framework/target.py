@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import IO, Any, ClassVar
 
 from dpone_protocol.batch_files import iter_batch_records
-from dpone_protocol.codec import MessageReader, MessageWriter, decode_line
+from dpone_protocol.codec import DEFAULT_CODEC, EXACT_CODEC, Frame, MessageReader, MessageWriter, decode_line
 from dpone_protocol.errors import DataError, ProtocolError
 from dpone_protocol.messages import (
     ActivateVersionMessage,
@@ -50,6 +50,7 @@ class Target:
         self.policy = BatchPolicy.from_config(dict(config))
         self.sinks: dict[str, Sink] = {}
         self._pending_state: dict[str, Any] | None = None
+        self._exact_streams: set[str] = set()
         self.records_in = 0
 
     # -- hooks ------------------------------------------------------------------
@@ -85,7 +86,13 @@ class Target:
         log.info("loaded %d records into %d streams", self.records_in, len(self.sinks))
 
     def _handle(self, raw: bytes, line: int, writer: MessageWriter) -> None:
-        message = from_dict(decode_line(raw, line), line)
+        codec = DEFAULT_CODEC
+        if self._exact_streams and raw.startswith(b'{"type":"RECORD"'):
+            # Exact numeric columns: decode without rounding to float (slower, so only here).
+            _, stream = Frame(line, raw).peek()
+            if stream in self._exact_streams:
+                codec = EXACT_CODEC
+        message = from_dict(decode_line(raw, line, codec), line)
         if isinstance(message, RecordMessage):
             sink = self.sinks.get(message.stream)
             if sink is None:
@@ -125,13 +132,17 @@ class Target:
         sink = self.sinks.get(message.stream)
         try:
             if sink is None:
-                self.sinks[message.stream] = self.make_sink(message)
+                sink = self.sinks[message.stream] = self.make_sink(message)
             elif sink.schema_differs(message):
                 # Rows received under the old schema are committed under it first.
                 sink.drain()
                 sink.set_schema(message)
         except DataError as exc:
             raise ProtocolError(str(exc), line=line, stream=message.stream) from None
+        if sink.exact_numbers:
+            self._exact_streams.add(message.stream)
+        else:
+            self._exact_streams.discard(message.stream)
 
     def _on_batch(self, message: BatchMessage, line: int, writer: MessageWriter) -> None:
         sink = self._sink_for(message.stream, line)

@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
-import orjson
-
+from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.messages import SchemaMessage
 from dpone_protocol.settings import Setting
@@ -66,8 +65,8 @@ class JsonlSink(Sink):
         self._opened = True
 
     def write_batch(self, records: list[dict[str, Any]]) -> None:
-        dumps = orjson.dumps
-        self._fh.write(b"".join(dumps(r) + b"\n" for r in records))
+        line = DEFAULT_CODEC.dumps
+        self._fh.write(b"".join(line(r) + b"\n" for r in records))
         self._fh.flush()
         os.fsync(self._fh.fileno())
 

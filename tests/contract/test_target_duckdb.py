@@ -281,3 +281,20 @@ def test_table_name_map_and_target_schema(run_target, db):
     config = {"filepath": str(db), "default_target_schema": "raw", "table_name_map": {"people": "persons"}}
     assert run_target(DuckDBTarget, config, lines(schema("people", PROPS), *people((1, "a")))).rc == 0
     assert rows(db, "SELECT id FROM raw.persons") == [(1,)]
+
+
+def test_json_numbers_beyond_float_precision_load_exactly(run_target, db):
+    props = {
+        "id": {"type": "integer"},
+        "amount": {"type": "number", "multipleOf": 1e-18},
+        "huge": {"type": "integer", "minimum": -1e30, "maximum": 1e30},
+    }
+    data = (
+        lines(schema("exact", props))
+        + b'{"type":"RECORD","stream":"exact","record":{"id":1,"amount":12345678901234567890.123456789012345678,'
+        b'"huge":123456789012345678901234567890}}\n'
+    )
+    result = run_target(DuckDBTarget, {"filepath": str(db), "add_record_metadata": False}, data)
+    assert result.rc == 0, result.stderr
+    (row,) = rows(db, "SELECT amount::VARCHAR, huge::VARCHAR FROM exact")
+    assert row == ("12345678901234567890.123456789012345678", "123456789012345678901234567890")

@@ -1,0 +1,53 @@
+"""The catalog a run hands the tap: discovered, then the project's select and metadata applied."""
+
+from __future__ import annotations
+
+import fnmatch
+import subprocess
+from pathlib import Path
+
+import orjson
+
+from dpone_protocol.catalog import Catalog, apply_selection
+from dpone_protocol.config import Redactor
+from dpone_protocol.errors import ConfigError
+from dpone_runner.project import Plugin
+
+DISCOVER_TIMEOUT_SECONDS = 600
+
+
+def prepare_catalog(plugin: Plugin, command: str, config_path: Path, workdir: Path, redactor: Redactor) -> list[str]:
+    """Discover, select, override metadata; returns the tap arguments that pass the catalog."""
+    caps = set(plugin.capabilities)
+    if caps and not caps & {"catalog", "properties", "discover"}:
+        return []
+    try:
+        proc = subprocess.run(
+            [command, "--config", str(config_path), "--discover"],
+            capture_output=True,
+            timeout=DISCOVER_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"{plugin.name} --discover did not finish in {DISCOVER_TIMEOUT_SECONDS}s") from None
+    if proc.returncode != 0:
+        last = redactor(
+            proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:][0]
+            if proc.stderr.strip()
+            else "no error message"
+        )
+        raise ConfigError(f"{plugin.name} --discover failed (exit {proc.returncode}): {last}")
+    try:
+        catalog = Catalog.from_dict(orjson.loads(proc.stdout))
+    except orjson.JSONDecodeError:
+        raise ConfigError(f"{plugin.name} --discover did not print a JSON catalog") from None
+    if plugin.select:
+        catalog = apply_selection(catalog, plugin.select)
+    for pattern, overrides in plugin.metadata.items():
+        for entry in catalog:
+            if fnmatch.fnmatchcase(entry.tap_stream_id, pattern):
+                entry.stream_metadata().update(overrides)
+    path = workdir / "catalog.json"
+    path.write_bytes(orjson.dumps(catalog.to_dict()))
+    flag = "--properties" if "properties" in caps and "catalog" not in caps else "--catalog"
+    return [flag, str(path)]

@@ -1,0 +1,274 @@
+"""One run: lock, start the target(s) and the tap, pump, shut down in order, save committed state.
+
+Shutdown order is what keeps the promise: whatever stops the tap (its own failure, Ctrl-C,
+a dead target), each target's stdin is closed cleanly so it commits what it received and
+echoes its state; only echoed states are saved, and only up to what every target echoed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+
+from dpone_protocol.config import Redactor
+from dpone_protocol.errors import (
+    EXIT_CODES,
+    ConfigError,
+    DataError,
+    DponeError,
+    ErrorKind,
+    FatalError,
+    ProtocolError,
+    TransientError,
+)
+from dpone_runner.catalog_prep import prepare_catalog
+from dpone_runner.filters import build_filters
+from dpone_runner.processes import Connector, start
+from dpone_runner.project import EXTRACTORS, LOADERS, Plugin, Project
+from dpone_runner.pump import Pump, TargetChannel
+from dpone_runner.report import Progress, RunReport, StreamReport
+from dpone_runner.state_commit import StateLedger
+from state.merge import merge_state
+from state.store import RunRecord, StateStore, new_lock, utc_now
+
+log = logging.getLogger("dpone.run")
+_ERROR_BY_EXIT = {code: kind for kind, code in EXIT_CODES.items()}
+_ERROR_CLASS = {
+    ErrorKind.CONFIG: ConfigError,
+    ErrorKind.DATA: DataError,
+    ErrorKind.TRANSIENT: TransientError,
+    ErrorKind.FATAL: FatalError,
+}
+
+
+@dataclass(slots=True)
+class RunOptions:
+    pipeline_id: str | None = None
+    full_refresh: bool = False
+    progress: bool = True
+
+
+class PipelineFailed(DponeError):
+    """The run ended with a failure; the report says which process and why."""
+
+    def __init__(self, kind: ErrorKind, message: str, exit_code: int | None = None) -> None:
+        self.kind = kind
+        self._code = exit_code
+        super().__init__(message)
+
+    @property
+    def exit_code(self) -> int:
+        return self._code if self._code is not None else EXIT_CODES[self.kind]
+
+
+def pipeline_id(tap: str, targets: Sequence[str]) -> str:
+    return f"{tap}-to-{'-'.join(targets)}"
+
+
+def _write_private(path: Path, data: Any) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(orjson.dumps(data))
+    return path
+
+
+@contextlib.contextmanager
+def _signals_stop(on_signal: Any) -> Iterator[None]:
+    """SIGINT and SIGTERM stop the tap; the rest of the shutdown runs as for a tap failure."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        on_signal(signum)
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class Run:
+    def __init__(
+        self,
+        project: Project,
+        store: StateStore,
+        tap: Plugin,
+        targets: list[Plugin],
+        options: RunOptions,
+        redactor: Redactor,
+    ) -> None:
+        self.project = project
+        self.store = store
+        self.tap = tap
+        self.targets = targets
+        self.options = options
+        self.redactor = redactor
+        self.id = options.pipeline_id or pipeline_id(tap.name, [t.name for t in targets])
+        self.report = RunReport(self.id, uuid.uuid4().hex[:12])
+        self.interrupted: int | None = None
+        self._state: dict[str, Any] | None = None
+        self._pump: Pump | None = None
+        self._tap_proc: Connector | None = None
+
+    # -- state -----------------------------------------------------------------
+    def _commit(self, value: dict[str, Any]) -> None:
+        merged = merge_state(self._state, value)
+        self.store.put(self.id, merged)
+        self._state = merged
+        log.debug("state saved for %s", self.id)
+
+    def _on_signal(self, signum: int) -> None:
+        self.interrupted = signum
+        log.warning("%s received: stopping the tap; targets will commit what they have", signal.Signals(signum).name)
+        if self._pump is not None:
+            self._pump.stopped.set()
+        if self._tap_proc is not None:
+            threading.Thread(target=self._tap_proc.stop, args=("interrupted",), daemon=True).start()
+
+    # -- the run -----------------------------------------------------------------
+    def execute(self) -> RunReport:
+        for plugin in (self.tap, *self.targets):
+            self.redactor.add_config(plugin.config, plugin.secret_keys)
+        lock = new_lock(self.id, self.report.run_id)
+        self.store.acquire_lock(lock)
+        started = time.monotonic()
+        self.report.started_at = utc_now()
+        try:
+            stored = self.store.get(self.id)
+            self._state = stored.value if stored else None
+            self.report.state_before = self._state
+            with tempfile.TemporaryDirectory(prefix="dpone-run-") as tmp, _signals_stop(self._on_signal):
+                self._run_in(Path(tmp))
+        finally:
+            self.report.duration_seconds = round(time.monotonic() - started, 3)
+            self.report.ended_at = utc_now()
+            total = sum(s.rows_in for s in self.report.streams)
+            self.report.rows_per_second = round(total / max(self.report.duration_seconds, 1e-9), 1)
+            self.report.state_after = self._state
+            if self.report.status == "running":
+                self.report.status = "failed"
+            try:
+                self.store.save_run(RunRecord(self.id, self.report.run_id, self.report.ended_at, self.report.to_dict()))
+            finally:
+                self.store.release_lock(self.id, self.report.run_id)
+        return self.report
+
+    def _run_in(self, tmp: Path) -> None:
+        root = self.project.root
+        tap_cmd = self.tap.command(root)
+        target_cmds = [t.command(root) for t in self.targets]
+        tap_config = _write_private(tmp / "tap-config.json", self.tap.config)
+        tap_argv = [tap_cmd, "--config", str(tap_config)]
+        tap_argv += prepare_catalog(self.tap, tap_cmd, tap_config, tmp, self.redactor)
+        if self._state and not self.options.full_refresh:
+            tap_argv += ["--state", str(_write_private(tmp / "state.json", self._state))]
+        env = {**os.environ, "DPONE_RUN_ID": self.report.run_id}
+        limits = self.project.limits
+        targets = []
+        for n, (plugin, cmd) in enumerate(zip(self.targets, target_cmds, strict=True)):
+            config = _write_private(tmp / f"target-{n}-config.json", plugin.config)
+            targets.append(
+                start(plugin.name, [cmd, "--config", str(config)], limits, self.redactor, stdin=True, env=env)
+            )
+        ledger = StateLedger(len(targets), self._commit)
+        channels = [TargetChannel(c, n, ledger) for n, c in enumerate(targets)]
+        tap = start(self.tap.name, tap_argv, limits, self.redactor, stdin=False, env=env)
+        self._tap_proc = tap
+        assert tap.proc.stdout is not None
+        pump = Pump(tap.proc.stdout, channels, ledger, build_filters(self.project.filters))
+        self._pump = pump
+        progress = Progress(pump.counts.rows_in)
+        if self.options.progress:
+            progress.start()
+        pump_error: DponeError | None = None
+        try:
+            pump.run()
+        except ProtocolError as exc:
+            pump_error = ProtocolError(
+                f"{self.tap.name} wrote invalid output: {exc.reason}", line=exc.line, stream=exc.stream
+            )
+        finally:
+            progress.stop()
+        if pump_error is not None or pump.any_target_failed() or pump.stopped.is_set():
+            tap.stop("pipeline stopping")
+        tap_rc = tap.proc.wait()
+        # The tap is done or stopped: close every target's input so it commits and echoes.
+        for channel in channels:
+            channel.close()
+        for channel in channels:
+            channel.connector.proc.wait()
+            channel.join()
+            channel.connector.join_output()
+        tap.join_output()
+        if tap.proc.stdout is not None:
+            tap.proc.stdout.close()
+        self._finish_report(pump, tap, [c.connector for c in channels], ledger)
+        self._raise_for_failure(pump_error, tap, tap_rc, [c.connector for c in channels])
+
+    def _finish_report(self, pump: Pump, tap: Connector, targets: list[Connector], ledger: StateLedger) -> None:
+        counts = pump.counts
+        streams = sorted(set(counts.rows_in) | set(counts.rows_out))
+        self.report.streams = [StreamReport(s, counts.rows_in.get(s, 0), counts.rows_out.get(s, 0)) for s in streams]
+        self.report.bytes_in = counts.bytes_in
+        self.report.states_received = counts.states
+        self.report.exit_codes = {tap.name: tap.proc.returncode, **{t.name: t.proc.returncode for t in targets}}
+
+    def _raise_for_failure(
+        self, pump_error: DponeError | None, tap: Connector, tap_rc: int, targets: list[Connector]
+    ) -> None:
+        if self.interrupted is not None:
+            self.report.status = "interrupted"
+            name = signal.Signals(self.interrupted).name
+            self.report.error = f"interrupted by {name}; committed state saved"
+            raise PipelineFailed(ErrorKind.FATAL, self.report.error, 128 + self.interrupted)
+        if pump_error is not None:
+            self.report.error = str(pump_error)
+            raise pump_error
+        for target in targets:
+            rc = target.proc.returncode
+            if rc != 0:
+                raise self._failure(target, rc)
+        if tap_rc != 0:
+            raise self._failure(tap, tap_rc)
+        self.report.status = "success"
+
+    def _failure(self, connector: Connector, rc: int) -> PipelineFailed:
+        kind = _ERROR_BY_EXIT.get(rc, ErrorKind.FATAL)
+        why = connector.killed_for or connector.last_error() or "no error message"
+        how = f"killed by signal {-rc}" if rc < 0 else f"exit {rc}"
+        message = f"{connector.name} failed ({how}): {why}"
+        self.report.error = message
+        return PipelineFailed(kind, message, EXIT_CODES[kind] if rc < 0 else (rc if rc in _ERROR_BY_EXIT else None))
+
+
+def prepare(
+    project: Project,
+    store: StateStore,
+    tap_name: str,
+    target_names: Sequence[str],
+    options: RunOptions,
+    redactor: Redactor,
+) -> Run:
+    if not target_names:
+        raise ConfigError("dpone run needs a tap and at least one target: dpone run TAP TARGET [TARGET ...]")
+    tap = project.plugin(tap_name, EXTRACTORS)
+    targets = [project.plugin(name, LOADERS) for name in target_names]
+    return Run(project, store, tap, targets, options, redactor)

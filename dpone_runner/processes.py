@@ -1,0 +1,117 @@
+"""Starting connector processes: own process group, resource limits, prefixed redacted stderr."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from dpone_protocol.config import Redactor
+from dpone_runner.project import Limits
+
+STOP_GRACE_SECONDS = 5.0
+
+
+def _child_logger() -> logging.Logger:
+    """Connector stderr lines as they are (they carry their own timestamps), with a name prefix."""
+    logger = logging.getLogger("dpone.connector")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    return logger
+
+
+def _limiter(limits: Limits) -> Callable[[], None]:
+    def apply() -> None:
+        if limits.memory_mb:
+            cap = limits.memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        if limits.cpu_seconds:
+            resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+
+    return apply
+
+
+@dataclass
+class Connector:
+    """A running tap or target."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
+    _threads: list[threading.Thread] = field(default_factory=list)
+    killed_for: str | None = None
+
+    def last_error(self) -> str:
+        for line in reversed(self.stderr_tail):
+            if "error" in line.lower():
+                return line
+        return self.stderr_tail[-1] if self.stderr_tail else ""
+
+    def stop(self, reason: str) -> None:
+        """SIGTERM, then SIGKILL after a grace period."""
+        if self.proc.poll() is not None:
+            return
+        self.killed_for = self.killed_for or reason
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def join_output(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+
+def start(
+    name: str,
+    argv: Sequence[str],
+    limits: Limits,
+    redactor: Redactor,
+    *,
+    stdin: bool,
+    env: dict[str, str] | None = None,
+) -> Connector:
+    """Start a connector in its own process group, so a terminal's Ctrl-C reaches only the runner,
+    which then shuts the pipeline down in order."""
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=_limiter(limits) if (limits.memory_mb or limits.cpu_seconds) else None,  # noqa: PLW1509
+        env=env,
+    )
+    connector = Connector(name, proc)
+    logger = _child_logger()
+    prefix = f"{name} | "
+
+    def forward() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = redactor(raw.decode("utf-8", "replace").rstrip())
+            if line:
+                connector.stderr_tail.append(line)
+                logger.info("%s%s", prefix, line)
+
+    thread = threading.Thread(target=forward, name=f"{name}-stderr", daemon=True)
+    thread.start()
+    connector._threads.append(thread)
+    if limits.wall_seconds:
+        timer = threading.Timer(limits.wall_seconds, connector.stop, (f"wall time limit {limits.wall_seconds}s",))
+        timer.daemon = True
+        timer.start()
+    return connector

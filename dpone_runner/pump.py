@@ -1,0 +1,186 @@
+"""Moves the tap's bytes to every target; decodes only what it must.
+
+Without filters a line is only peeked at (type and stream, for counting and for STATE
+bookkeeping) and forwarded as is, in chunks. Each target has a bounded queue and its own
+writer thread: the slowest target sets the pace and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+import orjson
+
+from dpone_protocol.codec import DEFAULT_CODEC, Frame, decode_line
+from dpone_protocol.errors import ProtocolError
+from dpone_protocol.messages import MessageType, RecordMessage, StateMessage, from_dict
+from dpone_runner.filters import Filter, apply_chain
+from dpone_runner.processes import Connector
+from dpone_runner.state_commit import StateLedger
+
+log = logging.getLogger("dpone.pump")
+CHUNK_BYTES = 256 * 1024
+QUEUE_CHUNKS = 32  # per target: at most ~8 MB in flight
+_RECORD_PREFIX = b'{"type":"RECORD","stream":"'
+_KNOWN = {t.value for t in MessageType}
+
+
+class TargetChannel:
+    """The pipe into one target and the reader of the states it echoes."""
+
+    def __init__(self, connector: Connector, index: int, ledger: StateLedger) -> None:
+        self.connector = connector
+        self.index = index
+        self.ledger = ledger
+        self.failed = threading.Event()
+        self.echoed = 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self._writer = threading.Thread(target=self._write, name=f"{connector.name}-stdin", daemon=True)
+        self._reader = threading.Thread(target=self._read, name=f"{connector.name}-stdout", daemon=True)
+        self._writer.start()
+        self._reader.start()
+
+    def send(self, chunk: bytes) -> None:
+        if not self.failed.is_set():
+            self._queue.put(chunk)
+
+    def close(self) -> None:
+        """No more input: the target commits what it has and echoes its last state."""
+        self._queue.put(None)
+
+    def join(self) -> None:
+        self._writer.join()
+        self._reader.join()
+
+    def _write(self) -> None:
+        stdin = self.connector.proc.stdin
+        assert stdin is not None
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                break
+            if self.failed.is_set():
+                continue  # keep draining so the pump never blocks on a dead target
+            try:
+                stdin.write(chunk)
+            except (BrokenPipeError, OSError):
+                self.failed.set()
+        try:
+            stdin.close()
+        except (BrokenPipeError, OSError):
+            self.failed.set()
+
+    def _read(self) -> None:
+        stdout = self.connector.proc.stdout
+        assert stdout is not None
+        for line in stdout:
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                log.warning("%s printed a non-JSON line on stdout; ignored", self.connector.name)
+                continue
+            if isinstance(obj, dict) and obj.get("type") == "STATE" and isinstance(obj.get("value"), dict):
+                self.echoed += 1
+                self.ledger.echo(self.index, obj["value"])
+
+
+@dataclass
+class Counts:
+    rows_in: collections.Counter[str] = field(default_factory=collections.Counter)
+    rows_out: collections.Counter[str] = field(default_factory=collections.Counter)
+    bytes_in: int = 0
+    lines: int = 0
+    states: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Pump:
+    def __init__(
+        self, source: IO[bytes], channels: Sequence[TargetChannel], ledger: StateLedger, filters: Sequence[Filter] = ()
+    ) -> None:
+        self.source = source
+        self.channels = channels
+        self.ledger = ledger
+        self.filters = list(filters)
+        self.counts = Counts()
+        self.stopped = threading.Event()
+        self._buffer: list[bytes] = []
+        self._size = 0
+
+    def _flush(self) -> None:
+        if self._buffer:
+            chunk = b"".join(self._buffer)
+            self._buffer.clear()
+            self._size = 0
+            for channel in self.channels:
+                channel.send(chunk)
+
+    def _emit(self, line: bytes) -> None:
+        self._buffer.append(line)
+        self._size += len(line)
+        if self._size >= CHUNK_BYTES:
+            self._flush()
+
+    def any_target_failed(self) -> bool:
+        return any(c.failed.is_set() or c.connector.proc.poll() not in (None, 0) for c in self.channels)
+
+    def run(self) -> None:
+        """Pump until the tap's stdout ends, a target fails, or stop() is called."""
+        counts = self.counts
+        by_bytes: collections.Counter[bytes] = collections.Counter()
+        try:
+            for raw in self.source:
+                counts.lines += 1
+                counts.bytes_in += len(raw)
+                line = raw if raw.endswith(b"\n") else raw + b"\n"
+                if self.filters:
+                    self._filtered(line, counts.lines)
+                elif line.startswith(_RECORD_PREFIX) and b"\\" not in line[27 : line.find(b'"', 27)]:
+                    by_bytes[line[27 : line.find(b'"', 27)]] += 1
+                    self._emit(line)
+                elif line.strip():
+                    kind, stream = Frame(counts.lines, line.strip()).peek()
+                    if kind not in _KNOWN:
+                        raise ProtocolError(f"unknown message type {kind!r} from the tap", line=counts.lines)
+                    if kind == "RECORD" and stream is not None:
+                        counts.rows_in[stream] += 1
+                    elif kind == "STATE":
+                        self._offer(line, counts.lines)
+                    self._emit(line)
+                if (not counts.lines & 1023 and self.any_target_failed()) or self.stopped.is_set():
+                    break
+        finally:
+            self._flush()
+            for key, n in by_bytes.items():
+                counts.rows_in[key.decode()] += n
+            if not self.filters:
+                counts.rows_out = counts.rows_in.copy()
+
+    def _offer(self, line: bytes, number: int) -> None:
+        value = decode_line(line.strip(), number).get("value")
+        if not isinstance(value, dict):
+            raise ProtocolError("STATE message needs a 'value' object", line=number)
+        self.counts.states += 1
+        self.ledger.offer(value)
+
+    def _filtered(self, line: bytes, number: int) -> None:
+        stripped = line.strip()
+        if not stripped:
+            return
+        message = from_dict(decode_line(stripped, number), number)
+        if isinstance(message, RecordMessage):
+            self.counts.rows_in[message.stream] += 1
+        for out in apply_chain(self.filters, message):
+            if isinstance(out, RecordMessage):
+                self.counts.rows_out[out.stream] += 1
+            elif isinstance(out, StateMessage):
+                self.counts.states += 1
+                self.ledger.offer(out.value)
+            self._emit(DEFAULT_CODEC.dumps(out.to_dict()) + b"\n")

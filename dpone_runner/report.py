@@ -1,0 +1,93 @@
+"""The run report: per-stream rows, bytes, duration, throughput, state before and after, exit codes."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+import orjson
+
+
+@dataclass(slots=True)
+class StreamReport:
+    stream: str
+    rows_in: int
+    rows_out: int
+    quarantined: int = 0
+
+
+@dataclass(slots=True)
+class RunReport:
+    pipeline_id: str
+    run_id: str
+    status: str = "running"  # success | failed | interrupted
+    started_at: str = ""
+    ended_at: str = ""
+    duration_seconds: float = 0.0
+    bytes_in: int = 0
+    rows_per_second: float = 0.0
+    streams: list[StreamReport] = field(default_factory=list)
+    states_received: int = 0
+    state_before: dict[str, Any] | None = None
+    state_after: dict[str, Any] | None = None
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2) + b"\n"
+
+    def render_text(self) -> str:
+        width = max([len(s.stream) for s in self.streams] + [6])
+        lines = [
+            f"pipeline {self.pipeline_id}: {self.status} in {self.duration_seconds:.2f}s "
+            f"({self.rows_per_second:,.0f} rows/s, {self.bytes_in / 1e6:,.1f} MB)"
+        ]
+        if self.streams:
+            lines.append(f"  {'stream':<{width}}  {'rows in':>12}  {'rows out':>12}  {'quarantined':>11}")
+            for s in self.streams:
+                lines.append(f"  {s.stream:<{width}}  {s.rows_in:>12,}  {s.rows_out:>12,}  {s.quarantined:>11,}")
+        codes = ", ".join(f"{name} {'-' if code is None else code}" for name, code in self.exit_codes.items())
+        lines.append(f"  exit codes: {codes}")
+        changed = self.state_after is not None and self.state_after != self.state_before
+        lines.append(f"  state: {'saved' if changed else 'unchanged'} ({self.states_received} received from the tap)")
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        return "\n".join(lines) + "\n"
+
+
+class Progress:
+    """A live one-line status on a terminal: rows per stream and the current rate."""
+
+    def __init__(self, rows: Any, stream: IO[str] | None = None, interval: float = 0.5) -> None:
+        self.rows = rows  # a Counter updated by the pump
+        self.out = stream or sys.stderr
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
+
+    def start(self) -> None:
+        if self.out.isatty():
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join()
+            self.out.write("\r\x1b[K")
+            self.out.flush()
+
+    def _loop(self) -> None:
+        started = time.monotonic()
+        while not self._stop.wait(self.interval):
+            snapshot = dict(self.rows)
+            total = sum(snapshot.values())
+            rate = total / max(time.monotonic() - started, 1e-6)
+            parts = "  ".join(f"{k} {v:,}" for k, v in sorted(snapshot.items()))
+            self.out.write(f"\r\x1b[K{parts}  ({rate:,.0f} rows/s)")
+            self.out.flush()

@@ -1,0 +1,63 @@
+"""Which state may be saved: the latest tap STATE that every target has echoed.
+
+The pump numbers each STATE it forwards; each target's echoes are matched back to those
+numbers. A state is committed once the slowest target has echoed it (or a later one).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from state.merge import canonical
+
+log = logging.getLogger("dpone.state")
+
+
+class StateLedger:
+    def __init__(self, targets: int, commit: Callable[[dict[str, Any]], None]) -> None:
+        self._commit = commit
+        self._lock = threading.Lock()
+        self._offered: collections.deque[tuple[int, bytes, dict[str, Any]]] = collections.deque()
+        self._seq = 0
+        self._acked = [0] * targets
+        self._committed_seq = 0
+        self.offered_count = 0
+        self.committed: dict[str, Any] | None = None
+
+    def offer(self, value: dict[str, Any]) -> None:
+        """The pump forwarded this tap STATE to every target."""
+        with self._lock:
+            self._seq += 1
+            self.offered_count += 1
+            self._offered.append((self._seq, canonical(value), value))
+
+    def echo(self, target: int, value: dict[str, Any]) -> None:
+        """Target number `target` echoed a STATE: everything before it is committed there."""
+        key = canonical(value)
+        with self._lock:
+            seq = next((s for s, k, _ in self._offered if s > self._acked[target] and k == key), None)
+            if seq is None:
+                if len(self._acked) == 1:
+                    # A target that rewrites states: with one target its word is all we have.
+                    log.debug("target echoed a state the tap did not send; saving it as is")
+                    self._save(value)
+                else:
+                    log.warning("target %d echoed a state the tap never sent; ignored", target + 1)
+                return
+            self._acked[target] = seq
+            floor = min(self._acked)
+            if floor <= self._committed_seq:
+                return
+            value_at_floor = next(v for s, _, v in self._offered if s == floor)
+            self._committed_seq = floor
+            while self._offered and self._offered[0][0] < floor:
+                self._offered.popleft()
+            self._save(value_at_floor)
+
+    def _save(self, value: dict[str, Any]) -> None:
+        self._commit(value)
+        self.committed = value

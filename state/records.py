@@ -1,0 +1,204 @@
+"""Typed views of the bookmarks inside a Singer state value.
+
+A state value looks like ``{"bookmarks": {stream: {...}}, "currently_syncing": ...}``. Each
+stream's bookmark is parsed into the most specific record that fits, checked in this order:
+
+* :class:`LsnPosition` - PostgreSQL log-based replication: ``{"lsn": 23965464, ...}``. The LSN
+  is kept as sent, an integer or PostgreSQL's ``"0/16DB018"`` text form.
+* :class:`XminPosition` - a PostgreSQL full-table copy that resumes after a transaction id:
+  ``{"xmin": 1234, ...}``.
+* :class:`KafkaOffsets` - a Kafka topic read up to fixed offsets:
+  ``{"topic": "orders", "partitions": {"0": 42, "1": 17}}``. Keys are partition numbers as
+  strings (JSON object keys), values the offset of the *next* message to read, which is Kafka's
+  committed-offset convention; ``topic`` is optional. A list under ``partitions`` is the Singer
+  SDK's per-context state, not Kafka, and stays a :class:`RawBookmark`.
+* :class:`StreamBookmark` - incremental replication: ``{"replication_key": "updated_at",
+  "replication_key_value": "2024-01-01T00:00:00Z"}``.
+* :class:`RawBookmark` - anything else, untouched.
+
+Keys a record does not model (``version``, ``last_replication_method``, ...) are kept in
+``extra`` so that ``to_dict()`` gives back exactly the dict that was parsed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+_LSN_TEXT_RE = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
+_DESCRIBE_WIDTH = 100
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _compact(value: Any) -> str:
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= _DESCRIBE_WIDTH else text[: _DESCRIBE_WIDTH - 3] + "..."
+
+
+def _without(data: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in keys}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBookmark:
+    stream: str
+    replication_key: str | None
+    replication_key_value: Any
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {}
+        if self.replication_key is not None:
+            wire["replication_key"] = self.replication_key
+        wire["replication_key_value"] = self.replication_key_value
+        return {**wire, **self.extra}
+
+    def describe(self) -> str:
+        key = self.replication_key or "replication key"
+        return f"{self.stream}: {key} > {_compact(self.replication_key_value)}"
+
+
+@dataclass(frozen=True, slots=True)
+class XminPosition:
+    stream: str
+    xmin: int
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"xmin": self.xmin, **self.extra}
+
+    def describe(self) -> str:
+        return f"{self.stream}: full-table copy resumes after xmin {self.xmin}"
+
+
+@dataclass(frozen=True, slots=True)
+class LsnPosition:
+    stream: str
+    lsn: int | str  # as sent: an integer, or PostgreSQL's "XXXXXXXX/XXXXXXXX" text
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def position(self) -> int:
+        """The LSN as a 64-bit integer, whichever form was sent."""
+        if isinstance(self.lsn, int):
+            return self.lsn
+        match = _LSN_TEXT_RE.match(self.lsn)
+        if match is None:
+            raise ValueError(f"not a PostgreSQL LSN: {self.lsn!r}")
+        return (int(match.group(1), 16) << 32) | int(match.group(2), 16)
+
+    @property
+    def text(self) -> str:
+        """The LSN in PostgreSQL's own notation, as pg_current_wal_lsn() prints it."""
+        position = self.position
+        return f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lsn": self.lsn, **self.extra}
+
+    def describe(self) -> str:
+        # An xmin next to the LSN means the initial copy of a log-based stream is still running.
+        xmin = self.extra.get("xmin")
+        copying = f" (initial copy resumes after xmin {xmin})" if _is_int(xmin) else ""
+        return f"{self.stream}: log-based from LSN {self.text}{copying}"
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaOffsets:
+    stream: str
+    partitions: Mapping[str, int]  # partition number (as a string) -> next offset to read
+    topic: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def offsets(self) -> dict[int, int]:
+        return {int(p): o for p, o in self.partitions.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {} if self.topic is None else {"topic": self.topic}
+        wire["partitions"] = dict(self.partitions)
+        return {**wire, **self.extra}
+
+    def describe(self) -> str:
+        offsets = self.offsets()
+        shown = ", ".join(f"{p}:{offsets[p]}" for p in sorted(offsets)) or "none"
+        topic = f" topic {self.topic}" if self.topic else ""
+        count = len(offsets)
+        return f"{self.stream}: Kafka{topic} next offsets {shown} ({count} partition{'s' * (count != 1)})"
+
+
+@dataclass(frozen=True, slots=True)
+class RawBookmark:
+    stream: str
+    value: Any
+
+    def to_dict(self) -> Any:
+        """The bookmark as it was; usually a dict, but taps are free to store anything."""
+        return self.value
+
+    def describe(self) -> str:
+        return f"{self.stream}: {_compact(self.value)}"
+
+
+Bookmark = StreamBookmark | XminPosition | LsnPosition | KafkaOffsets | RawBookmark
+
+
+def _is_lsn(value: Any) -> bool:
+    return (_is_int(value) and value >= 0) or (isinstance(value, str) and _LSN_TEXT_RE.match(value) is not None)
+
+
+def _is_kafka_partitions(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(p, str) and p.isdigit() and _is_int(o) for p, o in value.items()
+    )
+
+
+def parse_bookmark(stream: str, bookmark: Any) -> Bookmark:
+    """The most specific record for one stream's bookmark (see the module docstring).
+
+    `bookmark` is a dict in every tap we know, but a value of any other type becomes a
+    RawBookmark rather than an error, so `dpone state get` can always show a state.
+    """
+    if not isinstance(bookmark, Mapping):
+        return RawBookmark(stream, bookmark)
+    if _is_lsn(bookmark.get("lsn")):
+        return LsnPosition(stream, bookmark["lsn"], _without(bookmark, "lsn"))
+    if _is_int(bookmark.get("xmin")):
+        return XminPosition(stream, bookmark["xmin"], _without(bookmark, "xmin"))
+    topic = bookmark.get("topic")
+    if _is_kafka_partitions(bookmark.get("partitions")) and (topic is None or isinstance(topic, str)):
+        extra = _without(bookmark, "partitions", "topic")
+        return KafkaOffsets(stream, dict(bookmark["partitions"]), topic, extra)
+    # An explicit null replication_key would not survive to_dict(), so it stays raw.
+    key_ok = "replication_key" not in bookmark or isinstance(bookmark["replication_key"], str)
+    if "replication_key_value" in bookmark and key_ok:
+        extra = _without(bookmark, "replication_key", "replication_key_value")
+        value = bookmark["replication_key_value"]
+        return StreamBookmark(stream, bookmark.get("replication_key"), value, extra)
+    return RawBookmark(stream, dict(bookmark))
+
+
+def parse_state(value: Mapping[str, Any] | None) -> list[Bookmark]:
+    """Every stream's bookmark in a state value, sorted by stream name."""
+    bookmarks = (value or {}).get("bookmarks")
+    if not isinstance(bookmarks, Mapping):
+        return []
+    return [parse_bookmark(stream, bookmarks[stream]) for stream in sorted(bookmarks)]
+
+
+def describe_state(value: Mapping[str, Any] | None) -> list[str]:
+    """One line per stream, then what the tap was syncing when it stopped, if anything."""
+    lines = [bookmark.describe() for bookmark in parse_state(value)]
+    syncing = (value or {}).get("currently_syncing")
+    if syncing:
+        lines.append(f"currently syncing: {syncing}")
+    return lines
