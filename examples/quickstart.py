@@ -1,7 +1,8 @@
-"""Quick start: load examples/data/*.csv into DuckDB with tap-csv | target-duckdb, twice.
+"""Quick start: `dpone run tap-csv target-duckdb` twice on examples/data/*.csv.
 
-The second run starts from the state the target committed in the first, so it finds
-nothing new (the row at each bookmark is re-read and merged: counts stay the same).
+The project (meltano.yml at the repo root) declares the plugins; dpone saves the state the
+target committed in .dpone/state.db. The second run starts from it and finds nothing new
+(the row at each bookmark is re-read and merged on its key: counts stay the same).
 """
 
 from __future__ import annotations
@@ -16,31 +17,22 @@ import duckdb
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".dpone"
-STATE = WORK / "quickstart-state.json"
 DATABASE = WORK / "quickstart.duckdb"
-BIN = Path(sys.executable).parent
+DPONE = Path(sys.executable).parent / "dpone"
 
 
 def run_pipeline() -> int:
-    """tap-csv | target-duckdb; saves the last STATE the target echoed (committed)."""
-    tap_cmd = [str(BIN / "tap-csv"), "--config", "examples/tap-csv.json"]
-    if STATE.exists():
-        tap_cmd += ["--state", str(STATE)]
-    target_cmd = [str(BIN / "target-duckdb"), "--config", "examples/target-duckdb.json"]
     env = {**os.environ, "DPONE_LOG_LEVEL": "WARNING"}
-    tap = subprocess.Popen(tap_cmd, cwd=ROOT, stdout=subprocess.PIPE, env=env)
-    target = subprocess.run(target_cmd, cwd=ROOT, stdin=tap.stdout, capture_output=True, env=env, check=False)
-    assert tap.stdout is not None
-    tap.stdout.close()
-    tap_rc = tap.wait()
-    sys.stderr.write(target.stderr.decode())
-    if tap_rc or target.returncode:
-        print(f"pipeline failed: tap exit {tap_rc}, target exit {target.returncode}")
-        return 1
-    states = [line for line in target.stdout.splitlines() if line.strip()]
-    if states:
-        STATE.write_bytes(states[-1] + b"\n")
-    return 0
+    proc = subprocess.run(
+        [str(DPONE), "run", "tap-csv", "target-duckdb", "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        check=False,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    print("  " + proc.stdout.strip().replace("\n", "\n  "))
+    return proc.returncode
 
 
 def counts() -> dict[str, int]:
@@ -63,22 +55,18 @@ def report() -> None:
 
 def main() -> int:
     shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
-    print("run 1: tap-csv | target-duckdb (full load)")
+    print("run 1: dpone run tap-csv target-duckdb (full load)")
     if run_pipeline():
         return 1
     first = counts()
-    for table, n in first.items():
-        print(f"  {table}: {n} rows")
     report()
-    print(f"  committed state saved to {STATE.relative_to(ROOT)}")
-    print("run 2: same pipeline, starting from the saved state")
+    print("run 2: same pipeline; dpone passes the tap the state the target committed")
     if run_pipeline():
         return 1
     second = counts()
     for table, n in second.items():
         print(f"  {table}: {n} rows ({n - first.get(table, 0):+d} new)")
-    print(f"done: data in {DATABASE.relative_to(ROOT)}")
+    print(f"done: data in {DATABASE.relative_to(ROOT)}; state: .venv/bin/dpone state get tap-csv-to-target-duckdb")
     return 0 if second == first else 1
 
 
