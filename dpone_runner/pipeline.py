@@ -54,6 +54,9 @@ _ERROR_CLASS = {
 }
 
 
+STOPPING = "stopped by the runner"
+
+
 @dataclass(slots=True)
 class RunOptions:
     pipeline_id: str | None = None
@@ -208,7 +211,7 @@ class Run:
         finally:
             progress.stop()
         if pump_error is not None or pump.any_target_failed() or pump.stopped.is_set():
-            tap.stop("pipeline stopping")
+            tap.stop(STOPPING)
         tap_rc = tap.proc.wait()
         # The tap is done or stopped: close every target's input so it commits and echoes.
         for channel in channels:
@@ -242,6 +245,9 @@ class Run:
         if pump_error is not None:
             self.report.error = str(pump_error)
             raise pump_error
+        # The tap is the cause unless we stopped it because a target had failed.
+        if tap_rc != 0 and tap.killed_for != STOPPING:
+            raise self._failure(tap, tap_rc)
         for target in targets:
             rc = target.proc.returncode
             if rc != 0:

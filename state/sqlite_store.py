@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +48,10 @@ _LOCK_COLUMNS = "pipeline_id, owner, pid, host, acquired_at"
 _BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")
 
 
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return str(getattr(exc, "sqlite_errorname", "")).startswith(_BUSY)
+
+
 class SqliteStore:
     def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
         self.path = Path(path)
@@ -59,20 +64,33 @@ class SqliteStore:
             raise ConfigError(f"cannot open the state database {self.path}: {exc}") from None
         self._mutex = threading.Lock()
         with self._errors():
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal(deadline=time.monotonic() + timeout)
             # A committed state must survive a power cut, not only a crash of this process.
             self._conn.execute("PRAGMA synchronous=FULL")
         with self._write() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
 
+    def _enable_wal(self, deadline: float) -> None:
+        # Switching a new file to WAL fails at once, without waiting on the busy timeout, when
+        # another process is switching it too; so wait here, as the busy timeout would.
+        delay = 0.002
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
     @contextmanager
     def _errors(self) -> Iterator[None]:
         try:
             yield
         except sqlite3.Error as exc:
-            name = getattr(exc, "sqlite_errorname", "")
-            if name.startswith(_BUSY):
+            if _is_busy(exc):
                 raise TransientError(f"the state database {self.path} is busy: {exc}; try again") from None
             raise ConfigError(f"the state database {self.path} failed: {exc}") from None
 

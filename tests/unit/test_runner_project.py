@@ -1,0 +1,74 @@
+"""Loading plugins from meltano.yml and runner settings from dpone.yml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dpone_protocol.errors import ConfigError
+from dpone_runner.project import EXTRACTORS, LOADERS, load_project
+
+MELTANO = """
+version: 1
+plugins:
+  extractors:
+  - name: tap-csv
+    config:
+      base_path: ${DATA_DIR:-data}
+      token: ${API_TOKEN}
+    select: [customers.*, "!customers.notes"]
+    metadata:
+      customers: {replication-method: FULL_TABLE}
+    settings:
+    - {name: token, kind: password}
+  loaders:
+  - name: target-duckdb
+    executable: target-duckdb
+    config: {filepath: out.duckdb}
+"""
+
+
+def write(tmp_path: Path, meltano: str = MELTANO, dpone: str | None = None) -> Path:
+    (tmp_path / "meltano.yml").write_text(meltano)
+    if dpone is not None:
+        (tmp_path / "dpone.yml").write_text(dpone)
+    return tmp_path
+
+
+def test_plugins_config_env_expansion_select_metadata_secrets(tmp_path):
+    project = load_project(write(tmp_path), env={"API_TOKEN": "t0ken-value"})
+    tap = project.plugin("tap-csv", EXTRACTORS)
+    assert tap.config == {"base_path": "data", "token": "t0ken-value"}
+    assert tap.select == ["customers.*", "!customers.notes"]
+    assert tap.metadata == {"customers": {"replication-method": "FULL_TABLE"}}
+    assert tap.secret_keys == ["token"]
+    assert project.plugin("target-duckdb", LOADERS).executable == "target-duckdb"
+
+
+def test_missing_env_var_names_the_setting(tmp_path):
+    with pytest.raises(ConfigError, match="tap-csv.config.token: environment variable API_TOKEN is not set"):
+        load_project(write(tmp_path), env={})
+
+
+def test_unknown_plugin_lists_the_known_ones(tmp_path):
+    project = load_project(write(tmp_path), env={"API_TOKEN": "x"})
+    with pytest.raises(ConfigError, match="unknown extractor \\(tap\\) 'tap-nope'; known: tap-csv"):
+        project.plugin("tap-nope", EXTRACTORS)
+    with pytest.raises(ConfigError, match="unknown loader"):
+        project.plugin("tap-csv", LOADERS)
+
+
+def test_dpone_yml_limits_backend_filters(tmp_path):
+    dpone = "state_backend: file:///s.json\nlimits: {memory_mb: 512}\nfilters:\n- {type: hash, properties: [email]}\n"
+    project = load_project(write(tmp_path, dpone=dpone), env={"API_TOKEN": "x"})
+    assert project.state_backend == "file:///s.json"
+    assert project.limits.memory_mb == 512 and project.limits.wall_seconds == 0
+    assert project.filters == [{"type": "hash", "properties": ["email"]}]
+
+
+def test_no_project_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="no meltano.yml"):
+        load_project(tmp_path)
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_project(write(tmp_path, "plugins: [unclosed"))
