@@ -26,11 +26,11 @@ class BatchPolicy:
 class Batch:
     """Records of one stream waiting to be committed, in arrival order."""
 
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[Any] = field(default_factory=list)  # dicts, or raw lines for raw sinks
     size_bytes: int = 0
     first_at: float = 0.0
 
-    def add(self, record: dict[str, Any], size: int) -> None:
+    def add(self, record: Any, size: int) -> None:
         if not self.records:
             self.first_at = time.monotonic()
         self.records.append(record)

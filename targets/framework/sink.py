@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
+from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.errors import DataError
 from dpone_protocol.json_schema import ColumnType, Logical, stream_columns
 from dpone_protocol.messages import RecordMessage, SchemaMessage
@@ -57,6 +58,10 @@ class _Clock:
 
 
 class Sink(ABC):
+    # True for sinks that load RECORD lines undecoded (the destination parses the JSON):
+    # write_batch then gets the raw lines, each a RECORD envelope or {"record": ...}.
+    raw_lines: bool = False
+
     def __init__(self, config: Mapping[str, Any], schema: SchemaMessage, policy: BatchPolicy) -> None:
         self.config = config
         self.stream = schema.stream
@@ -98,7 +103,14 @@ class Sink(ABC):
         return props != self.schema.get("properties") or message.key_properties != self.key_properties
 
     # -- records -----------------------------------------------------------------
+    def add_raw(self, line: bytes, size: int) -> None:
+        self.batch.add(line, size)
+
     def add(self, message: RecordMessage, size: int, line: int) -> None:
+        if self.raw_lines:
+            # A line the fast path could not take as is (e.g. unusual key order): re-encode it.
+            self.add_raw(DEFAULT_CODEC.dumps(message.to_dict()), size)
+            return
         record = message.record
         for key in self.key_properties:
             if record.get(key) is None:
@@ -123,7 +135,7 @@ class Sink(ABC):
         records = self.batch.records
         if not records:
             return
-        if self.add_metadata:
+        if self.add_metadata and not self.raw_lines:
             batched_at = _now_iso()
             for record in records:
                 record["_sdc_batched_at"] = batched_at
@@ -135,8 +147,8 @@ class Sink(ABC):
         """The schema was set or changed (after a drain): create or evolve the destination."""
 
     @abstractmethod
-    def write_batch(self, records: list[dict[str, Any]]) -> None:
-        """Commit these records in the destination, all or nothing."""
+    def write_batch(self, records: list[Any]) -> None:
+        """Commit these records (dicts, or lines when `raw_lines`) in the destination, all or nothing."""
 
     def pending_commit(self) -> bool:
         """True while loaded data is not yet visible (e.g. a full refresh awaiting its swap)."""

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import IO, Any, ClassVar
 
-from dpone_protocol.batch_files import iter_batch_records
+from dpone_protocol.batch_files import iter_batch_records, iter_jsonl_lines
 from dpone_protocol.codec import DEFAULT_CODEC, EXACT_CODEC, Frame, MessageReader, MessageWriter, decode_line
 from dpone_protocol.errors import DataError, ProtocolError
 from dpone_protocol.messages import (
@@ -28,6 +28,7 @@ from targets.framework.capabilities import TargetCapabilities
 from targets.framework.sink import Sink
 
 log = logging.getLogger(__name__)
+_RECORD_HEAD = b'{"type":"RECORD"'
 
 COMMON_SETTINGS: tuple[Setting, ...] = (
     Setting("batch_size_rows", "integer", "Commit a stream's batch at this many records.", default=100_000),
@@ -51,6 +52,7 @@ class Target:
         self.sinks: dict[str, Sink] = {}
         self._pending_state: dict[str, Any] | None = None
         self._exact_streams: set[str] = set()
+        self._raw_streams: set[str] = set()
         self.records_in = 0
 
     # -- hooks ------------------------------------------------------------------
@@ -87,10 +89,16 @@ class Target:
 
     def _handle(self, raw: bytes, line: int, writer: MessageWriter) -> None:
         codec = DEFAULT_CODEC
-        if self._exact_streams and raw.startswith(b'{"type":"RECORD"'):
-            # Exact numeric columns: decode without rounding to float (slower, so only here).
+        if raw.startswith(_RECORD_HEAD) and (self._exact_streams or self._raw_streams):
             _, stream = Frame(line, raw).peek()
+            if stream in self._raw_streams:
+                # This sink takes the line as it is: no decoding at all on our side.
+                raw_sink = self.sinks[stream]
+                raw_sink.add_raw(raw, len(raw))
+                self._after_record(raw_sink, writer)
+                return
             if stream in self._exact_streams:
+                # Exact numeric columns: decode without rounding to float (slower, so only here).
                 codec = EXACT_CODEC
         message = from_dict(decode_line(raw, line, codec), line)
         if isinstance(message, RecordMessage):
@@ -100,13 +108,7 @@ class Target:
                     "RECORD received before any SCHEMA for this stream", line=line, stream=message.stream
                 )
             sink.add(message, len(raw), line)
-            self.records_in += 1
-            if sink.is_full():
-                # Draining every sink lets the pending state go out: it covers all streams.
-                self._drain_all()
-                self._emit_state(writer)
-            elif not self.records_in & 4095 and self._pending_state is not None:
-                self._drain_if_old(writer)
+            self._after_record(sink, writer)
         elif isinstance(message, StateMessage):
             self._pending_state = message.value
             if not any(s.has_uncommitted() for s in self.sinks.values()):
@@ -121,6 +123,15 @@ class Target:
             sink.activate_version(message.version)
         elif isinstance(message, BatchMessage):
             self._on_batch(message, line, writer)
+
+    def _after_record(self, sink: Sink, writer: MessageWriter) -> None:
+        self.records_in += 1
+        if sink.is_full():
+            # Draining every sink lets the pending state go out: it covers all streams.
+            self._drain_all()
+            self._emit_state(writer)
+        elif not self.records_in & 4095 and self._pending_state is not None:
+            self._drain_if_old(writer)
 
     def _sink_for(self, stream: str, line: int) -> Sink:
         sink = self.sinks.get(stream)
@@ -139,20 +150,29 @@ class Target:
                 sink.set_schema(message)
         except DataError as exc:
             raise ProtocolError(str(exc), line=line, stream=message.stream) from None
-        if sink.exact_numbers:
-            self._exact_streams.add(message.stream)
-        else:
-            self._exact_streams.discard(message.stream)
+        for flag, streams in ((sink.exact_numbers, self._exact_streams), (sink.raw_lines, self._raw_streams)):
+            if flag:
+                streams.add(message.stream)
+            else:
+                streams.discard(message.stream)
 
     def _on_batch(self, message: BatchMessage, line: int, writer: MessageWriter) -> None:
         sink = self._sink_for(message.stream, line)
         for uri in message.manifest:
+            if sink.raw_lines and message.encoding.format == "jsonl":
+                for record_line in iter_jsonl_lines(uri, message.encoding):
+                    sink.add_raw(b'{"record":' + record_line + b"}", len(record_line))
+                    self._count_batch_record(sink)
+                continue
             for record in iter_batch_records(uri, message.encoding):
                 sink.add(RecordMessage(message.stream, record), 64, line)
-                self.records_in += 1
-                if sink.is_full():
-                    sink.drain()
+                self._count_batch_record(sink)
         sink.drain()
+
+    def _count_batch_record(self, sink: Sink) -> None:
+        self.records_in += 1
+        if sink.is_full():
+            sink.drain()
 
     def _drain_if_old(self, writer: MessageWriter) -> None:
         if any(s.batch.age() >= self.policy.max_age_seconds for s in self.sinks.values()):
