@@ -78,7 +78,11 @@ class StoreBehaviour:
         assert store.list() == []
         for pid in ("b", "c", "a"):
             store.put(pid, {"id": pid})
-        assert [(s.pipeline_id, s.value) for s in store.list()] == [("a", {"id": "a"}), ("b", {"id": "b"}), ("c", {"id": "c"})]
+        assert [(s.pipeline_id, s.value) for s in store.list()] == [
+            ("a", {"id": "a"}),
+            ("b", {"id": "b"}),
+            ("c", {"id": "c"}),
+        ]
 
     def test_values_survive_reopening(self, store: StateStore, open_store_here: Opener):
         store.put("p1", {"bookmarks": {"s": {"xmin": 5}}})
@@ -165,7 +169,9 @@ class StoreBehaviour:
     # -- runs
 
     def test_runs_newest_first_with_limit(self, store: StateStore):
-        for i, stamp in enumerate(["2024-01-02T00:00:00+00:00", "2024-01-03T00:00:00+00:00", "2024-01-01T00:00:00+00:00"]):
+        for i, stamp in enumerate(
+            ["2024-01-02T00:00:00+00:00", "2024-01-03T00:00:00+00:00", "2024-01-01T00:00:00+00:00"]
+        ):
             store.save_run(RunRecord("p1", f"r{i}", stamp, {"rows": i}))
         store.save_run(RunRecord("p2", "other", utc_now()))
         assert [r.run_id for r in store.runs("p1")] == ["r1", "r0", "r2"]
