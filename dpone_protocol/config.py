@@ -37,10 +37,10 @@ def expand_env(value: Any, environ: Mapping[str, str] | None = None, *, where: s
 
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
+            if default is not None:
+                return env.get(name) or default  # like the shell: empty counts as unset
             if name in env:
                 return env[name]
-            if default is not None:
-                return default
             raise ConfigError(f"{where or 'config'}: environment variable {name} is not set")
 
         return _ENV_RE.sub(substitute, value)

@@ -55,6 +55,7 @@ _ERROR_CLASS = {
 
 
 STOPPING = "stopped by the runner"
+PARTIAL_REFRESH = "stopped: the tap failed, and a partial full refresh must not replace the table"
 
 
 @dataclass(slots=True)
@@ -213,6 +214,12 @@ class Run:
         if pump_error is not None or pump.any_target_failed() or pump.stopped.is_set():
             tap.stop(STOPPING)
         tap_rc = tap.proc.wait()
+        tap_failed = pump_error is not None or tap_rc != 0 or self.interrupted is not None
+        for channel, plugin in zip(channels, self.targets, strict=True):
+            if tap_failed and plugin.config.get("load_method") == "overwrite":
+                # End of input means "complete" to a target: a full refresh would swap a partial
+                # table in. Stopped instead, it leaves the table as it was.
+                channel.connector.stop(PARTIAL_REFRESH)
         # The tap is done or stopped: close every target's input so it commits and echoes.
         for channel in channels:
             channel.close()

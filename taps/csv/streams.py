@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import glob
 import itertools
 from collections.abc import Iterator, Mapping
@@ -56,23 +57,20 @@ class CsvStream(Stream):
         return header
 
     def _schema(self, declared: Any, infer_rows: int) -> dict[str, Any]:
+        """Inferred from a sample of the first file; declared properties override column by column."""
+        overrides: Any = {}
         if declared:
-            props = declared.get("properties", declared) if isinstance(declared, dict) else None
-            if not isinstance(props, dict):
+            overrides = declared.get("properties", declared) if isinstance(declared, dict) else None
+            if not isinstance(overrides, dict):
                 raise ConfigError(f"stream {self.name!r}: 'schema' must map column names to JSON Schemas")
-            missing = [c for c in self.header if c not in props]
-            properties = {c: props.get(c, {"type": ["string", "null"]}) for c in self.header}
-            if missing:
-                for c in missing:
-                    properties[c] = {"type": ["string", "null"]}
-            return {"type": "object", "properties": properties}
         with self._open(self.files[0]) as fh:
             reader = csv.reader(fh, delimiter=self.delimiter)
             next(reader, None)
             sample = list(itertools.islice(reader, infer_rows))
-        columns = list(zip(*sample, strict=False)) if sample else [() for _ in self.header]
+        columns = list(zip(*sample, strict=False)) if sample else []
         properties = {
-            name: infer_property(columns[i] if i < len(columns) else ()) for i, name in enumerate(self.header)
+            name: overrides.get(name) or infer_property(columns[i] if i < len(columns) else ())
+            for i, name in enumerate(self.header)
         }
         return {"type": "object", "properties": properties}
 
@@ -88,9 +86,25 @@ class CsvStream(Stream):
                 f"stream {self.name!r}: start value {value!r} does not fit replication key {self.replication_key!r}"
             ) from None
 
+    def bookmark_key(self, value: Any) -> Any:
+        """Date-times compare as instants, not text: '09:00Z' is after '10:00+05:00'."""
+        if isinstance(value, str) and self._rk_is_datetime():
+            try:
+                parsed = dt.datetime.fromisoformat(value)
+            except ValueError:
+                return value
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        return value
+
+    def _rk_is_datetime(self) -> bool:
+        prop = self.schema["properties"].get(self.replication_key or "", {})
+        return bool(prop.get("format") == "date-time")
+
     def records(self, ctx: ReadContext) -> Iterator[dict[str, Any]]:
         rk = ctx.replication_key
         start = self._coerce_start(ctx.start_value)
+        key = self.bookmark_key
+        start_key = key(start) if start is not None else None
         for path in self.files:
             with self._open(path) as fh:
                 reader = csv.reader(fh, delimiter=self.delimiter)
@@ -106,8 +120,8 @@ class CsvStream(Stream):
                         continue
                     record = convert(row, line)
                     # >= keeps rows that share the bookmark value: at-least-once, never lost.
-                    if start is not None and rk is not None:
+                    if start_key is not None and rk is not None:
                         value = record.get(rk)
-                        if value is None or value < start:
+                        if value is None or key(value) < start_key:
                             continue
                     yield record

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -12,20 +13,18 @@ _TRUE = {"true", "t", "yes", "y"}
 _FALSE = {"false", "f", "no", "n"}
 
 
+# Plain decimal notation only: "1_000", "+7" or "1e5" are text in a CSV, and a leading zero
+# ("02134", a zip code) means the digits are an identifier, not a number.
+_INT_RE = re.compile(r"-?(0|[1-9][0-9]*)")
+_FLOAT_RE = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
 def _is_int(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True
+    return _INT_RE.fullmatch(text) is not None
 
 
 def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return text.lower() not in {"nan", "inf", "-inf", "infinity", "-infinity"}
+    return _FLOAT_RE.fullmatch(text) is not None
 
 
 def _is_date(text: str) -> bool:

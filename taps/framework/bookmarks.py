@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 
@@ -32,20 +33,26 @@ class BookmarkTracker:
     the value it started from, because a smaller value may still be on its way.
     """
 
-    __slots__ = ("key", "max_value", "sorted", "start")
+    __slots__ = ("_max_key", "compare", "key", "max_value", "sorted", "start")
 
-    def __init__(self, key: str | None, start: Any, is_sorted: bool) -> None:
+    def __init__(
+        self, key: str | None, start: Any, is_sorted: bool, compare: Callable[[Any], Any] | None = None
+    ) -> None:
         self.key = key
         self.start = start
         self.max_value = start
         self.sorted = is_sorted
+        self.compare = compare or (lambda v: v)
+        self._max_key = self.compare(start) if start is not None else None
 
     def observe(self, record: dict[str, Any]) -> None:
         value = record.get(self.key) if self.key else None
         if value is None:
             return
-        if self.max_value is None or value > self.max_value:
+        key = self.compare(value)
+        if self._max_key is None or key > self._max_key:
             self.max_value = value
+            self._max_key = key
 
     def bookmark(self, *, final: bool) -> dict[str, Any]:
         if not self.key:

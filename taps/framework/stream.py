@@ -35,3 +35,7 @@ class Stream:
 
     def records(self, ctx: ReadContext) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
+
+    def bookmark_key(self, value: Any) -> Any:
+        """How replication-key values compare (e.g. parse date-times); the value itself is kept."""
+        return value

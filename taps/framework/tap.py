@@ -154,7 +154,7 @@ class _StreamSync:
             SchemaMessage(stream.name, entry.selected_schema(), entry.effective_key_properties(), [rk] if rk else None)
         )
         ctx = ReadContext(self.tap.config, selected, method, rk, start, bookmark)
-        tracker = BookmarkTracker(rk, start, stream.is_sorted)
+        tracker = BookmarkTracker(rk, start, stream.is_sorted, stream.bookmark_key)
         extracted = dt.datetime.now(dt.UTC).isoformat()
         rows = 0
         since_state = 0

@@ -81,10 +81,12 @@ class DuckDBLoader(Loader):
                 raise
 
     def prepare_staging(self, plan: StreamPlan) -> str:
-        staging = ddl.q(f"__dpone_stage_{plan.table}")
-        self.conn.execute(f"DROP TABLE IF EXISTS temp.{staging}")
-        self.conn.execute(ddl.create_table(f"temp.{staging}", self._wanted(plan), temp=True))
-        return f"temp.{staging}"
+        name = f"_dpone_stage_{plan.table}"
+        # Kept staging must outlive the process to be inspected: a regular table then.
+        staging = self._table(name) if self.keep_staging else f"temp.{ddl.q(name)}"
+        self.conn.execute(f"DROP TABLE IF EXISTS {staging}")
+        self.conn.execute(ddl.create_table(staging, self._wanted(plan), temp=not self.keep_staging))
+        return staging
 
     def bulk_load(self, plan: StreamPlan, staging: str, records: list[dict[str, Any]]) -> None:
         fd, path = tempfile.mkstemp(prefix="dpone-duckdb-", suffix=".jsonl", dir=self.staging_dir)

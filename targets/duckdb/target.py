@@ -33,7 +33,8 @@ class DuckDBTarget(Target):
             "load_method",
             "string",
             "upsert merges on key properties (append when a stream has none); append-only appends; "
-            "overwrite replaces each table by swap at the end of its stream.",
+            "overwrite loads into a shadow table and swaps it in at ACTIVATE_VERSION or the end of the input "
+            "(STATE is held until then).",
             default=UPSERT,
             choices=(APPEND, UPSERT, OVERWRITE),
         ),
@@ -44,7 +45,12 @@ class DuckDBTarget(Target):
             default=False,
         ),
         Setting("table_name_map", "object", 'Table per stream, e.g. {"public-orders": "orders"}.'),
-        Setting("keep_staging", "boolean", "Keep staging tables after each batch, for debugging.", default=False),
+        Setting(
+            "keep_staging",
+            "boolean",
+            "Keep the last batch's staging table (_dpone_stage_<table>) to inspect.",
+            default=False,
+        ),
         Setting("staging_dir", "string", "Directory for temporary bulk-load files (default: system temp)."),
     )
 

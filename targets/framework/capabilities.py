@@ -23,7 +23,7 @@ class TargetCapabilities:
 
     def singer_capabilities(self) -> tuple[str, ...]:
         """The Meltano `capabilities` list this target advertises."""
-        caps = ["about", "stream-maps", "schema-flattening"]
+        caps = ["about"]
         if self.activate_version:
             caps.append("activate-version")
         if self.soft_delete or self.hard_delete:

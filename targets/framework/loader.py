@@ -7,7 +7,9 @@ it into place when the stream completes, so readers never see a half-loaded tabl
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,8 +50,8 @@ class Loader(ABC):
         """Create an empty staging table for one batch; return its name."""
 
     @abstractmethod
-    def bulk_load(self, plan: StreamPlan, staging: str, records: list[dict[str, Any]]) -> None:
-        """Load records into staging with the destination's fast path."""
+    def bulk_load(self, plan: StreamPlan, staging: str, records: list[Any]) -> None:
+        """Load records (dicts, or raw lines when `accepts_raw_lines`) into staging with the fast path."""
 
     @abstractmethod
     def finalize(self, plan: StreamPlan, staging: str, table: str) -> None:
@@ -74,7 +76,18 @@ class Loader(ABC):
     def close(self) -> None:
         """Release the connection."""
 
+    # Raw-line loaders parse the JSON in the destination; the sink then hands them lines.
+    accepts_raw_lines: bool = False
 
+    def is_transient(self, exc: Exception) -> bool:
+        """True when retrying the whole batch may succeed (dropped connection, deadlock...)."""
+        return False
+
+    def reconnect(self) -> None:
+        """Called before a retry: start from a fresh connection."""
+
+
+log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^0-9a-zA-Z_]+")
 
 
@@ -114,6 +127,7 @@ class LoaderSink(Sink):
 
     def __init__(self, config: Mapping[str, Any], schema: SchemaMessage, policy: BatchPolicy, loader: Loader) -> None:
         self.loader = loader
+        self.raw_lines = loader.accepts_raw_lines
         self.shadow: str | None = None
         self.plan: StreamPlan | None = None
         super().__init__(config, schema, policy)
@@ -127,15 +141,44 @@ class LoaderSink(Sink):
             method=resolve_method(self.config, self.key_properties),
             hard_delete=bool(self.config.get("hard_delete", False)),
         )
-        self.loader.ensure_table(self.plan)
+        if self.plan.method != OVERWRITE:
+            # A full refresh builds a fresh shadow table: the live table's columns do not matter.
+            self.loader.ensure_table(self.plan)
         if self.shadow is not None:
             self.loader.ensure_table(self.plan, self.shadow)
 
-    def write_batch(self, records: list[dict[str, Any]]) -> None:
+    def write_batch(self, records: list[Any]) -> None:
         plan = self.plan
         assert plan is not None
-        if plan.merges:
+        if plan.merges and not self.raw_lines:
             records = _dedupe_last(records, plan.key_properties)
+        attempts = max(1, int(self.config.get("max_retries", 3)) + 1)
+        for attempt in range(1, attempts + 1):
+            try:
+                self._load(plan, records)
+                return
+            except Exception as exc:
+                if attempt == attempts or not self.loader.is_transient(exc):
+                    raise
+                # The batch is still in memory and nothing of it was committed: do it all again.
+                delay = min(30.0, 2.0 ** (attempt - 1))
+                log.warning(
+                    "stream %s: transient error (%s); retry %d/%d in %.0fs",
+                    self.stream,
+                    str(exc).splitlines()[0],
+                    attempt,
+                    attempts - 1,
+                    delay,
+                )
+                time.sleep(delay)
+                self.loader.reconnect()
+                if plan.method != OVERWRITE:
+                    self.loader.ensure_table(plan)
+                if self.shadow is not None:
+                    self.loader.ensure_table(plan, self.shadow)
+        raise AssertionError("unreachable")
+
+    def _load(self, plan: StreamPlan, records: list[Any]) -> None:
         if plan.method == OVERWRITE and self.shadow is None:
             self.shadow = self.loader.begin_replace(plan)
         staging = self.loader.prepare_staging(plan)

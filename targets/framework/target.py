@@ -28,7 +28,7 @@ from targets.framework.capabilities import TargetCapabilities
 from targets.framework.sink import Sink
 
 log = logging.getLogger(__name__)
-_RECORD_HEAD = b'{"type":"RECORD"'
+_TYPE_HEAD = b'{"type"'
 
 COMMON_SETTINGS: tuple[Setting, ...] = (
     Setting("batch_size_rows", "integer", "Commit a stream's batch at this many records.", default=100_000),
@@ -89,8 +89,10 @@ class Target:
 
     def _handle(self, raw: bytes, line: int, writer: MessageWriter) -> None:
         codec = DEFAULT_CODEC
-        if raw.startswith(_RECORD_HEAD) and (self._exact_streams or self._raw_streams):
-            _, stream = Frame(line, raw).peek()
+        if (self._exact_streams or self._raw_streams) and raw.startswith(_TYPE_HEAD):
+            kind, stream = Frame(line, raw).peek()
+            if kind != "RECORD":
+                stream = None
             if stream in self._raw_streams:
                 # This sink takes the line as it is: no decoding at all on our side.
                 raw_sink = self.sinks[stream]
@@ -149,7 +151,8 @@ class Target:
                 sink.drain()
                 sink.set_schema(message)
         except DataError as exc:
-            raise ProtocolError(str(exc), line=line, stream=message.stream) from None
+            reason = str(exc).removeprefix(f"stream {message.stream!r}: ")
+            raise ProtocolError(reason, line=line, stream=message.stream) from None
         for flag, streams in ((sink.exact_numbers, self._exact_streams), (sink.raw_lines, self._raw_streams)):
             if flag:
                 streams.add(message.stream)

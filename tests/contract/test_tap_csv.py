@@ -171,3 +171,31 @@ def test_bad_value_in_typed_column_names_file_line_and_column(run_tap, csv_dir):
 def test_missing_config_flag(run_tap):
     result = run_tap(CsvTap, None)
     assert result.rc == 78 and "--config" in result.stderr
+
+
+def test_datetime_bookmarks_compare_as_instants(run_tap, tmp_path):
+    d = tmp_path / "tz"
+    d.mkdir()
+    (d / "e.csv").write_text(
+        "id,at\n1,2024-01-01T10:00:00+05:00\n2,2024-01-01T09:00:00+00:00\n3,2024-01-01T04:00:00Z\n"
+    )
+    config = {"base_path": str(d), "files": [{"entity": "e", "path": "e.csv", "keys": ["id"], "replication_key": "at"}]}
+    first = run_tap(CsvTap, config)
+    # 09:00Z is the latest instant although '2024-01-01T10:00:00+05:00' sorts last as text.
+    assert first.states[-1]["bookmarks"]["e"]["replication_key_value"] == "2024-01-01T09:00:00+00:00"
+    state = tmp_path / "s.json"
+    state.write_text(json.dumps(first.states[-1]))
+    second = run_tap(CsvTap, config, "--state", str(state))
+    assert [m["record"]["id"] for m in second.of_type("RECORD")] == [2]
+
+
+def test_leading_zeros_and_partial_declared_schema(run_tap, tmp_path):
+    d = tmp_path / "z"
+    d.mkdir()
+    (d / "z.csv").write_text("zip,n,label\n02134,1_000,7\n10001,5,8\n")
+    config = {"base_path": str(d), "files": [{"entity": "z", "path": "z.csv", "schema": {"label": {"type": "string"}}}]}
+    result = run_tap(CsvTap, config)
+    props = result.of_type("SCHEMA")[0]["schema"]["properties"]
+    assert props["zip"]["type"] == ["string", "null"] and props["n"]["type"] == ["string", "null"]
+    assert props["label"] == {"type": "string"}
+    assert result.of_type("RECORD")[0]["record"] == {"zip": "02134", "n": "1_000", "label": "7"}

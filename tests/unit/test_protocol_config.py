@@ -68,8 +68,9 @@ def test_load_config_expands_env_in_nested_values(tmp_path: Path) -> None:
     }
 
 
-def test_set_variable_wins_over_default_even_when_empty() -> None:
-    assert expand_env("${A:-fallback}", {"A": ""}) == ""
+def test_empty_variable_takes_the_default_like_the_shell() -> None:
+    assert expand_env("${A:-fallback}", {"A": ""}) == "fallback"
+    assert expand_env("${A}", {"A": ""}) == ""
     assert expand_env("${A:-fallback}", {}) == "fallback"
 
 

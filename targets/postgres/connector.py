@@ -1,0 +1,84 @@
+"""PostgreSQL connections and error classification; the only module that imports psycopg."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dpone_protocol.config import Redactor
+from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
+
+APPLICATION_NAME = "dpone-target-postgres"
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg  # noqa: PLC0415 - lazy: `--help` must not need the driver
+    except ImportError:
+        raise ConfigError("target-postgres needs psycopg 3: pip install 'dpone[postgres]'") from None
+    return psycopg
+
+
+def conninfo(config: Mapping[str, Any]) -> dict[str, Any]:
+    if config.get("dsn"):
+        return {"conninfo": str(config["dsn"])}
+    params: dict[str, Any] = {
+        "host": config.get("host") or "localhost",
+        "port": int(config.get("port") or 5432),
+        "user": config.get("user"),
+        "dbname": config.get("database") or config.get("dbname"),
+    }
+    if config.get("password"):
+        params["password"] = config["password"]
+    if config.get("sslmode"):
+        params["sslmode"] = config["sslmode"]
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def connect(config: Mapping[str, Any], redactor: Redactor) -> Any:
+    psycopg = _psycopg()
+    params = conninfo(config)
+    try:
+        return psycopg.connect(
+            **params, application_name=APPLICATION_NAME, connect_timeout=int(config.get("connect_timeout") or 30)
+        )
+    except psycopg.OperationalError as exc:
+        raise classify(exc, redactor, "connecting to PostgreSQL") from None
+
+
+def classify(exc: Exception, redactor: Redactor, doing: str) -> DponeError:
+    """A driver error as the kind of error the caller should act on, secrets removed."""
+    psycopg = _psycopg()
+    errors = psycopg.errors
+    text = redactor(" ".join(str(exc).split()))
+    message = f"{doing}: {text}"
+    if isinstance(exc, (errors.InsufficientPrivilege,)):
+        return ConfigError(
+            f"{message} (grant the loading user CREATE and USAGE on the schema, and ownership of the tables it loads)"
+        )
+    if isinstance(
+        exc,
+        (
+            errors.SerializationFailure,
+            errors.DeadlockDetected,
+            errors.LockNotAvailable,
+            errors.AdminShutdown,
+            errors.CannotConnectNow,
+            errors.QueryCanceled,
+        ),
+    ):
+        return TransientError(message)
+    if isinstance(exc, psycopg.OperationalError):
+        lowered = text.lower()
+        if "authentication failed" in lowered or "does not exist" in lowered or "no password" in lowered:
+            return ConfigError(message)
+        return TransientError(message)
+    if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):
+        return DataError(message)
+    if isinstance(exc, psycopg.ProgrammingError):
+        return ConfigError(message)
+    return TransientError(message) if isinstance(exc, psycopg.InterfaceError) else DataError(message)
+
+
+def driver_errors() -> tuple[type[Exception], ...]:
+    return (_psycopg().Error,)

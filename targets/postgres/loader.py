@@ -1,0 +1,218 @@
+"""target-postgres's loader: raw JSON lines COPYed into staging, typed and merged in one statement.
+
+The target never decodes records: COPY streams the lines into a one-column staging table and
+PostgreSQL parses each record once (json_to_record) while appending or merging it into the
+table, inside one transaction. A failed batch leaves the table as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from dpone_protocol.config import Redactor
+from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
+from targets.framework.loader import Loader, StreamPlan
+from targets.postgres import ddl
+from targets.postgres.connector import classify, connect, driver_errors
+from targets.postgres.type_map import holds, pg_type, widens
+
+log = logging.getLogger(__name__)
+SHADOW_SUFFIX = "__dpone_new"
+COPY_CHUNK = 4 * 1024 * 1024
+NUL_ESCAPE = b"\\u0000"
+_NUL_REPLACEMENTS = {"strip": b"", "replace": b"\\ufffd"}
+
+
+class PostgresLoader(Loader):
+    accepts_raw_lines = True
+
+    def __init__(self, config: Mapping[str, Any], redactor: Redactor) -> None:
+        self.config = config
+        self.redactor = redactor
+        self.schema = str(config.get("default_target_schema") or "public")
+        self.keep_staging = bool(config.get("keep_staging", False))
+        self.nul_policy = str(config.get("nul_character_policy") or "strip")
+        self._errors = driver_errors()
+        self.conn = self._connect()
+
+    # -- plumbing ---------------------------------------------------------------
+    def _connect(self) -> Any:
+        conn = connect(self.config, self.redactor)
+        conn.autocommit = True  # transactions are explicit: one per finalize
+        try:
+            # Staging is a temp table: room for a whole batch in memory instead of spilling (default 8MB).
+            conn.execute(f"SET temp_buffers = '{int(self.config.get('temp_buffers_mb') or 256)}MB'")
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ddl.q(self.schema)}")
+        except self._errors as exc:
+            raise classify(exc, self.redactor, f"creating schema {self.schema}") from None
+        return conn
+
+    def _exec(self, sql: str, params: Any = None, doing: str = "") -> Any:
+        try:
+            return self.conn.execute(sql, params)
+        except self._errors as exc:
+            raise classify(exc, self.redactor, doing or sql.split(" (", 1)[0][:80]) from None
+
+    def _transaction(self, statements: list[tuple[str, Any]], doing: str) -> None:
+        try:
+            with self.conn.transaction():
+                for sql, params in statements:
+                    self.conn.execute(sql, params)
+        except self._errors as exc:
+            raise classify(exc, self.redactor, doing) from None
+
+    def is_transient(self, exc: Exception) -> bool:
+        return isinstance(exc, TransientError)
+
+    def reconnect(self) -> None:
+        try:
+            self.conn.close()
+        finally:
+            self.conn = self._connect()
+
+    def _table(self, name: str) -> str:
+        return ddl.qualified(self.schema, name)
+
+    def _wanted(self, plan: StreamPlan) -> dict[str, str]:
+        return {name: pg_type(col) for name, col in plan.columns.items()}
+
+    def _existing(self, table: str) -> dict[str, str]:
+        rows = self._exec(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            (self.schema, table),
+            "reading the table's columns",
+        ).fetchall()
+        return dict(rows)
+
+    # -- the loader contract ------------------------------------------------------
+    def ensure_table(self, plan: StreamPlan, table: str | None = None) -> None:
+        name = table or plan.table
+        wanted = self._wanted(plan)
+        existing = self._existing(name)
+        keys = plan.key_properties if plan.merges else []
+        if not existing:
+            pk = f"{name}_pkey" if keys else None
+            self._exec(ddl.create_table(self._table(name), wanted, keys, pk), doing=f"creating table {name}")
+            log.info("created table %s.%s", self.schema, name)
+            return
+        changes: list[tuple[str, Any]] = []
+        for column, type_ in wanted.items():
+            current = existing.get(column)
+            if current is None:
+                changes.append((ddl.add_column(self._table(name), column, type_), None))
+            elif not holds(current, type_):
+                if not widens(current, type_):
+                    raise DataError(
+                        f"stream {plan.stream!r}: column {column!r} is {current} in {self.schema}.{name} but the "
+                        f"stream now sends {type_}, which it cannot hold; alter or rename the column, or load "
+                        f"into another table (table_name_map)"
+                    )
+                changes.append((ddl.alter_type(self._table(name), column, type_), None))
+        if changes:
+            for sql, _ in changes:
+                log.info("schema change on %s.%s: %s", self.schema, name, sql)
+            self._transaction(changes, f"changing the schema of {self.schema}.{name}")
+
+    def prepare_staging(self, plan: StreamPlan) -> str:
+        if self.keep_staging:
+            staging = self._table(f"_dpone_stage_{plan.table}")
+        else:
+            staging = ddl.q(f"_dpone_stage_{plan.table}")
+        self._exec(ddl.create_staging(staging, temporary=not self.keep_staging), doing="creating staging")
+        self._exec(f"TRUNCATE {staging} RESTART IDENTITY", doing="emptying staging")
+        return staging
+
+    def _clean(self, line: bytes) -> bytes:
+        if NUL_ESCAPE not in line:
+            return line
+        if self.nul_policy == "fail":
+            raise DataError(
+                "a string holds a NUL character (\\u0000), which PostgreSQL text cannot store; "
+                "set nul_character_policy to strip or replace"
+            )
+        return line.replace(NUL_ESCAPE, _NUL_REPLACEMENTS[self.nul_policy])
+
+    def bulk_load(self, plan: StreamPlan, staging: str, records: list[Any]) -> None:
+        clean = self._clean
+        try:
+            with self.conn.cursor() as cur, cur.copy(ddl.copy_into(staging)) as copy:
+                chunk: list[bytes] = []
+                size = 0
+                for raw in records:
+                    line = clean(raw)
+                    chunk.append(line)
+                    size += len(line)
+                    if size >= COPY_CHUNK:
+                        chunk.append(b"")
+                        copy.write(b"\n".join(chunk))
+                        chunk, size = [], 0
+                if chunk:
+                    chunk.append(b"")
+                    copy.write(b"\n".join(chunk))
+        except self._errors as exc:
+            raise classify(exc, self.redactor, f"stream {plan.stream!r}: COPY into staging") from None
+
+    def finalize(self, plan: StreamPlan, staging: str, table: str) -> None:
+        columns = self._wanted(plan)
+        target = self._table(table)
+        keys = plan.key_properties
+        source = ddl.source_select(staging, columns, keys, dedupe=plan.merges)
+        if plan.merges:
+            sql = ddl.merge(target, columns, keys, source, plan.hard_delete)
+        else:
+            sql = ddl.insert(target, columns, source)
+        try:
+            self._transaction([(sql, None)], f"stream {plan.stream!r}: loading {self.schema}.{table}")
+        except DataError as exc:
+            raise DataError(f"stream {plan.stream!r}: a record does not fit the table: {exc}") from None
+
+    def cleanup(self, plan: StreamPlan, staging: str) -> None:
+        if not self.keep_staging and not self.conn.closed:
+            try:
+                self.conn.execute(f"DROP TABLE IF EXISTS {staging}")
+            except self._errors:
+                log.debug("dropping staging %s failed; it is temporary and goes with the session", staging)
+
+    def begin_replace(self, plan: StreamPlan) -> str:
+        shadow = f"{plan.table}{SHADOW_SUFFIX}"
+        keys = plan.key_properties if plan.merges else []
+        self._transaction(
+            [
+                (f"DROP TABLE IF EXISTS {self._table(shadow)}", None),
+                (
+                    ddl.create_table(self._table(shadow), self._wanted(plan), keys, f"{shadow}_pkey" if keys else None),
+                    None,
+                ),
+            ],
+            f"creating the shadow table {shadow}",
+        )
+        return shadow
+
+    def swap(self, plan: StreamPlan, shadow: str) -> None:
+        try:
+            self._transaction(
+                [(sql, None) for sql in ddl.swap(self.schema, plan.table, shadow)],
+                f"replacing {self.schema}.{plan.table}",
+            )
+        except DponeError as exc:
+            if "depend" in str(exc):
+                raise ConfigError(f"{exc} (views depend on the table: drop them, or use load_method upsert)") from None
+            raise
+        log.info("replaced %s.%s", self.schema, plan.table)
+
+    def activate_version(self, plan: StreamPlan, version: int) -> None:
+        if "_sdc_table_version" not in plan.columns:
+            log.warning("stream %s: ACTIVATE_VERSION ignored: add_record_metadata is off", plan.stream)
+            return
+        self._transaction(
+            [(ddl.activate_version(self._table(plan.table), plan.hard_delete), (version,))],
+            f"applying ACTIVATE_VERSION to {plan.table}",
+        )
+
+    def close(self) -> None:
+        if not self.conn.closed:
+            self.conn.close()
