@@ -9,14 +9,14 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class BatchPolicy:
-    max_rows: int = 100_000
+    max_rows: int = 50_000
     max_bytes: int = 32 * 1024 * 1024  # of input JSON; decoded rows take a few times more
     max_age_seconds: float = 60.0
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> BatchPolicy:
         return cls(
-            int(config.get("batch_size_rows") or 100_000),
+            int(config.get("batch_size_rows") or 50_000),
             int(config.get("batch_size_bytes") or 32 * 1024 * 1024),
             float(config.get("batch_max_age_seconds") or 60.0),
         )
@@ -26,11 +26,11 @@ class BatchPolicy:
 class Batch:
     """Records of one stream waiting to be committed, in arrival order."""
 
-    records: list[Any] = field(default_factory=list)  # dicts, or raw lines for raw sinks
+    records: list[dict[str, Any]] = field(default_factory=list)
     size_bytes: int = 0
     first_at: float = 0.0
 
-    def add(self, record: Any, size: int) -> None:
+    def add(self, record: dict[str, Any], size: int) -> None:
         if not self.records:
             self.first_at = time.monotonic()
         self.records.append(record)

@@ -50,8 +50,8 @@ class Loader(ABC):
         """Create an empty staging table for one batch; return its name."""
 
     @abstractmethod
-    def bulk_load(self, plan: StreamPlan, staging: str, records: list[Any]) -> None:
-        """Load records (dicts, or raw lines when `accepts_raw_lines`) into staging with the fast path."""
+    def bulk_load(self, plan: StreamPlan, staging: str, records: list[dict[str, Any]]) -> None:
+        """Load records into staging with the destination's fast path."""
 
     @abstractmethod
     def finalize(self, plan: StreamPlan, staging: str, table: str) -> None:
@@ -75,9 +75,6 @@ class Loader(ABC):
 
     def close(self) -> None:
         """Release the connection."""
-
-    # Raw-line loaders parse the JSON in the destination; the sink then hands them lines.
-    accepts_raw_lines: bool = False
 
     def is_transient(self, exc: Exception) -> bool:
         """True when retrying the whole batch may succeed (dropped connection, deadlock...)."""
@@ -127,7 +124,6 @@ class LoaderSink(Sink):
 
     def __init__(self, config: Mapping[str, Any], schema: SchemaMessage, policy: BatchPolicy, loader: Loader) -> None:
         self.loader = loader
-        self.raw_lines = loader.accepts_raw_lines
         self.shadow: str | None = None
         self.plan: StreamPlan | None = None
         super().__init__(config, schema, policy)
@@ -147,10 +143,10 @@ class LoaderSink(Sink):
         if self.shadow is not None:
             self.loader.ensure_table(self.plan, self.shadow)
 
-    def write_batch(self, records: list[Any]) -> None:
+    def write_batch(self, records: list[dict[str, Any]]) -> None:
         plan = self.plan
         assert plan is not None
-        if plan.merges and not self.raw_lines:
+        if plan.merges:
             records = _dedupe_last(records, plan.key_properties)
         attempts = max(1, int(self.config.get("max_retries", 3)) + 1)
         for attempt in range(1, attempts + 1):
@@ -178,7 +174,7 @@ class LoaderSink(Sink):
                     self.loader.ensure_table(plan, self.shadow)
         raise AssertionError("unreachable")
 
-    def _load(self, plan: StreamPlan, records: list[Any]) -> None:
+    def _load(self, plan: StreamPlan, records: list[dict[str, Any]]) -> None:
         if plan.method == OVERWRITE and self.shadow is None:
             self.shadow = self.loader.begin_replace(plan)
         staging = self.loader.prepare_staging(plan)

@@ -13,7 +13,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
-from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.errors import DataError
 from dpone_protocol.json_schema import ColumnType, Logical, stream_columns
 from dpone_protocol.messages import RecordMessage, SchemaMessage
@@ -34,6 +33,17 @@ def _json_types(prop: dict[str, Any]) -> set[str]:
     for alt in prop.get("anyOf") or prop.get("oneOf") or []:
         types |= _json_types(alt)
     return types
+
+
+# A float prints back every digit of a number with at most 15 significant digits.
+FLOAT_EXACT_DIGITS = 15
+
+
+def _needs_exact_decoding(column: ColumnType, prop: dict[str, Any]) -> bool:
+    """JSON numbers (not singer.decimal strings) bound for a decimal column wider than a float holds."""
+    if column.logical is not Logical.DECIMAL or "string" in _json_types(prop):
+        return False
+    return column.precision is None or column.precision > FLOAT_EXACT_DIGITS
 
 
 def _now_iso() -> str:
@@ -58,10 +68,6 @@ class _Clock:
 
 
 class Sink(ABC):
-    # True for sinks that load RECORD lines undecoded (the destination parses the JSON):
-    # write_batch then gets the raw lines, each a RECORD envelope or {"record": ...}.
-    raw_lines: bool = False
-
     def __init__(self, config: Mapping[str, Any], schema: SchemaMessage, policy: BatchPolicy) -> None:
         self.config = config
         self.stream = schema.stream
@@ -91,8 +97,7 @@ class Sink(ABC):
         self.key_properties = list(message.key_properties)
         self.columns = columns
         self.exact_numbers = any(
-            col.logical is Logical.DECIMAL and "string" not in _json_types(schema["properties"][name])
-            for name, col in columns.items()
+            _needs_exact_decoding(col, schema["properties"][name]) for name, col in columns.items()
         )
         self.on_schema()
 
@@ -103,14 +108,7 @@ class Sink(ABC):
         return props != self.schema.get("properties") or message.key_properties != self.key_properties
 
     # -- records -----------------------------------------------------------------
-    def add_raw(self, line: bytes, size: int) -> None:
-        self.batch.add(line, size)
-
     def add(self, message: RecordMessage, size: int, line: int) -> None:
-        if self.raw_lines:
-            # A line the fast path could not take as is (e.g. unusual key order): re-encode it.
-            self.add_raw(DEFAULT_CODEC.dumps(message.to_dict()), size)
-            return
         record = message.record
         for key in self.key_properties:
             if record.get(key) is None:
@@ -135,7 +133,7 @@ class Sink(ABC):
         records = self.batch.records
         if not records:
             return
-        if self.add_metadata and not self.raw_lines:
+        if self.add_metadata:
             batched_at = _now_iso()
             for record in records:
                 record["_sdc_batched_at"] = batched_at
@@ -147,8 +145,8 @@ class Sink(ABC):
         """The schema was set or changed (after a drain): create or evolve the destination."""
 
     @abstractmethod
-    def write_batch(self, records: list[Any]) -> None:
-        """Commit these records (dicts, or lines when `raw_lines`) in the destination, all or nothing."""
+    def write_batch(self, records: list[dict[str, Any]]) -> None:
+        """Commit these records in the destination, all or nothing."""
 
     def pending_commit(self) -> bool:
         """True while loaded data is not yet visible (e.g. a full refresh awaiting its swap)."""

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import IO, Any, ClassVar
 
-from dpone_protocol.batch_files import iter_batch_records, iter_jsonl_lines
+from dpone_protocol.batch_files import iter_batch_records
 from dpone_protocol.codec import DEFAULT_CODEC, EXACT_CODEC, Frame, MessageReader, MessageWriter, decode_line
 from dpone_protocol.errors import DataError, ProtocolError
 from dpone_protocol.messages import (
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 _TYPE_HEAD = b'{"type"'
 
 COMMON_SETTINGS: tuple[Setting, ...] = (
-    Setting("batch_size_rows", "integer", "Commit a stream's batch at this many records.", default=100_000),
+    Setting("batch_size_rows", "integer", "Commit a stream's batch at this many records.", default=50_000),
     Setting(
         "batch_size_bytes", "integer", "Commit a stream's batch at this many bytes of input.", default=32 * 1024 * 1024
     ),
@@ -52,7 +52,6 @@ class Target:
         self.sinks: dict[str, Sink] = {}
         self._pending_state: dict[str, Any] | None = None
         self._exact_streams: set[str] = set()
-        self._raw_streams: set[str] = set()
         self.records_in = 0
 
     # -- hooks ------------------------------------------------------------------
@@ -89,17 +88,9 @@ class Target:
 
     def _handle(self, raw: bytes, line: int, writer: MessageWriter) -> None:
         codec = DEFAULT_CODEC
-        if (self._exact_streams or self._raw_streams) and raw.startswith(_TYPE_HEAD):
+        if self._exact_streams and raw.startswith(_TYPE_HEAD):
             kind, stream = Frame(line, raw).peek()
-            if kind != "RECORD":
-                stream = None
-            if stream in self._raw_streams:
-                # This sink takes the line as it is: no decoding at all on our side.
-                raw_sink = self.sinks[stream]
-                raw_sink.add_raw(raw, len(raw))
-                self._after_record(raw_sink, writer)
-                return
-            if stream in self._exact_streams:
+            if kind == "RECORD" and stream in self._exact_streams:
                 # Exact numeric columns: decode without rounding to float (slower, so only here).
                 codec = EXACT_CODEC
         message = from_dict(decode_line(raw, line, codec), line)
@@ -153,20 +144,14 @@ class Target:
         except DataError as exc:
             reason = str(exc).removeprefix(f"stream {message.stream!r}: ")
             raise ProtocolError(reason, line=line, stream=message.stream) from None
-        for flag, streams in ((sink.exact_numbers, self._exact_streams), (sink.raw_lines, self._raw_streams)):
-            if flag:
-                streams.add(message.stream)
-            else:
-                streams.discard(message.stream)
+        if sink.exact_numbers:
+            self._exact_streams.add(message.stream)
+        else:
+            self._exact_streams.discard(message.stream)
 
     def _on_batch(self, message: BatchMessage, line: int, writer: MessageWriter) -> None:
         sink = self._sink_for(message.stream, line)
         for uri in message.manifest:
-            if sink.raw_lines and message.encoding.format == "jsonl":
-                for record_line in iter_jsonl_lines(uri, message.encoding):
-                    sink.add_raw(b'{"record":' + record_line + b"}", len(record_line))
-                    self._count_batch_record(sink)
-                continue
             for record in iter_batch_records(uri, message.encoding):
                 sink.add(RecordMessage(message.stream, record), 64, line)
                 self._count_batch_record(sink)

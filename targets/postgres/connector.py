@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dpone_protocol.config import Redactor
@@ -82,3 +82,10 @@ def classify(exc: Exception, redactor: Redactor, doing: str) -> DponeError:
 
 def driver_errors() -> tuple[type[Exception], ...]:
     return (_psycopg().Error,)
+
+
+def jsonb_wrapper(dumps: Callable[[Any], str]) -> Callable[[Any], Any]:
+    """Wraps a value so COPY writes it as jsonb text, serialized by `dumps`."""
+    from psycopg.types.json import Jsonb  # noqa: PLC0415
+
+    return lambda value: Jsonb(value, dumps=dumps)

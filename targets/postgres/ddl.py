@@ -4,15 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-META_COMPUTED = {
-    "_sdc_extracted_at": "(s.doc->>'time_extracted')::timestamptz",
-    "_sdc_received_at": "now()",
-    "_sdc_batched_at": "now()",
-    "_sdc_table_version": "(s.doc->>'version')::bigint",
-}
-# COPY the JSON lines as one text value each: these two bytes never occur in valid JSON.
-COPY_OPTIONS = "(FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e')"
-
 
 def q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
@@ -38,13 +29,8 @@ def create_table(
     return f"CREATE {'UNLOGGED ' if unlogged else ''}TABLE IF NOT EXISTS {name} ({', '.join(cols)})"
 
 
-def create_staging(name: str, *, temporary: bool) -> str:
-    kind = "TEMPORARY" if temporary else "UNLOGGED"
-    return f"CREATE {kind} TABLE IF NOT EXISTS {name} (seq bigint GENERATED ALWAYS AS IDENTITY, doc json NOT NULL)"
-
-
-def copy_into(staging: str) -> str:
-    return f"COPY {staging} (doc) FROM STDIN {COPY_OPTIONS}"
+def copy_into(staging: str, columns: Iterable[str]) -> str:
+    return f"COPY {staging} ({', '.join(q(c) for c in columns)}) FROM STDIN"
 
 
 def add_column(table: str, column: str, type_: str) -> str:
@@ -55,45 +41,31 @@ def alter_type(table: str, column: str, type_: str) -> str:
     return f"ALTER TABLE {table} ALTER COLUMN {q(column)} TYPE {type_} USING {q(column)}::{type_}"
 
 
-def source_select(staging: str, columns: Mapping[str, str], keys: list[str], dedupe: bool) -> str:
-    """Typed rows out of the staged JSON: one parse per row, in the server."""
-    record_cols = {c: t for c, t in columns.items() if c not in META_COMPUTED}
-    shape = ", ".join(f"{q(c)} {t}" for c, t in record_cols.items())
-    out = [f"r.{q(c)}" for c in record_cols] + [f"{META_COMPUTED[c]} AS {q(c)}" for c in columns if c in META_COMPUTED]
-    distinct = f"DISTINCT ON ({', '.join(f'r.{q(k)}' for k in keys)}) " if dedupe and keys else ""
-    order = f" ORDER BY {', '.join(f'r.{q(k)}' for k in keys)}, s.seq DESC" if distinct else ""
-    return (
-        f"SELECT {distinct}{', '.join(out)} FROM {staging} AS s, json_to_record(s.doc->'record') AS r({shape}){order}"
-    )
+def insert(table: str, staging: str, columns: Iterable[str], where: str = "") -> str:
+    cols = ", ".join(q(c) for c in columns)
+    return f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging}{f' WHERE {where}' if where else ''}"
 
 
-def ordered_columns(columns: Mapping[str, str]) -> list[str]:
-    """Record columns first, then computed metadata: the order source_select produces."""
-    return [c for c in columns if c not in META_COMPUTED] + [c for c in columns if c in META_COMPUTED]
+def keys_overlap(table: str, staging: str, keys: list[str]) -> str:
+    on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in keys)
+    return f"SELECT EXISTS (SELECT 1 FROM {staging} AS s JOIN {table} AS t ON {on})"
 
 
-def insert(table: str, columns: Mapping[str, str], select: str, where: str = "") -> str:
-    cols = ", ".join(q(c) for c in ordered_columns(columns))
-    body = f"SELECT * FROM ({select}) AS src WHERE {where}" if where else select
-    return f"INSERT INTO {table} ({cols}) {body}"
-
-
-def merge(table: str, columns: Mapping[str, str], keys: list[str], select: str, hard_delete: bool) -> str:
-    cols = ordered_columns(columns)
-    on = " AND ".join(f"t.{q(k)} = src.{q(k)}" for k in keys)
-    updates = ", ".join(f"{q(c)} = src.{q(c)}" for c in cols if c not in keys) or f"{q(keys[0])} = src.{q(keys[0])}"
-    values = ", ".join(f"src.{q(c)}" for c in cols)
-    names = ", ".join(q(c) for c in cols)
-    deleted = "_sdc_deleted_at" in columns and hard_delete
+def merge(table: str, staging: str, columns: list[str], keys: list[str], hard_delete: bool) -> str:
+    """One statement: update matched keys, insert new ones; CDC deletes as hard deletes on request."""
+    on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in keys)
+    updates = ", ".join(f"{q(c)} = s.{q(c)}" for c in columns if c not in keys) or f"{q(keys[0])} = s.{q(keys[0])}"
+    names = ", ".join(q(c) for c in columns)
+    values = ", ".join(f"s.{q(c)}" for c in columns)
+    deleted = hard_delete and "_sdc_deleted_at" in columns
     clauses = []
     if deleted:
-        clauses.append("WHEN MATCHED AND src._sdc_deleted_at IS NOT NULL THEN DELETE")
+        clauses.append("WHEN MATCHED AND s._sdc_deleted_at IS NOT NULL THEN DELETE")
     clauses.append(f"WHEN MATCHED THEN UPDATE SET {updates}")
     clauses.append(
-        f"WHEN NOT MATCHED{' AND src._sdc_deleted_at IS NULL' if deleted else ''} "
-        f"THEN INSERT ({names}) VALUES ({values})"
+        f"WHEN NOT MATCHED{' AND s._sdc_deleted_at IS NULL' if deleted else ''} THEN INSERT ({names}) VALUES ({values})"
     )
-    return f"MERGE INTO {table} AS t USING ({select}) AS src ON {on} " + " ".join(clauses)
+    return f"MERGE INTO {table} AS t USING {staging} AS s ON {on} " + " ".join(clauses)
 
 
 def swap(schema: str, table: str, shadow: str) -> list[str]:

@@ -1,33 +1,32 @@
-"""target-postgres's loader: raw JSON lines COPYed into staging, typed and merged in one statement.
+"""target-postgres's loader: COPY into a typed staging table, then one set-based statement.
 
-The target never decodes records: COPY streams the lines into a one-column staging table and
-PostgreSQL parses each record once (json_to_record) while appending or merging it into the
-table, inside one transaction. A failed batch leaves the table as it was.
+Records are streamed into `COPY ... FROM STDIN` (psycopg formats each row in C); the move into
+the table (append, or MERGE on the key) is one statement in one transaction, so a failed batch
+leaves the table as it was.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import orjson
 
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
 from targets.framework.loader import Loader, StreamPlan
 from targets.postgres import ddl
-from targets.postgres.connector import classify, connect, driver_errors
+from targets.postgres.connector import classify, connect, driver_errors, jsonb_wrapper
 from targets.postgres.type_map import holds, pg_type, widens
 
 log = logging.getLogger(__name__)
 SHADOW_SUFFIX = "__dpone_new"
-COPY_CHUNK = 4 * 1024 * 1024
-NUL_ESCAPE = b"\\u0000"
-_NUL_REPLACEMENTS = {"strip": b"", "replace": b"\\ufffd"}
+NUL = "\x00"
+_NUL_REPLACEMENTS = {"strip": "", "replace": "\ufffd"}
 
 
 class PostgresLoader(Loader):
-    accepts_raw_lines = True
-
     def __init__(self, config: Mapping[str, Any], redactor: Redactor) -> None:
         self.config = config
         self.redactor = redactor
@@ -118,57 +117,72 @@ class PostgresLoader(Loader):
             self._transaction(changes, f"changing the schema of {self.schema}.{name}")
 
     def prepare_staging(self, plan: StreamPlan) -> str:
-        if self.keep_staging:
-            staging = self._table(f"_dpone_stage_{plan.table}")
-        else:
-            staging = ddl.q(f"_dpone_stage_{plan.table}")
-        self._exec(ddl.create_staging(staging, temporary=not self.keep_staging), doing="creating staging")
-        self._exec(f"TRUNCATE {staging} RESTART IDENTITY", doing="emptying staging")
+        name = f"_dpone_stage_{plan.table}"
+        # Kept staging must outlive the session to be inspected: an unlogged table then.
+        staging = self._table(name) if self.keep_staging else ddl.q(name)
+        kind = "UNLOGGED" if self.keep_staging else "TEMPORARY"
+        columns = ", ".join(f"{ddl.q(c)} {t}" for c, t in self._wanted(plan).items())
+        self._exec(f"DROP TABLE IF EXISTS {staging}", doing="dropping old staging")
+        self._exec(f"CREATE {kind} TABLE {staging} ({columns})", doing="creating staging")
         return staging
 
-    def _clean(self, line: bytes) -> bytes:
-        if NUL_ESCAPE not in line:
-            return line
+    def _no_nul(self, text: str) -> str:
         if self.nul_policy == "fail":
-            raise DataError(
-                "a string holds a NUL character (\\u0000), which PostgreSQL text cannot store; "
-                "set nul_character_policy to strip or replace"
-            )
-        return line.replace(NUL_ESCAPE, _NUL_REPLACEMENTS[self.nul_policy])
+            raise DataError("a string holds a NUL character (\\u0000), which PostgreSQL cannot store; "
+                            "set nul_character_policy to strip or replace")
+        return text.replace(NUL, _NUL_REPLACEMENTS[self.nul_policy])
 
-    def bulk_load(self, plan: StreamPlan, staging: str, records: list[Any]) -> None:
-        clean = self._clean
+    def _jsonb_dumps(self) -> Callable[[Any], str]:
+        def dumps(value: Any) -> str:
+            text = orjson.dumps(value, default=str).decode()
+            return self._no_nul(text.replace("\\u0000", NUL)) if "\\u0000" in text else text
+
+        return dumps
+
+    def bulk_load(self, plan: StreamPlan, staging: str, records: list[dict[str, Any]]) -> None:
+        wanted = self._wanted(plan)
+        columns = list(wanted)
+        json_at = [i for i, t in enumerate(wanted.values()) if t == "jsonb"]
+        text_at = [i for i, t in enumerate(wanted.values()) if t == "text" or t.startswith("character varying")]
+        wrap = jsonb_wrapper(self._jsonb_dumps())
+        no_nul = self._no_nul
         try:
-            with self.conn.cursor() as cur, cur.copy(ddl.copy_into(staging)) as copy:
-                chunk: list[bytes] = []
-                size = 0
-                for raw in records:
-                    line = clean(raw)
-                    chunk.append(line)
-                    size += len(line)
-                    if size >= COPY_CHUNK:
-                        chunk.append(b"")
-                        copy.write(b"\n".join(chunk))
-                        chunk, size = [], 0
-                if chunk:
-                    chunk.append(b"")
-                    copy.write(b"\n".join(chunk))
+            with self.conn.cursor() as cur, cur.copy(ddl.copy_into(staging, columns)) as copy:
+                write = copy.write_row
+                for record in records:
+                    row = [record.get(c) for c in columns]
+                    for i in json_at:
+                        if row[i] is not None:
+                            row[i] = wrap(row[i])
+                    for i in text_at:
+                        value = row[i]
+                        if value.__class__ is str and NUL in value:
+                            row[i] = no_nul(value)
+                    write(row)
         except self._errors as exc:
             raise classify(exc, self.redactor, f"stream {plan.stream!r}: COPY into staging") from None
 
     def finalize(self, plan: StreamPlan, staging: str, table: str) -> None:
-        columns = self._wanted(plan)
+        columns = list(plan.columns)
         target = self._table(table)
-        keys = plan.key_properties
-        source = ddl.source_select(staging, columns, keys, dedupe=plan.merges)
-        if plan.merges:
-            sql = ddl.merge(target, columns, keys, source, plan.hard_delete)
-        else:
-            sql = ddl.insert(target, columns, source)
+        doing = f"stream {plan.stream!r}: loading {self.schema}.{table}"
+        hard = plan.hard_delete and "_sdc_deleted_at" in plan.columns
+        if not plan.merges:
+            self._transaction([(ddl.insert(target, staging, columns), None)], doing)
+            return
+        merge = ddl.merge(target, staging, columns, plan.key_properties, plan.hard_delete)
         try:
-            self._transaction([(sql, None)], f"stream {plan.stream!r}: loading {self.schema}.{table}")
-        except DataError as exc:
-            raise DataError(f"stream {plan.stream!r}: a record does not fit the table: {exc}") from None
+            with self.conn.transaction():
+                # A batch of only new keys (a first load, an append-mostly stream) is a plain INSERT:
+                # several times cheaper than MERGE. One probe on the key index decides.
+                overlap = self.conn.execute(ddl.keys_overlap(target, staging, plan.key_properties)).fetchone()[0]
+                where = "_sdc_deleted_at IS NULL" if hard else ""
+                self.conn.execute(merge if overlap else ddl.insert(target, staging, columns, where))
+        except self._errors as exc:
+            if getattr(exc, "sqlstate", None) != "23505":
+                raise classify(exc, self.redactor, doing) from None
+            # A concurrent writer inserted one of these keys after the probe: merge after all.
+            self._transaction([(merge, None)], doing)
 
     def cleanup(self, plan: StreamPlan, staging: str) -> None:
         if not self.keep_staging and not self.conn.closed:
