@@ -126,13 +126,15 @@ def from_dict(obj: Any, line: int | None = None) -> Message:
         raise ProtocolError(f"expected a JSON object, got {type(obj).__name__}", line=line)
     mtype = obj.get("type")
     if mtype == "RECORD":
+        stream, record = obj.get("stream"), obj.get("record")
+        # The hot path: one check per field for the common well-formed case.
+        if stream.__class__ is not str or record.__class__ is not dict:
+            stream, record = _require(obj, "stream", str, line), _require(obj, "record", dict, line)
         version = obj.get("version")
-        return RecordMessage(
-            _require(obj, "stream", str, line),
-            _require(obj, "record", dict, line),
-            version if isinstance(version, int) and not isinstance(version, bool) else None,
-            time_extracted if isinstance(time_extracted := obj.get("time_extracted"), str) else None,
-        )
+        if version is not None and (version.__class__ is not int):
+            version = None
+        extracted = obj.get("time_extracted")
+        return RecordMessage(stream, record, version, extracted if extracted.__class__ is str else None)
     if mtype == "STATE":
         return StateMessage(_require(obj, "value", dict, line))
     if mtype == "SCHEMA":

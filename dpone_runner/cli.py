@@ -87,7 +87,7 @@ def _run(args: argparse.Namespace, out: IO[str], redactor: Redactor) -> int:
         finally:
             if run.report.started_at:
                 if args.format == "json":
-                    out.write(run.report.to_json().decode())
+                    out.write(redactor(run.report.to_json().decode()))
                 else:
                     out.write(redactor(run.report.render_text()))
                 out.flush()

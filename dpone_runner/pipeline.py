@@ -250,7 +250,7 @@ class Run:
             self.report.error = f"interrupted by {name}; committed state saved"
             raise PipelineFailed(ErrorKind.FATAL, self.report.error, 128 + self.interrupted)
         if pump_error is not None:
-            self.report.error = str(pump_error)
+            self.report.error = self.redactor(str(pump_error))
             raise pump_error
         # The tap is the cause unless we stopped it because a target had failed.
         if tap_rc != 0 and tap.killed_for != STOPPING:
@@ -268,7 +268,7 @@ class Run:
         why = connector.killed_for or connector.last_error() or "no error message"
         how = f"killed by signal {-rc}" if rc < 0 else f"exit {rc}"
         message = f"{connector.name} failed ({how}): {why}"
-        self.report.error = message
+        self.report.error = self.redactor(message)
         return PipelineFailed(kind, message, EXIT_CODES[kind] if rc < 0 else (rc if rc in _ERROR_BY_EXIT else None))
 
 

@@ -19,6 +19,21 @@ from dpone_runner.project import Limits
 STOP_GRACE_SECONDS = 5.0
 
 
+_LEVEL_WORDS = (("CRITICAL", logging.CRITICAL), ("ERROR", logging.ERROR), ("WARNING", logging.WARNING),
+                ("WARN", logging.WARNING), ("DEBUG", logging.DEBUG))
+
+
+def _level_of(line: str) -> int:
+    """A connector line's own level (its log format names it), so filtering by level keeps errors."""
+    head = line[:80].upper()
+    for word, level in _LEVEL_WORDS:
+        if f" {word} " in head or head.startswith(word) or f"{word}:" in head:
+            return level
+    if " error: " in line.lower():  # our one-line fatal messages: "tap-x: data error: ..."
+        return logging.ERROR
+    return logging.INFO
+
+
 def _child_logger() -> logging.Logger:
     """Connector stderr lines as they are (they carry their own timestamps), with a name prefix."""
     logger = logging.getLogger("dpone.connector")
@@ -105,7 +120,7 @@ def start(
             line = redactor(raw.decode("utf-8", "replace").rstrip())
             if line:
                 connector.stderr_tail.append(line)
-                logger.info("%s%s", prefix, line)
+                logger.log(_level_of(line), "%s%s", prefix, line)
 
     thread = threading.Thread(target=forward, name=f"{name}-stderr", daemon=True)
     thread.start()
