@@ -101,6 +101,13 @@ class JsonlBatchWriter:
         self._fh.write(orjson.dumps(record) + b"\n")
         self._rows += 1
 
+    def write_encoded(self, record_json: bytes) -> None:
+        """A record already serialized as one JSON object."""
+        if self._fh is None:
+            self._fh = self._open()
+        self._fh.write(record_json + b"\n")
+        self._rows += 1
+
     def full(self) -> bool:
         return self._rows >= self.max_rows
 

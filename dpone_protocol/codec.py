@@ -202,6 +202,7 @@ class MessageWriter:
     """Writes messages as lines. Call :meth:`flush` where the reader must see them."""
 
     def __init__(self, stream: IO[bytes], codec: Codec = DEFAULT_CODEC) -> None:
+        self.stream = stream
         self._stream = stream
         self._codec = codec
         dumps_line = getattr(codec, "dumps_line", None)

@@ -6,6 +6,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from dpone_protocol.messages import ActivateVersionMessage
+
 
 @dataclass(slots=True)
 class ReadContext:
@@ -17,6 +19,13 @@ class ReadContext:
     replication_key: str | None = None
     start_value: Any = None  # last committed replication-key value (read rows >= it)
     bookmark: dict[str, Any] = field(default_factory=dict)  # the stream's whole bookmark
+
+
+@dataclass(slots=True)
+class EncodedRecord:
+    """A record already serialized as a JSON object (e.g. by the database): written as is."""
+
+    json: bytes
 
 
 class Stream:
@@ -33,8 +42,17 @@ class Stream:
     valid_replication_keys: ClassVar[list[str]] = []
     is_sorted: bool = False
 
-    def records(self, ctx: ReadContext) -> Iterator[dict[str, Any]]:
+    def records(self, ctx: ReadContext) -> Iterator[dict[str, Any] | EncodedRecord | ActivateVersionMessage]:
+        """Rows as dicts or pre-encoded JSON; an ActivateVersionMessage starts (or completes) a version:
+        RECORDs that follow carry it."""
         raise NotImplementedError
+
+    def bookmark_progress(self, final: bool) -> dict[str, Any]:
+        """Stream-specific bookmark fields for the next STATE (resume positions, LSNs...).
+
+        A key set to None is removed from the bookmark. Called at each checkpoint and at the end.
+        """
+        return {}
 
     def bookmark_key(self, value: Any) -> Any:
         """How replication-key values compare (e.g. parse date-times); the value itself is kept."""

@@ -13,14 +13,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import orjson
+
 from dpone_protocol.batch_files import JsonlBatchWriter, uri_to_path
 from dpone_protocol.catalog import INCREMENTAL, Catalog, CatalogEntry, standard_metadata
 from dpone_protocol.codec import MessageWriter
 from dpone_protocol.errors import ConfigError
-from dpone_protocol.messages import BatchMessage, SchemaMessage, StateMessage
+from dpone_protocol.messages import ActivateVersionMessage, BatchMessage, RecordMessage, SchemaMessage, StateMessage
 from dpone_protocol.settings import Setting
 from taps.framework.bookmarks import BookmarkTracker, get_bookmark, start_value, with_bookmark
-from taps.framework.stream import ReadContext, Stream
+from taps.framework.stream import EncodedRecord, ReadContext, Stream
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,7 @@ class _StreamSync:
         self.entry = entry
         self.state = state
         self.writer = writer
+        self.out = writer.stream
         config = tap.config
         self.every_rows = int(config.get("state_every_rows") or 10_000)
         self.every_seconds = float(config.get("state_every_seconds") or 60)
@@ -161,16 +164,37 @@ class _StreamSync:
         last_state = time.monotonic()
         name = stream.name
         log.info("stream %s: %s%s", name, method, f" from {rk} >= {start!r}" if rk and start is not None else "")
+        head = b'{"type":"RECORD","stream":' + orjson.dumps(name) + b',"record":'
+        tail = b',"time_extracted":' + orjson.dumps(extracted) + b"}\n"
+        version: int | None = None
+        out = self.out
         for row in stream.records(ctx):
-            record = {k: row[k] for k in selected if k in row} if project else row
-            if rk:
-                tracker.observe(record)
-            if self.batch is not None:
-                self.batch.write(record)
-                if self.batch.full():
-                    self._flush_batch()
+            if isinstance(row, dict):
+                record = {k: row[k] for k in selected if k in row} if project else row
+                if rk:
+                    tracker.observe(record)
+                if self.batch is not None:
+                    self.batch.write(record)
+                    if self.batch.full():
+                        self._flush_batch()
+                elif version is None:
+                    writer.write_record(name, record, extracted)
+                else:
+                    writer.write(RecordMessage(name, record, version, extracted))
+            elif isinstance(row, EncodedRecord):
+                # Serialized by the source: no decoding here; the stream tracks its own position.
+                if self.batch is not None:
+                    self.batch.write_encoded(row.json)
+                    if self.batch.full():
+                        self._flush_batch()
+                else:
+                    out.write(head + row.json + tail)
             else:
-                writer.write_record(name, record, extracted)
+                self._flush_batch()
+                writer.write(row)
+                version = row.version
+                tail = b',"version":' + str(version).encode() + b',"time_extracted":' + orjson.dumps(extracted) + b"}\n"
+                continue
             rows += 1
             since_state += 1
             if since_state >= self.every_rows or (
@@ -184,7 +208,8 @@ class _StreamSync:
         return self.state
 
     def _flush_batch(self) -> None:
-        assert self.batch is not None
+        if self.batch is None:
+            return
         manifest = self.batch.close()
         if manifest:
             self.writer.write(BatchMessage(self.stream.name, self.batch.encoding, manifest))
@@ -193,6 +218,11 @@ class _StreamSync:
         if self.batch is not None:
             self._flush_batch()
         bookmark = tracker.bookmark(final=final)
+        progress = self.stream.bookmark_progress(final)
+        if progress:
+            current = get_bookmark(self.state, self.stream.name)
+            bookmark = {**current, **bookmark, **progress}
+            bookmark = {k: v for k, v in bookmark.items() if v is not None}
         if bookmark or final:
             self.state = with_bookmark(self.state, self.stream.name, bookmark)
         self.writer.write(StateMessage(self.state))
