@@ -17,11 +17,12 @@ from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
 from targets.framework.loader import Loader, StreamPlan
 from targets.postgres import ddl
-from targets.postgres.connector import classify, connect, driver_errors, jsonb_wrapper
+from dpone_drivers.postgres import classify, connect, driver_errors, jsonb_wrapper
 from targets.postgres.type_map import holds, pg_type, widens
 
 log = logging.getLogger(__name__)
 SHADOW_SUFFIX = "__dpone_new"
+APPLICATION_NAME = "dpone-target-postgres"
 NUL = "\x00"
 _NUL_REPLACEMENTS = {"strip": "", "replace": "\ufffd"}
 
@@ -38,7 +39,7 @@ class PostgresLoader(Loader):
 
     # -- plumbing ---------------------------------------------------------------
     def _connect(self) -> Any:
-        conn = connect(self.config, self.redactor)
+        conn = connect(self.config, self.redactor, APPLICATION_NAME)
         conn.autocommit = True  # transactions are explicit: one per finalize
         try:
             # Staging is a temp table: room for a whole batch in memory instead of spilling (default 8MB).

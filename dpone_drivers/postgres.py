@@ -8,14 +8,13 @@ from typing import Any
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
 
-APPLICATION_NAME = "dpone-target-postgres"
 
 
 def _psycopg() -> Any:
     try:
         import psycopg  # noqa: PLC0415 - lazy: `--help` must not need the driver
     except ImportError:
-        raise ConfigError("target-postgres needs psycopg 3: pip install 'dpone[postgres]'") from None
+        raise ConfigError("PostgreSQL connectors need psycopg 3: pip install 'dpone[postgres]'") from None
     return psycopg
 
 
