@@ -9,7 +9,6 @@ from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
 
 
-
 def _psycopg() -> Any:
     try:
         import psycopg  # noqa: PLC0415 - lazy: `--help` must not need the driver
@@ -34,13 +33,12 @@ def conninfo(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def connect(config: Mapping[str, Any], redactor: Redactor) -> Any:
+def connect(config: Mapping[str, Any], redactor: Redactor, application_name: str, **options: Any) -> Any:
     psycopg = _psycopg()
     params = conninfo(config)
+    timeout = int(config.get("connect_timeout") or 30)
     try:
-        return psycopg.connect(
-            **params, application_name=APPLICATION_NAME, connect_timeout=int(config.get("connect_timeout") or 30)
-        )
+        return psycopg.connect(**params, **options, application_name=application_name, connect_timeout=timeout)
     except psycopg.OperationalError as exc:
         raise classify(exc, redactor, "connecting to PostgreSQL") from None
 

@@ -19,7 +19,7 @@ from dpone_protocol.batch_files import JsonlBatchWriter, uri_to_path
 from dpone_protocol.catalog import INCREMENTAL, Catalog, CatalogEntry, standard_metadata
 from dpone_protocol.codec import MessageWriter
 from dpone_protocol.errors import ConfigError
-from dpone_protocol.messages import ActivateVersionMessage, BatchMessage, RecordMessage, SchemaMessage, StateMessage
+from dpone_protocol.messages import BatchMessage, RecordMessage, SchemaMessage, StateMessage
 from dpone_protocol.settings import Setting
 from taps.framework.bookmarks import BookmarkTracker, get_bookmark, start_value, with_bookmark
 from taps.framework.stream import EncodedRecord, ReadContext, Stream

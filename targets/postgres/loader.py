@@ -13,11 +13,11 @@ from typing import Any
 
 import orjson
 
+from dpone_drivers.postgres import classify, connect, driver_errors, jsonb_wrapper
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
 from targets.framework.loader import Loader, StreamPlan
 from targets.postgres import ddl
-from dpone_drivers.postgres import classify, connect, driver_errors, jsonb_wrapper
 from targets.postgres.type_map import holds, pg_type, widens
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,10 @@ class PostgresLoader(Loader):
 
     def _no_nul(self, text: str) -> str:
         if self.nul_policy == "fail":
-            raise DataError("a string holds a NUL character (\\u0000), which PostgreSQL cannot store; "
-                            "set nul_character_policy to strip or replace")
+            raise DataError(
+                "a string holds a NUL character (\\u0000), which PostgreSQL cannot store; "
+                "set nul_character_policy to strip or replace"
+            )
         return text.replace(NUL, _NUL_REPLACEMENTS[self.nul_policy])
 
     def _jsonb_dumps(self) -> Callable[[Any], str]:
