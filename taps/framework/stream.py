@@ -19,6 +19,7 @@ class ReadContext:
     replication_key: str | None = None
     start_value: Any = None  # last committed replication-key value (read rows >= it)
     bookmark: dict[str, Any] = field(default_factory=dict)  # the stream's whole bookmark
+    version: int | None = None  # set by a stream: RECORDs carry it (for ACTIVATE_VERSION)
 
 
 @dataclass(slots=True)
@@ -46,6 +47,10 @@ class Stream:
         """Rows as dicts or pre-encoded JSON; an ActivateVersionMessage starts (or completes) a version:
         RECORDs that follow carry it."""
         raise NotImplementedError
+
+    def stream_schema(self, method: str, schema: dict[str, Any]) -> dict[str, Any]:
+        """The SCHEMA sent for this run (e.g. CDC adds _sdc_deleted_at); `schema` is the selected one."""
+        return schema
 
     def bookmark_progress(self, final: bool) -> dict[str, Any]:
         """Stream-specific bookmark fields for the next STATE (resume positions, LSNs...).

@@ -49,6 +49,7 @@ class Tap:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = config
+        self.input_state: dict[str, Any] = {}  # the committed state this run started from
 
     # -- hooks ------------------------------------------------------------------
     def discover_streams(self) -> list[Stream]:
@@ -86,6 +87,7 @@ class Tap:
         self, writer: MessageWriter, catalog: Catalog | None = None, state: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Emit every selected stream; returns the final state."""
+        self.input_state = dict(state or {})
         streams = {s.name: s for s in self.discover_streams()}
         catalog = catalog or self.discover()
         state = dict(state or {})
@@ -153,9 +155,8 @@ class _StreamSync:
         selected = entry.selected_properties()
         all_props = list(stream.schema.get("properties", {}))
         project = selected != all_props
-        writer.write(
-            SchemaMessage(stream.name, entry.selected_schema(), entry.effective_key_properties(), [rk] if rk else None)
-        )
+        schema = stream.stream_schema(method, entry.selected_schema())
+        writer.write(SchemaMessage(stream.name, schema, entry.effective_key_properties(), [rk] if rk else None))
         ctx = ReadContext(self.tap.config, selected, method, rk, start, bookmark)
         tracker = BookmarkTracker(rk, start, stream.is_sorted, stream.bookmark_key)
         extracted = dt.datetime.now(dt.UTC).isoformat()
@@ -169,6 +170,11 @@ class _StreamSync:
         version: int | None = None
         out = self.out
         for row in stream.records(ctx):
+            if ctx.version != version:
+                version = ctx.version
+                tail = (b"" if version is None else b',"version":' + str(version).encode()) + tail[
+                    tail.index(b',"time') :
+                ]
             if isinstance(row, dict):
                 record = {k: row[k] for k in selected if k in row} if project else row
                 if rk:
@@ -192,8 +198,6 @@ class _StreamSync:
             else:
                 self._flush_batch()
                 writer.write(row)
-                version = row.version
-                tail = b',"version":' + str(version).encode() + b',"time_extracted":' + orjson.dumps(extracted) + b"}\n"
                 continue
             rows += 1
             since_state += 1

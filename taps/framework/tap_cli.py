@@ -55,7 +55,8 @@ def run(
 ) -> int:
     parser = build_parser(tap_cls)
     args = parser.parse_args(argv)
-    out = stdout or sys.stdout.buffer
+    # A large buffer: one write syscall per ~1 MB instead of per 8 KB of records.
+    out = stdout or open(sys.stdout.fileno(), "wb", buffering=1 << 20, closefd=False)  # noqa: SIM115
 
     def program(redactor: Redactor) -> int:
         if args.version:
