@@ -7,6 +7,18 @@ from typing import Any
 
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
+from dpone_protocol.settings import Setting
+
+CONNECTION_SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "string", "Server host.", default="localhost"),
+    Setting("port", "integer", "Server port.", default=5432),
+    Setting("user", "string", "User name."),
+    Setting("password", "string", "Password.", secret=True),
+    Setting("database", "string", "Database name."),
+    Setting("sslmode", "string", "libpq sslmode (disable, require, verify-full, ...)."),
+    Setting("dsn", "string", "A libpq connection string or URL instead of the fields above.", secret=True),
+    Setting("connect_timeout", "integer", "Seconds to wait for a connection.", default=30),
+)
 
 
 def _psycopg() -> Any:

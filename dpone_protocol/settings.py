@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dpone_protocol.config import Redactor, load_config
 from dpone_protocol.errors import ConfigError
 
 _KIND_TYPES: dict[str, tuple[type, ...]] = {
@@ -63,3 +64,13 @@ def apply_settings(settings: Iterable[Setting], config: Mapping[str, Any], who: 
 
 def secret_names(settings: Iterable[Setting]) -> list[str]:
     return [s.name for s in settings if s.secret]
+
+
+def load_settings(settings: Iterable[Setting], who: str, paths: list[str] | None, redactor: Redactor) -> dict[str, Any]:
+    """The connector's validated config from --config files; secrets registered for redaction first."""
+    if not paths:
+        raise ConfigError("--config FILE is required (see --about for the settings)")
+    settings = list(settings)
+    raw = load_config(paths)
+    redactor.add_config(raw, secret_names(settings))
+    return apply_settings(settings, raw, who)

@@ -15,10 +15,10 @@ import orjson
 from dpone_protocol.about import about_document, about_markdown, dpone_version
 from dpone_protocol.catalog import Catalog
 from dpone_protocol.codec import MessageWriter
-from dpone_protocol.config import Redactor, load_config, load_json_file
+from dpone_protocol.config import Redactor, load_json_file
 from dpone_protocol.entrypoint import guarded
 from dpone_protocol.errors import ConfigError
-from dpone_protocol.settings import apply_settings, secret_names
+from dpone_protocol.settings import load_settings
 from taps.framework.tap import Tap
 
 OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
@@ -65,11 +65,7 @@ def run(
         if args.about:
             out.write(about(tap_cls, args.format).encode())
             return 0
-        if not args.config:
-            raise ConfigError("--config FILE is required (see --about for the settings)")
-        raw = load_config(args.config)
-        redactor.add_config(raw, secret_names(tap_cls.all_settings()))
-        config = apply_settings(tap_cls.all_settings(), raw, tap_cls.name)
+        config = load_settings(tap_cls.all_settings(), tap_cls.name, args.config, redactor)
         tap = tap_cls(config)
         if args.discover:
             out.write(orjson.dumps(tap.discover().to_dict(), option=orjson.OPT_INDENT_2) + b"\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from dpone_drivers.postgres import classify, connect, driver_errors
+from dpone_drivers.postgres import CONNECTION_SETTINGS, classify, connect, driver_errors
 from dpone_protocol.config import Redactor
 from dpone_protocol.settings import Setting
 from taps.framework.stream import Stream
@@ -20,21 +20,13 @@ class PostgresTap(Tap):
     name = "tap-postgres"
     description = "Reads PostgreSQL tables and views: full table (resumable), incremental, XMIN and log-based CDC."
     capabilities: ClassVar[tuple[str, ...]] = ("catalog", "discover", "state", "about", "batch", "activate-version")
-    settings: ClassVar[tuple[Setting, ...]] = (
-        Setting("host", "string", "Server host.", default="localhost"),
-        Setting("port", "integer", "Server port.", default=5432),
-        Setting("user", "string", "User name."),
-        Setting("password", "string", "Password.", secret=True),
-        Setting("database", "string", "Database name."),
-        Setting("sslmode", "string", "libpq sslmode (disable, require, verify-full, ...)."),
-        Setting("dsn", "string", "A libpq connection string or URL instead of the fields above.", secret=True),
+    settings: ClassVar[tuple[Setting, ...]] = CONNECTION_SETTINGS + (
         Setting("include", "array", 'Tables to discover, as schema.table globs (default ["*.*"]).'),
         Setting("exclude", "array", "Tables to leave out, as schema.table globs."),
         Setting(
             "replication_slot", "string", "Logical replication slot for LOG_BASED streams (wal2json).", default="dpone"
         ),
         Setting("create_replication_slot", "boolean", "Create the slot on first use if it is missing.", default=True),
-        Setting("connect_timeout", "integer", "Seconds to wait for a connection.", default=30),
     )
 
     def __init__(self, config: Mapping[str, Any]) -> None:

@@ -19,8 +19,9 @@ from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.json_schema import ColumnType
 from dpone_protocol.messages import SchemaMessage
+from dpone_protocol.settings import Setting
 from targets.framework.batching import BatchPolicy
-from targets.framework.capabilities import APPEND, OVERWRITE, UPSERT
+from targets.framework.capabilities import APPEND, OVERWRITE, UPSERT, TargetCapabilities
 from targets.framework.sink import Sink
 
 
@@ -85,6 +86,42 @@ class Loader(ABC):
 
 
 log = logging.getLogger(__name__)
+
+# What every staging-first database target can do, and the settings that drive it.
+DATABASE_CAPABILITIES = TargetCapabilities(
+    load_methods=(APPEND, UPSERT, OVERWRITE),
+    merge=True,
+    replace_swap=True,
+    hard_delete=True,
+    soft_delete=True,
+    activate_version=True,
+    schema_evolution=("add_column", "widen"),
+)
+LOADER_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "load_method",
+        "string",
+        "upsert merges on key properties (append when a stream has none); append-only appends; overwrite loads "
+        "into a shadow table and swaps it in at ACTIVATE_VERSION or the end of the input (STATE is held until "
+        "then).",
+        default=UPSERT,
+        choices=(APPEND, UPSERT, OVERWRITE),
+    ),
+    Setting(
+        "hard_delete",
+        "boolean",
+        "Delete rows instead of setting _sdc_deleted_at (CDC deletes and ACTIVATE_VERSION).",
+        default=False,
+    ),
+    Setting("table_name_map", "object", 'Table per stream, e.g. {"public-orders": "orders"}.'),
+    Setting(
+        "keep_staging",
+        "boolean",
+        "Keep the last batch's staging table (_dpone_stage_<table>) to inspect.",
+        default=False,
+    ),
+    Setting("max_retries", "integer", "Retries of a batch after a transient error (reconnects first).", default=3),
+)
 _UNSAFE = re.compile(r"[^0-9a-zA-Z_]+")
 
 

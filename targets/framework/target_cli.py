@@ -10,10 +10,10 @@ from typing import IO, Any
 import orjson
 
 from dpone_protocol.about import about_document, about_markdown, dpone_version
-from dpone_protocol.config import Redactor, load_config
+from dpone_protocol.config import Redactor
 from dpone_protocol.entrypoint import guarded
 from dpone_protocol.errors import ConfigError
-from dpone_protocol.settings import apply_settings, secret_names
+from dpone_protocol.settings import load_settings
 from targets.framework.target import Target
 
 OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
@@ -60,11 +60,7 @@ def run(
         if args.about:
             out.write(about(target_cls, args.format).encode())
             return 0
-        if not args.config:
-            raise ConfigError("--config FILE is required (see --about for the settings)")
-        raw = load_config(args.config)
-        redactor.add_config(raw, secret_names(target_cls.all_settings()))
-        config = apply_settings(target_cls.all_settings(), raw, target_cls.name)
+        config = load_settings(target_cls.all_settings(), target_cls.name, args.config, redactor)
         target = target_cls(config)
         if args.input:
             try:

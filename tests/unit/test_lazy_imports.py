@@ -36,12 +36,26 @@ def test_import_dpone_protocol_loads_no_driver():
     assert drivers_in(imported_modules("import dpone_protocol")) == set()
 
 
-@pytest.mark.parametrize("module", ["taps.csv.cli", "targets.duckdb.cli", "targets.jsonl.cli", "dpone_runner.cli"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "taps.csv.cli",
+        "taps.postgres.tap",
+        "targets.duckdb.target",
+        "targets.postgres.target",
+        "targets.jsonl.cli",
+        "dpone_runner.cli",
+        "dpone_runner.pipeline",
+        "state.postgres_store",
+    ],
+)
 def test_cli_modules_load_no_driver(module):
     assert drivers_in(imported_modules(f"import {module}")) == set()
 
 
-@pytest.mark.parametrize("exe", ["tap-csv", "target-duckdb", "target-jsonl", "dpone"])
+@pytest.mark.parametrize(
+    "exe", ["tap-csv", "tap-postgres", "target-duckdb", "target-postgres", "target-jsonl", "dpone"]
+)
 def test_help_runs_without_importing_drivers(exe):
     # PYTHONPROFILEIMPORTTIME makes the console script report its own imports.
     env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
