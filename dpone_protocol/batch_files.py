@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
@@ -47,14 +47,16 @@ def iter_jsonl_lines(uri: str, encoding: BatchEncoding) -> Iterator[bytes]:
         raise DataError(f"BATCH file {path} is unreadable: {exc}") from None
 
 
-def iter_batch_records(uri: str, encoding: BatchEncoding) -> Iterator[dict[str, Any]]:
-    """Decoded records of one batch file, whatever its format."""
+def iter_batch_records(
+    uri: str, encoding: BatchEncoding, loads: Callable[[bytes], Any] = orjson.loads
+) -> Iterator[dict[str, Any]]:
+    """Decoded records of one batch file, whatever its format (`loads` decodes JSONL lines)."""
     fmt = encoding.format
     if fmt == "jsonl":
         for n, line in enumerate(iter_jsonl_lines(uri, encoding), start=1):
             try:
-                yield orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
+                yield loads(line)
+            except ValueError as exc:
                 raise DataError(f"BATCH file {uri} line {n}: malformed JSON ({exc})") from None
     elif fmt == "parquet":
         try:

@@ -188,6 +188,13 @@ class LoaderSink(Sink):
         attempts = max(1, int(self.config.get("max_retries", 3)) + 1)
         for attempt in range(1, attempts + 1):
             try:
+                if attempt > 1:
+                    # Inside the try: a failed reconnect is one more transient error to retry.
+                    self.loader.reconnect()
+                    if plan.method != OVERWRITE:
+                        self.loader.ensure_table(plan)
+                    if self.shadow is not None:
+                        self.loader.ensure_table(plan, self.shadow)
                 self._load(plan, records)
                 return
             except Exception as exc:
@@ -204,11 +211,6 @@ class LoaderSink(Sink):
                     delay,
                 )
                 time.sleep(delay)
-                self.loader.reconnect()
-                if plan.method != OVERWRITE:
-                    self.loader.ensure_table(plan)
-                if self.shadow is not None:
-                    self.loader.ensure_table(plan, self.shadow)
         raise AssertionError("unreachable")
 
     def _load(self, plan: StreamPlan, records: list[dict[str, Any]]) -> None:

@@ -152,7 +152,8 @@ class Target:
     def _on_batch(self, message: BatchMessage, line: int, writer: MessageWriter) -> None:
         sink = self._sink_for(message.stream, line)
         for uri in message.manifest:
-            for record in iter_batch_records(uri, message.encoding):
+            codec = EXACT_CODEC if sink.exact_numbers else DEFAULT_CODEC
+            for record in iter_batch_records(uri, message.encoding, codec.loads):
                 sink.add(RecordMessage(message.stream, record), 64, line)
                 self._count_batch_record(sink)
         sink.drain()

@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
+
+MAX_NAME_BYTES = 63  # PostgreSQL silently truncates longer identifiers
+
+
+def truncated(name: str) -> str:
+    """The name PostgreSQL itself uses for a longer identifier (so queries with the long name still work)."""
+    return name.encode()[:MAX_NAME_BYTES].decode("utf-8", "ignore")
+
+
+def pg_name(base: str, suffix: str = "") -> str:
+    """A derived name (key, staging, shadow) within the limit; a cut one gets a hash so it never collides."""
+    if len((base + suffix).encode()) <= MAX_NAME_BYTES:
+        return base + suffix
+    digest = hashlib.sha1(base.encode()).hexdigest()[:8]  # noqa: S324 - a name, not security
+    room = MAX_NAME_BYTES - len(suffix.encode()) - len(digest) - 1
+    cut = base.encode()[:room].decode("utf-8", "ignore")
+    return f"{cut}_{digest}{suffix}"
 
 
 def q(identifier: str) -> str:
@@ -72,7 +90,7 @@ def swap(schema: str, table: str, shadow: str) -> list[str]:
     return [
         f"DROP TABLE IF EXISTS {qualified(schema, table)}",
         f"ALTER TABLE {qualified(schema, shadow)} RENAME TO {q(table)}",
-        f"ALTER INDEX IF EXISTS {qualified(schema, shadow + '_pkey')} RENAME TO {q(table + '_pkey')}",
+        f"ALTER INDEX IF EXISTS {qualified(schema, pg_name(shadow, '_pkey'))} RENAME TO {q(pg_name(table, '_pkey'))}",
     ]
 
 

@@ -8,12 +8,12 @@ leaves the table as it was.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
-
 from dpone_drivers.postgres import classify, connect, driver_errors, jsonb_wrapper
+from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
 from targets.framework.loader import Loader, StreamPlan
@@ -25,6 +25,9 @@ SHADOW_SUFFIX = "__dpone_new"
 APPLICATION_NAME = "dpone-target-postgres"
 NUL = "\x00"
 _NUL_REPLACEMENTS = {"strip": "", "replace": "\ufffd"}
+_JSON_NUL_REPLACEMENTS = {"strip": "", "replace": "\\ufffd"}
+# \u0000 in JSON text, not preceded by an escaped backslash ("\\u0000" is the six characters, no NUL).
+_ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 class PostgresLoader(Loader):
@@ -39,7 +42,8 @@ class PostgresLoader(Loader):
 
     # -- plumbing ---------------------------------------------------------------
     def _connect(self) -> Any:
-        conn = connect(self.config, self.redactor, APPLICATION_NAME)
+        # UTC: a date-time without offset means UTC whatever the server's zone.
+        conn = connect(self.config, self.redactor, APPLICATION_NAME, options="-c TimeZone=UTC")
         conn.autocommit = True  # transactions are explicit: one per finalize
         try:
             # Staging is a temp table: room for a whole batch in memory instead of spilling (default 8MB).
@@ -73,7 +77,7 @@ class PostgresLoader(Loader):
             self.conn = self._connect()
 
     def _table(self, name: str) -> str:
-        return ddl.qualified(self.schema, name)
+        return ddl.qualified(self.schema, ddl.truncated(name))
 
     def _wanted(self, plan: StreamPlan) -> dict[str, str]:
         return {name: pg_type(col) for name, col in plan.columns.items()}
@@ -92,12 +96,12 @@ class PostgresLoader(Loader):
     def ensure_table(self, plan: StreamPlan, table: str | None = None) -> None:
         name = table or plan.table
         wanted = self._wanted(plan)
-        existing = self._existing(name)
+        existing = self._existing(ddl.truncated(name))
         keys = plan.key_properties if plan.merges else []
         if not existing:
-            pk = f"{name}_pkey" if keys else None
+            pk = ddl.pg_name(ddl.truncated(name), "_pkey") if keys else None
             self._exec(ddl.create_table(self._table(name), wanted, keys, pk), doing=f"creating table {name}")
-            log.info("created table %s.%s", self.schema, name)
+            log.info("created table %s.%s", self.schema, ddl.truncated(name))
             return
         changes: list[tuple[str, Any]] = []
         for column, type_ in wanted.items():
@@ -118,7 +122,7 @@ class PostgresLoader(Loader):
             self._transaction(changes, f"changing the schema of {self.schema}.{name}")
 
     def prepare_staging(self, plan: StreamPlan) -> str:
-        name = f"_dpone_stage_{plan.table}"
+        name = ddl.pg_name(f"_dpone_stage_{ddl.truncated(plan.table)}")
         # Kept staging must outlive the session to be inspected: an unlogged table then.
         staging = self._table(name) if self.keep_staging else ddl.q(name)
         kind = "UNLOGGED" if self.keep_staging else "TEMPORARY"
@@ -136,11 +140,17 @@ class PostgresLoader(Loader):
         return text.replace(NUL, _NUL_REPLACEMENTS[self.nul_policy])
 
     def _jsonb_dumps(self) -> Callable[[Any], str]:
-        def dumps(value: Any) -> str:
-            text = orjson.dumps(value, default=str).decode()
-            return self._no_nul(text.replace("\\u0000", NUL)) if "\\u0000" in text else text
+        dumps = DEFAULT_CODEC.dumps  # Decimals (exact streams) stay bare numbers
 
-        return dumps
+        def dump(value: Any) -> str:
+            text = dumps(value).decode()
+            if "\\u0000" not in text or not _ESCAPED_NUL.search(text):
+                return text
+            if self.nul_policy == "fail":
+                self._no_nul(NUL)  # raises with the explanation
+            return _ESCAPED_NUL.sub(lambda m: m.group(1) + _JSON_NUL_REPLACEMENTS[self.nul_policy], text)
+
+        return dump
 
     def bulk_load(self, plan: StreamPlan, staging: str, records: list[dict[str, Any]]) -> None:
         wanted = self._wanted(plan)
@@ -195,13 +205,15 @@ class PostgresLoader(Loader):
                 log.debug("dropping staging %s failed; it is temporary and goes with the session", staging)
 
     def begin_replace(self, plan: StreamPlan) -> str:
-        shadow = f"{plan.table}{SHADOW_SUFFIX}"
+        shadow = ddl.pg_name(ddl.truncated(plan.table), SHADOW_SUFFIX)
         keys = plan.key_properties if plan.merges else []
         self._transaction(
             [
                 (f"DROP TABLE IF EXISTS {self._table(shadow)}", None),
                 (
-                    ddl.create_table(self._table(shadow), self._wanted(plan), keys, f"{shadow}_pkey" if keys else None),
+                    ddl.create_table(
+                        self._table(shadow), self._wanted(plan), keys, ddl.pg_name(shadow, "_pkey") if keys else None
+                    ),
                     None,
                 ),
             ],
