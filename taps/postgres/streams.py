@@ -95,20 +95,13 @@ class PostgresStream(Stream):
             f"SELECT row_to_json(r)::text, json_build_array({key_sql})::text FROM {self.table.qualified} AS x "
             f"CROSS JOIN LATERAL (SELECT {self._columns_sql(selected)}) AS r{where}{order}"
         )
-        with self.tap.conn.cursor() as cur:
-            # psycopg binds parameters client-side here: COPY cannot take server-side parameters.
-            statement = (
-                cur.mogrify(f"COPY ({sql}) TO STDOUT {_COPY_OUT}", params)
-                if params
-                else f"COPY ({sql}) TO STDOUT {_COPY_OUT}"
-            )
-            with cur.copy(statement) as copy:
-                for block in copy:
-                    data = bytes(block)
-                    sep = data.index(b"\x1f")
-                    if keys:
-                        self._last_key = data[sep + 1 :].rstrip(b"\n")
-                    yield EncodedRecord(data[:sep])
+        with self.tap.conn.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT {_COPY_OUT}", params or None) as copy:
+            for block in copy:
+                data = bytes(block)
+                sep = data.index(b"\x1f")
+                if keys:
+                    self._last_key = data[sep + 1 :].rstrip(b"\n")
+                yield EncodedRecord(data[:sep])
 
     def _full_table(self, ctx: ReadContext) -> Iterator[Any]:
         pk = self.table.primary_key
