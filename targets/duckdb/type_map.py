@@ -72,4 +72,6 @@ def holds(existing: str, incoming: str) -> bool:
 
 def widens(existing: str, incoming: str) -> bool:
     """True when altering `existing` to `incoming` keeps every stored value."""
-    return holds(incoming, existing) and normalize(incoming) != "JSON"
+    if normalize(incoming) in ("JSON", "DOUBLE", "FLOAT") and normalize(existing) != normalize(incoming):
+        return False  # a DOUBLE rounds integers beyond 2^53; JSON would change every value's form
+    return holds(incoming, existing)

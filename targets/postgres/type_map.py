@@ -83,4 +83,6 @@ def widens(existing: str, incoming: str) -> bool:
         return existing == "text" or existing.startswith("character varying")
     if incoming == "jsonb":
         return existing == "json"
+    if incoming == "double precision" and existing != incoming:
+        return existing in ("real", "smallint", "integer")  # bigint and numeric values would be rounded
     return holds(incoming, existing)
