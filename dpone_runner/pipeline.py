@@ -55,6 +55,7 @@ _ERROR_CLASS = {
 
 
 STOPPING = "stopped by the runner"
+WATCH_SECONDS = 0.2
 PARTIAL_REFRESH = "stopped: the tap failed, and a partial full refresh must not replace the table"
 
 
@@ -203,6 +204,8 @@ class Run:
         if self.options.progress:
             progress.start()
         pump_error: DponeError | None = None
+        watch = threading.Thread(target=self._watch_targets, args=(pump, tap), name="target-watch", daemon=True)
+        watch.start()
         try:
             pump.run()
         except ProtocolError as exc:
@@ -232,6 +235,15 @@ class Run:
             tap.proc.stdout.close()
         self._finish_report(pump, tap, [c.connector for c in channels], ledger)
         self._raise_for_failure(pump_error, tap, tap_rc, [c.connector for c in channels])
+
+    def _watch_targets(self, pump: Pump, tap: Connector) -> None:
+        """A dead target stops the tap at once, even while the pump waits on a slow tap's next line."""
+        while tap.proc.poll() is None:
+            if pump.any_target_failed():
+                pump.stopped.set()
+                tap.stop(STOPPING)
+                return
+            time.sleep(WATCH_SECONDS)
 
     def _finish_report(self, pump: Pump, tap: Connector, targets: list[Connector], ledger: StateLedger) -> None:
         counts = pump.counts

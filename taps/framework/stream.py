@@ -48,6 +48,10 @@ class Stream:
         RECORDs that follow carry it."""
         raise NotImplementedError
 
+    def discovery_metadata(self) -> dict[str, Any]:
+        """Extra stream-level catalog metadata (e.g. row-count, is-view)."""
+        return {}
+
     def stream_schema(self, method: str, schema: dict[str, Any]) -> dict[str, Any]:
         """The SCHEMA sent for this run (e.g. CDC adds _sdc_deleted_at); `schema` is the selected one."""
         return schema

@@ -70,6 +70,7 @@ class Tap:
                 stream.replication_key,
                 stream.valid_replication_keys or ([stream.replication_key] if stream.replication_key else []),
             )
+            metadata[()].update(stream.discovery_metadata())
             entries.append(
                 CatalogEntry(
                     tap_stream_id=stream.name,
@@ -196,7 +197,9 @@ class _StreamSync:
                 else:
                     out.write(head + row.json + tail)
             else:
-                self._flush_batch()
+                if self.batch is not None:
+                    # Rows in BATCH files carry no table version: activating one would mark them all deleted.
+                    continue
                 writer.write(row)
                 continue
             rows += 1

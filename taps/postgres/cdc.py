@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import logging
 import re
 from collections.abc import Iterator
@@ -42,7 +43,9 @@ def check_setup(conn: Any, slot: str, create: bool) -> None:
         raise ConfigError(
             f"LOG_BASED needs wal_level=logical (it is {level!r}): set it in postgresql.conf and restart the server"
         )
-    row = conn.execute("SELECT plugin FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
+    row = conn.execute(
+        "SELECT plugin, database, current_database() FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+    ).fetchone()
     if row is None:
         if not create:
             raise ConfigError(
@@ -60,6 +63,11 @@ def check_setup(conn: Any, slot: str, create: bool) -> None:
         log.info("created logical replication slot %s (wal2json)", slot)
     elif row[0] != "wal2json":
         raise ConfigError(f"replication slot {slot!r} uses plugin {row[0]!r}; tap-postgres reads wal2json slots")
+    elif row[1] != row[2]:
+        raise ConfigError(
+            f"replication slot {slot!r} belongs to database {row[1]!r}, not {row[2]!r}: slots are "
+            "per database; set replication_slot to one created in this database"
+        )
 
 
 def advance_slot(conn: Any, slot: str, committed: int | None) -> None:
@@ -77,18 +85,30 @@ def _convert(value: Any, kind: str, schema: dict[str, Any]) -> Any:
     """wal2json gives PostgreSQL text forms; make them what the schema promises (as a snapshot would)."""
     if value is None:
         return None
+    declared = schema.get("type")
+    types = {declared} if isinstance(declared, str) else set(declared or [])
     fmt = schema.get("format")
     if fmt == "singer.decimal":
-        return str(value)
-    if fmt == "date-time" and isinstance(value, str):
-        text = value.replace(" ", "T", 1)
-        return _TS_OFFSET_RE.sub(r"\1:00", text) if "+" in text[10:] or text[10:].count("-") else text
-    if schema.get("contentEncoding") == "base64" and isinstance(value, str) and value.startswith("\\x"):
-        return base64.b64encode(bytes.fromhex(value[2:])).decode()
-    if kind in ("json", "jsonb") and isinstance(value, str):
-        return orjson.loads(value)
-    if isinstance(schema.get("type"), list) and "array" in schema["type"] and isinstance(value, str):
-        return _parse_array(value)
+        text = str(value)
+        return re.sub(r"[^0-9.eE+-]", "", text) if kind == "money" else text
+    if isinstance(value, str):
+        if kind in ("json", "jsonb"):
+            return orjson.loads(value)
+        if "string" not in types and "integer" in types:
+            return int(value)  # e.g. a domain over integer arrives quoted
+        if "string" not in types and "number" in types:
+            return float(value)
+        if fmt == "date-time":
+            text = value.replace(" ", "T", 1)
+            return _TS_OFFSET_RE.sub(r"\1:00", text) if "+" in text[10:] or text[10:].count("-") else text
+        if schema.get("contentEncoding") == "base64":
+            return base64.b64encode(bytes.fromhex(value.removeprefix("\\x"))).decode()
+        if "array" in types:
+            items = _parse_array(value)
+            item_schema = schema.get("items") or {}
+            return [_convert(v, "", item_schema) for v in items] if isinstance(items, list) else items
+        if kind.startswith("character("):
+            return value.rstrip(" ")  # char(n) pads; the snapshot's ::text does not
     return value
 
 
@@ -143,37 +163,57 @@ def read_changes(stream: Any, ctx: ReadContext) -> Iterator[Any]:
         stream._progress["lsn"] = lsn_to_int(position)
         return
     stream._mode = "LOG_BASED"
+    confirmed = conn.execute(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+    ).fetchone()[0]
+    if confirmed is not None and lsn_to_int(confirmed) > int(start):
+        raise ConfigError(
+            f"stream {stream.name!r}: replication slot {slot!r} is past the committed position "
+            f"{int_to_lsn(int(start))} (it was advanced or re-created), so changes in between are gone; take a "
+            f"new snapshot: dpone state clear PIPELINE --stream {stream.name}"
+        )
     yield from _changes(stream, ctx, conn, slot, int(start), end)
     stream._progress["lsn"] = end
 
 
 def _changes(stream: Any, ctx: ReadContext, conn: Any, slot: str, start: int, end: int) -> Iterator[Any]:
+    """Changes of transactions that committed at or after `start` and before `end`."""
     props = stream.schema["properties"]
     selected = set(ctx.selected)
     add_tables = f"{_escape(stream.table.schema)}.{_escape(stream.table.name)}"
     cursor_name = f"dpone_cdc_{abs(hash(stream.name))}"
     sql = (
-        "SELECT lsn::text, data FROM pg_logical_slot_peek_changes(%s, %s::pg_lsn, NULL, 'format-version', '2', "
-        "'include-timestamp', '1', 'include-transaction', '0', 'add-tables', %s)"
+        "SELECT data FROM pg_logical_slot_peek_changes(%s, %s::pg_lsn, NULL, 'format-version', '2', "
+        "'include-timestamp', '1', 'include-transaction', '1', 'include-lsn', '1', 'include-types', '1', "
+        "'add-tables', %s)"
     )
+    skip = False
     with conn.transaction(), conn.cursor(name=cursor_name) as cur:
         cur.itersize = _CHANGE_BATCH
         cur.execute(sql, (slot, int_to_lsn(end), add_tables))
-        for lsn_text, data in cur:
-            lsn = lsn_to_int(lsn_text)
-            if lsn <= start:
-                continue  # committed by an earlier run
-            change = orjson.loads(data)
+        for (data,) in cur:
+            # parse_float=str: numerics keep every digit and trailing zero, as the snapshot's ::text does.
+            change = json.loads(data, parse_float=str)
             action = change.get("action")
-            if action not in ("I", "U", "D"):
+            if action == "B":
+                # A transaction belongs to the run its commit falls in: the B record carries the commit LSN.
+                skip = lsn_to_int(change["lsn"]) < start
                 continue
-            columns = change.get("columns") if action != "D" else change.get("identity")
+            if skip or action not in ("I", "U", "D"):
+                continue
             record: dict[str, Any] = {}
-            for col in columns or []:
-                name = col["name"]
-                if name in selected:
-                    record[name] = _convert(col.get("value"), col.get("type", ""), props.get(name, {}))
-            record["_sdc_lsn"] = lsn
+            sources = (
+                [change.get("identity") or []]
+                if action == "D"
+                else [change.get("identity") or [], change.get("columns") or []]
+            )
+            # With REPLICA IDENTITY FULL the old row fills values an update leaves out (unchanged TOAST).
+            for columns in sources:
+                for col in columns:
+                    name = col["name"]
+                    if name in selected:
+                        record[name] = _convert(col.get("value"), col.get("type", ""), props.get(name, {}))
+            record["_sdc_lsn"] = lsn_to_int(change["lsn"])
             record["_sdc_deleted_at"] = _commit_time(change) if action == "D" else None
             yield EncodedRecord(orjson.dumps(record))
 

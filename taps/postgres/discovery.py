@@ -9,12 +9,13 @@ from typing import Any
 
 from taps.postgres.type_map import ColumnSpec, column_spec
 
+# Temporary tables (relpersistence 't') belong to other sessions and cannot be read.
 _TABLES = """
 SELECT c.oid, n.nspname, c.relname, c.relkind, greatest(c.reltuples, 0)::bigint
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
-  AND NOT c.relispartition
+  AND NOT c.relispartition AND c.relpersistence <> 't'
 ORDER BY n.nspname, c.relname
 """
 _COLUMNS = """

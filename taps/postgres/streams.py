@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from dpone_drivers.postgres import classify, driver_errors
 from dpone_protocol.catalog import FULL_TABLE, INCREMENTAL
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.messages import ActivateVersionMessage
@@ -25,6 +26,9 @@ XMIN = "XMIN"
 LOG_BASED = "LOG_BASED"
 _COPY_OUT = "(FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e')"
 XID_SPACE = 2**32
+# Aliases unlikely to clash with column names.
+_SRC = "_dpone_src"
+_ROW = "_dpone_row"
 
 
 def q(name: str) -> str:
@@ -42,6 +46,15 @@ class PostgresStream(Stream):
         self._last_key: bytes | None = None
         self._progress: dict[str, Any] = {}
         self._mode = FULL_TABLE
+        self._xmin_horizon = 0
+
+    def discovery_metadata(self) -> dict[str, Any]:
+        return {
+            "row-count": self.table.row_estimate,
+            "is-view": self.table.is_view,
+            "schema-name": self.table.schema,
+            "table-name": self.table.name,
+        }
 
     def stream_schema(self, method: str, schema: dict[str, Any]) -> dict[str, Any]:
         if method != LOG_BASED:
@@ -59,8 +72,9 @@ class PostgresStream(Stream):
             if self._mode == FULL_TABLE:
                 self._progress["last_pk"] = None if final else key
             elif self._mode == XMIN:
-                self._progress["xmin"] = key[0]
-            elif self._mode == INCREMENTAL:
+                # Never past the oldest transaction still open when the read started: it may commit later.
+                self._progress["xmin"] = min(key[0], self._xmin_horizon)
+            elif self._mode == INCREMENTAL and key[0] is not None:  # NULL keys sort last; they bookmark nothing
                 self._progress["replication_key_value"] = key[0]
         elif final and self._mode == FULL_TABLE:
             self._progress["last_pk"] = None
@@ -85,23 +99,41 @@ class PostgresStream(Stream):
             yield from self._full_table(ctx)
 
     def _columns_sql(self, selected: list[str]) -> str:
-        chosen = [c for c in self.table.columns if c.name in selected]
-        return ", ".join(f"{c.expression.replace(q(c.name), 'x.' + q(c.name))} AS {q(c.name)}" for c in chosen)
+        by_name = {c.name: c for c in self.table.columns}
+        missing = [name for name in selected if name not in by_name]
+        if missing:
+            raise ConfigError(
+                f"stream {self.name!r}: selected columns {missing} no longer exist in "
+                f"{self.table.schema}.{self.table.name}; re-run discovery and update the catalog"
+            )
+        chosen = [by_name[name] for name in selected]
+        return ", ".join(f"{c.expression.replace(q(c.name), f'{_SRC}.' + q(c.name))} AS {q(c.name)}" for c in chosen)
 
     def _copy(self, selected: list[str], keys: list[str], where: str, params: list[Any]) -> Iterator[EncodedRecord]:
         key_sql = ", ".join(keys) if keys else "NULL"
         order = f" ORDER BY {', '.join(keys)}" if keys else ""
+        # json values keep their own line breaks; outside strings they are whitespace, so they become spaces
+        # (a raw line break would split the message, and COPY would quote the field).
         sql = (
-            f"SELECT row_to_json(r)::text, json_build_array({key_sql})::text FROM {self.table.qualified} AS x "
-            f"CROSS JOIN LATERAL (SELECT {self._columns_sql(selected)}) AS r{where}{order}"
+            f"SELECT translate(row_to_json({_ROW})::text, E'\\n\\r', '  '), json_build_array({key_sql})::text "
+            f"FROM {self.table.qualified} AS {_SRC} CROSS JOIN LATERAL (SELECT {self._columns_sql(selected)}) "
+            f"AS {_ROW}{where}{order}"
         )
-        with self.tap.conn.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT {_COPY_OUT}", params or None) as copy:
-            for block in copy:
-                data = bytes(block)
-                sep = data.index(b"\x1f")
-                if keys:
-                    self._last_key = data[sep + 1 :].rstrip(b"\n")
-                yield EncodedRecord(data[:sep])
+        try:
+            with self.tap.conn.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT {_COPY_OUT}", params or None) as copy:
+                for block in copy:
+                    data = bytes(block)
+                    sep = data.index(b"\x1f")
+                    if keys:
+                        key = data[sep + 1 :].rstrip(b"\n")
+                        if key != b"[null]":  # NULL keys sort last and bookmark nothing
+                            self._last_key = key
+                    yield EncodedRecord(data[:sep])
+        except driver_errors() as exc:
+            error = classify(exc, self.tap.redactor, f"reading {self.table.schema}.{self.table.name}")
+            if "permission denied" in str(exc):
+                raise ConfigError(f"{error} (GRANT SELECT ON {self.table.qualified} TO the tap's user)") from None
+            raise error from None
 
     def _full_table(self, ctx: ReadContext) -> Iterator[Any]:
         pk = self.table.primary_key
@@ -114,7 +146,7 @@ class PostgresStream(Stream):
                 yield ActivateVersionMessage(self.name, version)
         ctx.version = version
         self._progress["version"] = version
-        keys = [f"x.{q(k)}" for k in pk]
+        keys = [f"{_SRC}.{q(k)}" for k in pk]
         where, params = "", []
         if resume is not None:
             if len(resume) != len(pk):
@@ -134,17 +166,18 @@ class PostgresStream(Stream):
         where, params = "", []
         if ctx.start_value is not None:
             # >= : rows sharing the bookmark value are sent again rather than lost.
-            where, params = f" WHERE x.{q(rk)} >= %s", [ctx.start_value]
+            where, params = f" WHERE {_SRC}.{q(rk)} >= %s", [ctx.start_value]
         self._progress["replication_key"] = rk
-        yield from self._copy(ctx.selected, [f"x.{q(rk)}"], where, params)
+        yield from self._copy(ctx.selected, [f"{_SRC}.{q(rk)}"], where, params)
 
     def _xmin(self, ctx: ReadContext) -> Iterator[EncodedRecord]:
-        xmin_expr = "x.xmin::text::bigint"
+        xmin_expr = f"{_SRC}.xmin::text::bigint"
         start = ctx.bookmark.get("xmin")
-        current = self.tap.conn.execute(
-            "SELECT txid_snapshot_xmin(txid_current_snapshot()) % %s", (XID_SPACE,)
+        horizon = self.tap.conn.execute(
+            "SELECT txid_snapshot_xmin(txid_current_snapshot()) %% %s", (XID_SPACE,)
         ).fetchone()[0]
-        if start is not None and int(start) > int(current):
+        self._xmin_horizon = int(horizon)
+        if start is not None and int(start) > self._xmin_horizon:
             # Transaction ids wrapped around since the bookmark: xmin can no longer be compared.
             log.warning(
                 "stream %s: transaction ids wrapped around since the last run; re-reading the whole table", self.name

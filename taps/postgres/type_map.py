@@ -84,11 +84,11 @@ def column_spec(
         item_schema, item_expr = _scalar(base, True, kind, enum)
         schema = {"type": _nullable("array", nullable), "items": item_schema}
         # Elements that need a text rendering (numeric, bytea, ...) go through to_json per element.
-        expression = (
-            "{col}"
-            if item_expr == "{col}"
-            else f"(SELECT json_agg({item_expr.format(col='e')}) FROM unnest({{col}}) AS e)"
+        per_item = (
+            f"CASE WHEN {{col}} IS NULL THEN NULL ELSE coalesce((SELECT json_agg({item_expr.format(col='e')} "
+            f"ORDER BY n) FROM unnest({{col}}) WITH ORDINALITY AS u(e, n)), '[]') END"
         )
+        expression = "{col}" if item_expr == "{col}" else per_item
         return ColumnSpec(name, schema, expression.format(col=quoted))
     schema, expression = _scalar(type_name, nullable, kind, enum)
     return ColumnSpec(name, schema, expression.format(col=quoted))

@@ -39,8 +39,11 @@ def _json_types(prop: dict[str, Any]) -> set[str]:
 FLOAT_EXACT_DIGITS = 15
 
 
-def _needs_exact_decoding(column: ColumnType, prop: dict[str, Any]) -> bool:
-    """JSON numbers (not singer.decimal strings) bound for a decimal column wider than a float holds."""
+def _needs_exact_decoding(column: ColumnType, prop: dict[str, Any], exact_json: bool) -> bool:
+    """JSON numbers (not singer.decimal strings) bound for a decimal column wider than a float holds,
+    or for a JSON column (whose numbers are stored as they came) when `exact_json` is on."""
+    if column.logical in (Logical.OBJECT, Logical.ARRAY, Logical.JSON):
+        return exact_json
     if column.logical is not Logical.DECIMAL or "string" in _json_types(prop):
         return False
     return column.precision is None or column.precision > FLOAT_EXACT_DIGITS
@@ -96,8 +99,9 @@ class Sink(ABC):
         self.schema = schema
         self.key_properties = list(message.key_properties)
         self.columns = columns
+        exact_json = bool(self.config.get("exact_json_numbers", True))
         self.exact_numbers = any(
-            _needs_exact_decoding(col, schema["properties"][name]) for name, col in columns.items()
+            _needs_exact_decoding(col, schema["properties"][name], exact_json) for name, col in columns.items()
         )
         self.on_schema()
 

@@ -37,6 +37,12 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("batch_max_age_seconds", "number", "Commit pending records at least this often.", default=60),
     Setting("add_record_metadata", "boolean", "Add _sdc_* metadata columns.", default=True),
+    Setting(
+        "exact_json_numbers",
+        "boolean",
+        "Keep every digit of numbers inside object/array columns (slower decoding for those streams).",
+        default=True,
+    ),
 )
 
 

@@ -354,11 +354,6 @@ def ok_target(run: Run) -> Run:
     return run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: empty text[] / numeric[] arrays arrive as null (taps/postgres/type_map.py:90, "
-    "json_agg over unnest of an empty array is NULL); see test_tap_postgres.py::test_empty_arrays_stay_empty",
-)
 def test_round_trip_empty_text_and_numeric_arrays(src, run_target):
     src.sql(
         "CREATE TABLE arrays (id int PRIMARY KEY, t text[], n numeric[], i int[])",
@@ -378,14 +373,6 @@ def test_round_trip_empty_text_and_numeric_arrays(src, run_target):
         src.sql(f"DROP SCHEMA IF EXISTS {q(dest_schema)} CASCADE")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (target side): numbers inside json/jsonb values are decoded with orjson "
-    "(targets/framework/sink.py:42-46 _needs_exact_decoding only considers decimal columns), so an integer wider "
-    "than 64 bits or a decimal with more digits than a float holds is silently rounded on the way into jsonb "
-    "(123456789012345678901234567890 -> 123456789012345680000000000000). Fix: decode a stream with the exact "
-    "codec when it has object/array/JSON columns too (or pass such values through as raw JSON text)",
-)
 def test_round_trip_keeps_wide_numbers_inside_json(src, run_target):
     src.sql(
         "CREATE TABLE docs (id int PRIMARY KEY, j jsonb)",
@@ -404,15 +391,6 @@ def test_round_trip_keeps_wide_numbers_inside_json(src, run_target):
         src.sql(f"DROP SCHEMA IF EXISTS {q(dest_schema)} CASCADE")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with batch_config, FULL_TABLE rows go to files without their table version (the BATCH message "
-    "and the JSONL rows carry none: taps/framework/tap.py _StreamSync.run, write_encoded), but the closing "
-    "ACTIVATE_VERSION is still sent; target-postgres then stores the rows with _sdc_table_version NULL and "
-    "the ACTIVATE_VERSION marks every one of them deleted (hard_delete: deletes them all). Fix: carry the "
-    "version with the files (e.g. a 'version' field on BATCH that targets stamp on the file's rows), or do not "
-    "send ACTIVATE_VERSION for a version whose rows went to files",
-)
 def test_batch_mode_full_table_rows_survive_the_closing_activate_version(src, tmp_path, run_target):
     src.sql("CREATE TABLE items (id int PRIMARY KEY, v text)", "INSERT INTO items VALUES (1, 'a'), (2, 'b')")
     batch = {"encoding": {"format": "jsonl", "compression": "gzip"}, "storage": {"root": str(tmp_path / "b")}}

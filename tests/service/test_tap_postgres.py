@@ -415,13 +415,6 @@ def test_discovery_schemas_tables_and_views_with_include_and_exclude_globs(src):
         src.sql(f"DROP SCHEMA {q(other)} CASCADE")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: discovery (taps/postgres/discovery.py:15-16) lists other sessions' temporary tables "
-    "(pg_temp_N schemas; e.g. target-postgres's staging tables while it loads), and reading one fails: "
-    "'internal error: cannot access temporary tables of other sessions' - with the default include ['*.*'] a "
-    "whole run dies. Fix: add `AND c.relpersistence <> 't'` to _TABLES",
-)
 def test_discovery_leaves_out_temporary_tables_of_other_sessions(src):
     src.sql("CREATE TABLE kept (id int PRIMARY KEY)")
     with src.connect() as other:
@@ -454,13 +447,6 @@ def test_discovery_row_estimates_after_analyze(src):
     assert [(t.name, t.row_estimate, t.primary_key, t.kind) for t in tables] == [("big", 1234, ["id"], "r")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: discovery computes Table.row_estimate (and the relation kind) but the catalog never carries "
-    "them: taps/framework/tap.py Tap.discover builds metadata only from standard_metadata(); add a Stream hook "
-    "(e.g. extra_metadata() returning {'row-count': ..., 'is-view': ..., 'schema-name': ...}) merged into the "
-    "root metadata, and implement it in PostgresStream",
-)
 def test_catalog_metadata_carries_row_count_and_is_view(src):
     src.sql(
         "CREATE TABLE big (id int PRIMARY KEY)",
@@ -658,25 +644,12 @@ def test_table_without_primary_key_is_read_whole_every_time(src):
     assert {m["version"] for m in second.of_type("RECORD")} != {version}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: taps/postgres/streams.py:95-96 (_copy) aliases the lateral row as `r` (and the table as `x`); "
-    "`row_to_json(r)` is ambiguous when the table has a column named r: 'column reference \"r\" is ambiguous'. "
-    "Fix: use aliases no table can have in scope, e.g. `_dpone_src` / `_dpone_row`",
-)
 def test_a_column_named_r_is_read(src):
     src.sql("CREATE TABLE points (id int PRIMARY KEY, r int, x int)", "INSERT INTO points VALUES (1, 2, 3)")
     run = ok(src.sync(src.catalog("points")))
     assert records(run) == [{"id": 1, "r": 2, "x": 3}]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a json value stored with line breaks (legal JSON whitespace; json keeps its text) is embedded "
-    "as is by row_to_json, so COPY CSV quotes the field (\\x1e) and the RECORD is split over several lines - "
-    "a malformed Singer stream. Fix (taps/postgres/streams.py:95, _copy): render "
-    "translate(row_to_json(r)::text, E'\\n\\r', '  ') - JSON strings never hold raw line breaks",
-)
 def test_json_with_line_breaks_stays_one_message_per_line(src):
     src.sql("CREATE TABLE docs (id int PRIMARY KEY, body json)")
     src.conn.execute("INSERT INTO docs VALUES (1, %s)", ('{\n  "a": 1,\r\n  "b": "x\\ny"\n}',))
@@ -686,13 +659,6 @@ def test_json_with_line_breaks_stays_one_message_per_line(src):
     assert records(run) == [{"id": 1, "body": {"a": 1, "b": "x\ny"}}]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: arrays whose elements need a text rendering (text[], numeric[], bytea[], ...) go through "
-    "(SELECT json_agg(...) FROM unnest(col)), which is NULL for an empty array: '{}' arrives as null. "
-    "Fix (taps/postgres/type_map.py:90, column_spec): CASE WHEN col IS NULL THEN NULL ELSE "
-    "coalesce((SELECT json_agg(... ORDER BY n) FROM unnest(col) WITH ORDINALITY AS u(e, n)), '[]') END",
-)
 def test_empty_arrays_stay_empty(src):
     src.sql(
         "CREATE TABLE arr (id int PRIMARY KEY, i int[], t text[], n numeric[])",
@@ -783,13 +749,6 @@ def test_incremental_start_date_is_the_first_lower_bound(src):
     assert [r["id"] for r in records(later)] == [3, 4, 5]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: rows with a NULL replication key sort last, so the last key seen is null and "
-    "PostgresStream.bookmark_progress (taps/postgres/streams.py:64) sets replication_key_value=None, which "
-    "_checkpoint drops: the stream loses its bookmark and every later run re-reads the whole table. Fix: skip "
-    "a null key there (keep the previous value), or read `WHERE rk IS NOT NULL`",
-)
 def test_incremental_null_replication_key_does_not_erase_the_bookmark(src):
     create_events(src)
     src.sql("INSERT INTO events VALUES (9, NULL, 'no timestamp')")
@@ -813,7 +772,6 @@ def xmin_of(src: Source, table: str, key: int) -> int:
     return int(src.scalar(f"SELECT xmin::text::bigint FROM {q(table)} WHERE id = %s", (key,)))
 
 
-@pytest.mark.xfail(strict=True, reason=XMIN_BUG)
 def test_xmin_first_run_reads_all_and_bookmarks_the_highest_xmin(src):
     src.sql("CREATE TABLE acct (id int PRIMARY KEY, balance numeric)")
     for i in range(1, 5):  # one transaction each
@@ -826,7 +784,6 @@ def test_xmin_first_run_reads_all_and_bookmarks_the_highest_xmin(src):
     assert not run.of_type("ACTIVATE_VERSION")
 
 
-@pytest.mark.xfail(strict=True, reason=XMIN_BUG)
 def test_xmin_second_run_reads_changed_rows_and_the_boundary_transaction(src):
     src.sql("CREATE TABLE acct (id int PRIMARY KEY, balance numeric)")
     for i in range(1, 6):
@@ -842,7 +799,6 @@ def test_xmin_second_run_reads_changed_rows_and_the_boundary_transaction(src):
     assert bookmark(second, stream) == {"xmin": xmin_of(src, "acct", 6)}
 
 
-@pytest.mark.xfail(strict=True, reason=XMIN_BUG)
 def test_xmin_wraparound_rereads_the_whole_table_with_a_warning(src):
     src.sql("CREATE TABLE acct (id int PRIMARY KEY, balance numeric)", "INSERT INTO acct VALUES (1, 1), (2, 2)")
     stream = src.stream("acct")
@@ -855,13 +811,6 @@ def test_xmin_wraparound_rereads_the_whole_table_with_a_warning(src):
     assert bookmark(run, stream) == {"xmin": xmin_of(src, "acct", 1)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the XMIN bookmark is the highest xmin read (taps/postgres/streams.py:62), but a transaction "
-    "with a lower xid that was still open during the read commits later and is never read (its rows' xmin is "
-    "below the bookmark). Fix: bookmark min(highest xmin read, txid_snapshot_xmin of the read's snapshot), "
-    "taken before the COPY. The runs also need the '%%' fix (streams.py:145)",
-)
 def test_xmin_transaction_open_during_the_run_is_not_lost(src):
     src.sql("CREATE TABLE acct (id int PRIMARY KEY, balance numeric)", "INSERT INTO acct VALUES (1, 1), (2, 2)")
     catalog = src.catalog("acct", "XMIN")
@@ -970,14 +919,6 @@ def test_log_based_on_a_server_without_logical_wal_names_the_setting(run_tap, tm
     assert password_server.password not in run.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: driver errors while reading a stream are not classified: PostgresStream._copy "
-    "(taps/postgres/streams.py:98-104) lets psycopg's InsufficientPrivilege through, so the run ends with "
-    "'internal error: permission denied for table ...' and exit 70. Fix: wrap the read in `except driver_errors()` "
-    "and raise classify(...) with a tap-side hint (GRANT SELECT ON <table> TO <user>); note classify()'s "
-    "InsufficientPrivilege hint talks about the loading user's CREATE rights, which is wrong for a tap",
-)
 def test_missing_select_privilege_is_a_clear_config_error(src):
     role = f"nopriv_{uuid.uuid4().hex[:8]}"
     src.sql(
@@ -996,13 +937,6 @@ def test_missing_select_privilege_is_a_clear_config_error(src):
         src.sql(f"DROP OWNED BY {role}", f"DROP ROLE {role}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a column selected in the catalog but dropped since discovery is silently left out "
-    "(PostgresStream._columns_sql, taps/postgres/streams.py:87, keeps only columns that still exist) while the "
-    "SCHEMA still announces it. Fix: in PostgresStream.records, compare ctx.selected with the table's current "
-    "columns and raise ConfigError(\"stream 'x': selected column 'c' no longer exists in s.t; re-run discovery\")",
-)
 def test_selected_column_dropped_since_discovery_is_a_clear_error(src):
     src.sql("CREATE TABLE people (id int PRIMARY KEY, nickname text)", "INSERT INTO people VALUES (1, 'al')")
     catalog = src.catalog("people")  # saved by an earlier discovery

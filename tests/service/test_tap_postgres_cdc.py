@@ -237,7 +237,6 @@ def test_second_run_reads_exactly_the_committed_changes(src):
     assert lsn(third, stream) >= lsn(second, stream)
 
 
-@pytest.mark.xfail(strict=True, reason=BOUNDARY_BUG)
 def test_the_first_change_after_a_run_is_not_lost(src):
     create_items(src)
     catalog = src.log_catalog("items")
@@ -279,24 +278,10 @@ def snapshot_and_changes(server, database, tmp_path_factory) -> Iterator[tuple[d
         src.close()
 
 
-def _case(column: str, bug: str | None = None) -> Any:
-    marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
-    return pytest.param(column, marks=marks, id=column)
-
-
 WORKING = [c for c in EVERY_TYPE_VALUES if c != "id"]
-BUGS = {
-    "c_numeric_ps": NUMERIC_BUG,
-    "c_numeric": NUMERIC_BUG,
-    "c_bytea": BYTEA_BUG,
-    "c_int_array": ARRAY_ITEMS_BUG,
-    "c_domain_int": DOMAIN_BUG,
-    "c_money": MONEY_BUG,
-    "c_char": CHAR_BUG,
-}
 
 
-@pytest.mark.parametrize("column", [_case(c, BUGS.get(c)) for c in WORKING])
+@pytest.mark.parametrize("column", WORKING)
 def test_change_values_are_converted_like_the_snapshot(snapshot_and_changes, column):
     snapshot, changes = snapshot_and_changes
     assert snapshot[1][column] == EVERY_TYPE_VALUES[column]
@@ -385,7 +370,6 @@ def test_a_run_whose_output_was_never_committed_is_read_again(src):
     assert again.states[-1] == read.states[-1] or lsn(again, src.stream("items")) >= lsn(read, src.stream("items"))
 
 
-@pytest.mark.xfail(strict=True, reason=COMMIT_LSN_BUG)
 def test_a_transaction_open_across_the_run_start_is_not_lost(src):
     create_items(src)
     catalog = src.log_catalog("items")
@@ -440,13 +424,6 @@ def test_update_that_leaves_a_toasted_value_unchanged_omits_it(src):
     assert changed == {"id": 1, "title": "T2", "body": big + "y", "_sdc_deleted_at": None}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with REPLICA IDENTITY FULL wal2json sends the old row, unchanged TOASTed values included, in "
-    "'identity', but cdc.py:170 (_changes) builds an update only from 'columns'; the record lacks the column and "
-    "target-postgres's merge then writes NULL over the stored value. Fix: for an update, take selected columns "
-    "missing from 'columns' from 'identity' (and document REPLICA IDENTITY FULL for tables with large values)",
-)
 def test_update_keeps_an_unchanged_toasted_value_with_replica_identity_full(src):
     src.sql(
         "CREATE TABLE notes (id int PRIMARY KEY, title text, body text)",
@@ -463,14 +440,6 @@ def test_update_keeps_an_unchanged_toasted_value_with_replica_identity_full(src)
     assert without_lsn(records(second)) == [{"id": 1, "title": "T2", "body": big, "_sdc_deleted_at": None}]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when the slot is dropped and re-created (or advanced by someone else) after the committed "
-    "state, cdc.read_changes (cdc.py:131-147) peeks from the new slot position and silently skips every change "
-    "between the bookmark and it. Fix: before peeking, if the slot's confirmed_flush_lsn is beyond the stream's "
-    "bookmark lsn, raise ConfigError (changes were released without being committed: clear the stream's state "
-    "to take a new snapshot) - or start a new snapshot on its own",
-)
 def test_a_slot_recreated_after_the_committed_state_is_not_a_silent_gap(src):
     create_items(src)
     catalog = src.log_catalog("items")
@@ -537,14 +506,6 @@ def test_slot_with_another_plugin_is_a_config_error(src):
     assert f"replication slot '{src.slot}' uses plugin 'test_decoding'; tap-postgres reads wal2json slots" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: slot names are cluster-wide but a logical slot belongs to one database; cdc.check_setup "
-    "(cdc.py:43) looks the slot up by name only, so a slot of another database passes: the snapshot run "
-    "succeeds and bookmarks that slot's position, and the next run dies with 'internal error: replication slot "
-    "... was not created in this database' (exit 70). Fix: select the slot's database too and raise "
-    "ConfigError(\"replication slot 'x' belongs to database 'y'; set replication_slot to a slot of this database\")",
-)
 def test_slot_of_another_database_is_a_config_error(src):
     create_items(src)
     with psycopg.connect(src.dsn.rsplit("/", 1)[0] + "/postgres", autocommit=True) as other:
