@@ -130,10 +130,11 @@ class PostgresStream(Stream):
                             self._last_key = key
                     yield EncodedRecord(data[:sep])
         except driver_errors() as exc:
-            error = classify(exc, self.tap.redactor, f"reading {self.table.schema}.{self.table.name}")
+            doing = f"reading {self.table.schema}.{self.table.name}"
             if "permission denied" in str(exc):
-                raise ConfigError(f"{error} (GRANT SELECT ON {self.table.qualified} TO the tap's user)") from None
-            raise error from None
+                text = self.tap.redactor(" ".join(str(exc).split()))
+                raise ConfigError(f"{doing}: {text} (GRANT SELECT ON {self.table.qualified} TO the tap's user)") from None
+            raise classify(exc, self.tap.redactor, doing) from None
 
     def _full_table(self, ctx: ReadContext) -> Iterator[Any]:
         pk = self.table.primary_key
