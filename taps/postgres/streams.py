@@ -133,7 +133,8 @@ class PostgresStream(Stream):
             doing = f"reading {self.table.schema}.{self.table.name}"
             if "permission denied" in str(exc):
                 text = self.tap.redactor(" ".join(str(exc).split()))
-                raise ConfigError(f"{doing}: {text} (GRANT SELECT ON {self.table.qualified} TO the tap's user)") from None
+                grant = f"GRANT SELECT ON {self.table.qualified} TO the tap's user"
+                raise ConfigError(f"{doing}: {text} ({grant})") from None
             raise classify(exc, self.tap.redactor, doing) from None
 
     def _full_table(self, ctx: ReadContext) -> Iterator[Any]:
