@@ -58,7 +58,16 @@ class OrjsonCodec:
     name = "orjson"
 
     def loads(self, data: bytes) -> Any:
-        return orjson.loads(data)
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            # orjson refuses a few valid documents (numbers beyond a double's range, e.g. 1e400);
+            # the exact decoder reads them. Only failing lines pay for the second try.
+            try:
+                return _exact_loads(data)
+            except ValueError:
+                pass
+            raise
 
     def dumps(self, obj: Any) -> bytes:
         try:
@@ -101,6 +110,10 @@ def _exact_int(text: str) -> int | decimal.Decimal:
     return int(text) if len(text) < 19 else decimal.Decimal(text)
 
 
+def _exact_loads(data: bytes) -> Any:
+    return json.loads(data, parse_float=decimal.Decimal, parse_int=_exact_int, parse_constant=_reject_constant)
+
+
 class ExactCodec(OrjsonCodec):
     """Every JSON number kept exactly: non-integers as Decimal, integers of any width.
 
@@ -111,7 +124,7 @@ class ExactCodec(OrjsonCodec):
     name = "exact"
 
     def loads(self, data: bytes) -> Any:
-        return json.loads(data, parse_float=decimal.Decimal, parse_int=_exact_int, parse_constant=_reject_constant)
+        return _exact_loads(data)
 
 
 DEFAULT_CODEC: Codec = OrjsonCodec()
