@@ -19,8 +19,13 @@ from dpone_runner.project import Limits
 STOP_GRACE_SECONDS = 5.0
 
 
-_LEVEL_WORDS = (("CRITICAL", logging.CRITICAL), ("ERROR", logging.ERROR), ("WARNING", logging.WARNING),
-                ("WARN", logging.WARNING), ("DEBUG", logging.DEBUG))
+_LEVEL_WORDS = (
+    ("CRITICAL", logging.CRITICAL),
+    ("ERROR", logging.ERROR),
+    ("WARNING", logging.WARNING),
+    ("WARN", logging.WARNING),
+    ("DEBUG", logging.DEBUG),
+)
 
 
 def _level_of(line: str) -> int:
