@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
-import tempfile
 import threading
 import time
 import uuid
@@ -148,6 +148,21 @@ class Run:
         if self._tap_proc is not None:
             threading.Thread(target=self._tap_proc.stop, args=("interrupted",), daemon=True).start()
 
+    @contextlib.contextmanager
+    def _workdir(self) -> Iterator[Path]:
+        """Private files of a run (configs with secrets, catalog, state), under the pipeline's lock.
+
+        One fixed place per pipeline, so what a killed run left behind is removed by the next run.
+        """
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.id)
+        path = self.project.root / ".dpone" / "run" / safe
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True, mode=0o700)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
     # -- the run -----------------------------------------------------------------
     def execute(self) -> RunReport:
         for plugin in (self.tap, *self.targets):
@@ -160,8 +175,8 @@ class Run:
             stored = self.store.get(self.id)
             self._state = stored.value if stored else None
             self.report.state_before = self._state
-            with tempfile.TemporaryDirectory(prefix="dpone-run-") as tmp, _signals_stop(self._on_signal):
-                self._run_in(Path(tmp))
+            with self._workdir() as tmp, _signals_stop(self._on_signal):
+                self._run_in(tmp)
         finally:
             self.report.duration_seconds = round(time.monotonic() - started, 3)
             self.report.ended_at = utc_now()
