@@ -215,7 +215,7 @@ class Run:
         assert tap.proc.stdout is not None
         pump = Pump(tap.proc.stdout, channels, ledger, build_filters(self.project.filters))
         self._pump = pump
-        progress = Progress(pump.counts.rows_in)
+        progress = Progress(pump.live_counts)
         if self.options.progress:
             progress.start()
         pump_error: DponeError | None = None

@@ -113,6 +113,16 @@ class Pump:
         self.stopped = threading.Event()
         self._buffer: list[bytes] = []
         self._size = 0
+        # Rows counted on the fast path, by the stream name's bytes (decoded once, at the end).
+        self._fast_counts: collections.Counter[bytes] = collections.Counter()
+
+    def live_counts(self) -> dict[str, int]:
+        """Rows per stream so far, for the progress line (read from another thread: a best-effort copy)."""
+        out = dict(self.counts.rows_in)
+        for key, n in list(self._fast_counts.items()):
+            name = key.decode("utf-8", "replace")
+            out[name] = out.get(name, 0) + n
+        return out
 
     def _flush(self) -> None:
         if self._buffer:
@@ -134,7 +144,7 @@ class Pump:
     def run(self) -> None:
         """Pump until the tap's stdout ends, a target fails, or stop() is called."""
         counts = self.counts
-        by_bytes: collections.Counter[bytes] = collections.Counter()
+        by_bytes = self._fast_counts
         try:
             for raw in self.source:
                 counts.lines += 1
@@ -154,12 +164,17 @@ class Pump:
                     elif kind == "STATE":
                         self._offer(line, counts.lines)
                     self._emit(line)
+                    if kind == "STATE":
+                        # A checkpoint: hand it over now, so a slow tap's progress is committed (and saved)
+                        # as it goes rather than when 256 KB have piled up.
+                        self._flush()
                 if (not counts.lines & 1023 and self.any_target_failed()) or self.stopped.is_set():
                     break
         finally:
             self._flush()
             for key, n in by_bytes.items():
                 counts.rows_in[key.decode()] += n
+            by_bytes.clear()
             if not self.filters:
                 counts.rows_out = counts.rows_in.copy()
 
@@ -184,3 +199,5 @@ class Pump:
                 self.counts.states += 1
                 self.ledger.offer(out.value)
             self._emit(DEFAULT_CODEC.dumps(out.to_dict()) + b"\n")
+            if isinstance(out, StateMessage):
+                self._flush()

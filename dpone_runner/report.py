@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
@@ -64,8 +65,10 @@ class RunReport:
 class Progress:
     """A live one-line status on a terminal: rows per stream and the current rate."""
 
-    def __init__(self, rows: Any, stream: IO[str] | None = None, interval: float = 0.5) -> None:
-        self.rows = rows  # a Counter updated by the pump
+    def __init__(
+        self, rows: Callable[[], dict[str, int]], stream: IO[str] | None = None, interval: float = 0.5
+    ) -> None:
+        self.rows = rows  # the pump's live counts
         self.out = stream or sys.stderr
         self.interval = interval
         self._stop = threading.Event()
@@ -85,7 +88,7 @@ class Progress:
     def _loop(self) -> None:
         started = time.monotonic()
         while not self._stop.wait(self.interval):
-            snapshot = dict(self.rows)
+            snapshot = self.rows()
             total = sum(snapshot.values())
             rate = total / max(time.monotonic() - started, 1e-6)
             parts = "  ".join(f"{k} {v:,}" for k, v in sorted(snapshot.items()))
