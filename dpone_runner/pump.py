@@ -152,8 +152,8 @@ class Pump:
                 line = raw if raw.endswith(b"\n") else raw + b"\n"
                 if self.filters:
                     self._filtered(line, counts.lines)
-                elif line.startswith(_RECORD_PREFIX) and b"\\" not in line[27 : line.find(b'"', 27)]:
-                    by_bytes[line[27 : line.find(b'"', 27)]] += 1
+                elif line.startswith(_RECORD_PREFIX) and b"\\" not in (name := line[27 : line.find(b'"', 27)]):
+                    by_bytes[name] = by_bytes.get(name, 0) + 1
                     self._emit(line)
                 elif line.strip():
                     kind, stream = Frame(counts.lines, line.strip()).peek()
