@@ -7,9 +7,10 @@
 One throwaway PostgreSQL 15 server (bench/pg_server.py, stock settings: fsync on, default
 shared_buffers, max_wal_size, ...) is started for the run. Every tool loads the same rows, the
 stream of bench/records.py (SCHEMA, N RECORDs of 10 columns, a STATE every 10,000 records), into
-a fresh table in its own schema of database ``bench``; a CHECKPOINT before each load keeps one
-tool's dirty pages from being written during the next one's run. After each load the table is
-checked (row count, sums over five columns) and dropped.
+a fresh table in its own schema of database ``bench``. One untimed \\copy first creates the WAL
+segment files a fresh cluster lacks and puts the inputs in the page cache; a CHECKPOINT before
+each load keeps one tool's dirty pages from being written during the next one's run. After each
+load the table is checked (row count, sums over five columns, equal across tools) and dropped.
 
 - ``psql \\copy``: the same records written once as CSV (cached under bench/.work/), loaded with
   ``\\copy ... FROM file WITH (FORMAT csv)`` into a plain table with the same 10 columns and
@@ -28,8 +29,8 @@ checked (row count, sums over five columns) and dropped.
   (record validation on, INSERT rather than COPY, batches of 10,000, metadata columns, merge on
   the key).
 
-Wall-clock seconds from process start to exit (best of --repeat); peak RSS is ``ru_maxrss`` from
-``wait4`` on the tool's process: its largest resident set, or that of its largest child.
+Wall-clock seconds from process start to exit (best of --repeat); peak RSS is GNU time's ``%M``
+for the tool's process: its largest resident set, or that of its largest child.
 """
 
 from __future__ import annotations
@@ -68,12 +69,13 @@ TABLE = STREAM  # every target names the table after the stream
 PYENV = Path.home() / ".pyenv" / "versions"
 PIPELINEWISE_VENV = WORK_DIR / "venv-pipelinewise"
 MELTANOLABS_VENV = WORK_DIR / "venv-meltanolabs"
+TOOLS_VENV = WORK_DIR / "venv-tools"  # py-spy, for --profile
 COLUMNS = list(SCHEMA_MESSAGE["schema"]["properties"])
 CHECKSUM_SQL = (
     "SELECT count(*), sum(id), count(parent_id), round(sum(amount::numeric), 2), "
     "count(*) FILTER (WHERE active), sum(length(email)) FROM {table}"
 )
-MB = 1024  # ru_maxrss is in KiB on Linux
+MB = 1024  # RSS figures are in KiB
 
 # Goals the target is held to (docs/performance.md).
 GOAL_VS_PSQL = 2.0  # wall time at most this multiple of psql \copy's
@@ -86,7 +88,6 @@ class Result:
     tool: str
     runs: list[float] = field(default_factory=list)
     rss_kb: int = 0
-    note: str = ""
 
     @property
     def seconds(self) -> float:
@@ -155,14 +156,30 @@ def column_ddl() -> str:
 
 
 # -- running things --------------------------------------------------------------------------------
+GNU_TIME = Path("/usr/bin/time")
+
+
 def measure(argv: Sequence[str], stdin: Any, stdout: Any, stderr: Any, env: dict[str, str] | None = None) -> Measured:
-    """Run to completion; wall seconds and peak RSS (KiB) from wait4 on exactly this process."""
+    """Run to completion; wall seconds and peak RSS (KiB).
+
+    The RSS comes from GNU time (``-f %M``): wait4's ru_maxrss of a child started straight from this
+    process would also count this (bigger) Python process, whose memory the child briefly shares
+    between fork and exec.
+    """
+    rss_file = WORK_DIR / f".rss-{os.getpid()}"
+    wrapped = [str(GNU_TIME), "-f", "%M", "-o", str(rss_file), *argv] if GNU_TIME.exists() else list(argv)
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env, cwd=REPO)
+    proc = subprocess.Popen(wrapped, stdin=stdin, stdout=stdout, stderr=stderr, env=env, cwd=REPO)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return Measured(seconds, usage.ru_maxrss, proc.returncode)
+    rss_kb = usage.ru_maxrss
+    if GNU_TIME.exists():
+        text = rss_file.read_text() if rss_file.exists() else ""
+        rss_file.unlink(missing_ok=True)
+        numbers = [line for line in text.splitlines() if line.strip().isdigit()]
+        rss_kb = int(numbers[-1]) if numbers else 0
+    return Measured(seconds, rss_kb, proc.returncode)
 
 
 def _tail(path: Path, chars: int = 3000) -> str:
@@ -304,9 +321,9 @@ class Bench:
 
 
 # -- reference installs --------------------------------------------------------------------------------
-def _pip_install(venv: Path, python: Path, package: str) -> str | None:
+def _pip_install(venv: Path, python: Path, package: str, executable: str = "target-postgres") -> str | None:
     """Create the venv and install the package if it is not there yet; None on success, else why not."""
-    exe = venv / "bin" / "target-postgres"
+    exe = venv / "bin" / executable
     if exe.exists():
         return None
     if not python.exists():
@@ -322,7 +339,7 @@ def _pip_install(venv: Path, python: Path, package: str) -> str | None:
             if subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode != 0:
                 shutil.rmtree(venv, ignore_errors=True)
                 return f"`{' '.join(argv[-3:])}` failed; last lines of {log}:\n{_tail(log, 1500)}"
-    return None if exe.exists() else f"{package} installed no target-postgres executable"
+    return None if exe.exists() else f"{package} installed no {executable} executable"
 
 
 def _old_python() -> Path:
@@ -379,6 +396,14 @@ def compare(args: argparse.Namespace, server: PgServer) -> dict[str, Result]:
     for line in skipped:
         print(line)
 
+    # Untimed: creates the WAL segment files a fresh cluster lacks and puts both inputs in the page
+    # cache, so the first tool timed does not pay for what later ones get for free.
+    print("warm-up: one untimed psql \\copy, and reading the Singer file once ...", flush=True)
+    bench.psql_copy(primary_key=False)
+    with singer.open("rb") as fh:
+        while fh.read(1 << 24):
+            pass
+
     results = {name: Result(name) for name, _ in tools}
     for run in range(1, args.repeat + 1):  # interleaved: noise hits every tool alike
         for name, fn in tools:
@@ -414,9 +439,9 @@ def report(rows: int, repeat: int, results: dict[str, Result]) -> list[str]:
     )
     pw = next((n for n in names if n.startswith("pipelinewise")), None)
     if pw:
-        speedup = results[pw].seconds / ours.seconds
-        verdict = "MET" if speedup >= GOAL_VS_PIPELINEWISE else "NOT MET"
-        goals.append(f">= {GOAL_VS_PIPELINEWISE:g}x faster than pipelinewise: {speedup:.2f}x -> {verdict}")
+        times_faster = results[pw].seconds / ours.seconds
+        verdict = "MET" if times_faster >= GOAL_VS_PIPELINEWISE else "NOT MET"
+        goals.append(f">= {GOAL_VS_PIPELINEWISE:g}x faster than pipelinewise: {times_faster:.2f}x -> {verdict}")
     rss = ours.rss_kb / MB
     goals.append(
         f"peak RSS < {GOAL_RSS_MB:g} MB at {rows:,} rows: {rss:.0f} MB -> {'MET' if rss < GOAL_RSS_MB else 'NOT MET'}"
@@ -505,6 +530,53 @@ def _timed_phases(config: Path, singer: Path) -> tuple[float, dict[str, float]]:
     return total, spent
 
 
+# Where a py-spy sample is spent: the first category whose test matches its stack (outermost to leaf).
+_SAMPLE_CATEGORIES: tuple[tuple[str, Callable[[str], bool]], ...] = (
+    ("start-up: imports, connect, CREATE SCHEMA/TABLE", lambda s: "Target.run" not in s),
+    ("server: finalize (key probe + INSERT or MERGE, commit)", lambda s: "PostgresLoader.finalize" in s),
+    ("server: staging DDL (create/drop temp table)", lambda s: "prepare_staging" in s or "Loader.cleanup" in s),
+    (
+        "COPY: sending, waiting for the server",
+        lambda s: "bulk_load" in s and any(k in s for k in ("Copy._put", "wait", "__exit__", "finish")),
+    ),
+    ("COPY: psycopg formatting rows (write_row, C)", lambda s: "bulk_load" in s and "write_row" in s),
+    ("COPY: building row lists from dicts (loader)", lambda s: "bulk_load" in s),
+    ("batch: dedupe last per key", lambda s: "_dedupe_last" in s),
+    ("batch: stamping _sdc_batched_at", lambda s: "Sink.drain" in s and "write_batch" not in s),
+    ("input: reading lines (MessageReader.frames)", lambda s: "frames" in s),
+    ("input: orjson decode (decode_line)", lambda s: "decode_line" in s),
+    ("input: message objects (from_dict)", lambda s: "from_dict" in s),
+    ("input: Sink.add (key check, metadata, batch append)", lambda s: "Sink.add" in s),
+    ("input: the loop itself (_handle, is_full, STATE)", lambda s: True),
+)
+SAMPLE_RATE = 250
+
+
+def pyspy_breakdown(config: Path, singer: Path, py_spy: Path) -> None:
+    """Our target as a subprocess under py-spy (sampling, so no per-call overhead), waits included."""
+    raw = WORK_DIR / "target-postgres-pyspy.txt"
+    env = {**os.environ, "DPONE_LOG_LEVEL": "WARNING"}
+    argv = [str(py_spy), "record", "--idle", "-r", str(SAMPLE_RATE), "-f", "raw", "-o", str(raw), "--"]
+    argv += [sys.executable, str(BIN / "target-postgres"), "--config", str(config)]
+    with singer.open("rb") as src:
+        done = measure(argv, src, subprocess.DEVNULL, subprocess.DEVNULL, env)
+    if done.returncode != 0:
+        raise SystemExit(f"error: py-spy run failed ({done.returncode})")
+    counts = dict.fromkeys((name for name, _ in _SAMPLE_CATEGORIES), 0)
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        for name, test in _SAMPLE_CATEGORIES:
+            if test(stack):
+                counts[name] += int(n)
+                break
+    total = sum(counts.values())
+    print(f"\npy-spy, {total:,} samples at {SAMPLE_RATE}/s ({total / SAMPLE_RATE:.1f}s, run took {done.seconds:.1f}s):")
+    print("| where | seconds | share |")
+    print("|---|---:|---:|")
+    for name, samples in counts.items():
+        print(f"| {name} | {samples / SAMPLE_RATE:.2f} | {samples / total:.0%} |")
+
+
 def profile(args: argparse.Namespace, server: PgServer) -> None:
     singer = singer_file(args.rows, args.seed)
     bench = Bench(server, args.rows, singer, None)
@@ -523,6 +595,14 @@ def profile(args: argparse.Namespace, server: PgServer) -> None:
     for name in _PHASES:
         print(f"| loader.{name} | {spent[name]:.2f} | {spent[name] / total:.0%} |")
 
+    why = _pip_install(TOOLS_VENV, Path(sys.executable), "py-spy", "py-spy")
+    if why:
+        print(f"py-spy breakdown skipped: {why}")
+    else:
+        bench.fresh_schema(schema)
+        pyspy_breakdown(config, singer, TOOLS_VENV / "bin" / "py-spy")
+        bench.verify("dpone (py-spy)", schema)
+
     bench.fresh_schema(schema)
     profiler = cProfile.Profile()
     start = time.perf_counter()
@@ -534,6 +614,13 @@ def profile(args: argparse.Namespace, server: PgServer) -> None:
     stats = pstats.Stats(profiler)
     stats.sort_stats("tottime").print_stats(25)
     stats.sort_stats("cumulative").print_stats(30)
+
+
+def _commit() -> str:
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() or "unknown commit"
 
 
 # -- main ---------------------------------------------------------------------------------------------
@@ -563,12 +650,12 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"Python {platform.python_version()}, psycopg {psycopg.__version__} ({psycopg.pq.__impl__}), "
-        f"{os.cpu_count()} CPUs, {platform.system()} {platform.machine()}"
+        f"{os.cpu_count()} CPUs, {platform.system()} {platform.machine()}, dpone at {_commit()}"
     )
     with throwaway_server() as server:
         version = server.psql("SHOW server_version")
         settings = server.psql(
-            "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings "
+            "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings "
             "WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers', 'max_wal_size', 'wal_level', "
             "'full_page_writes', 'work_mem', 'maintenance_work_mem')"
         )
