@@ -62,9 +62,7 @@ def classify(exc: Exception, redactor: Redactor, doing: str) -> DponeError:
     text = redactor(" ".join(str(exc).split()))
     message = f"{doing}: {text}"
     if isinstance(exc, (errors.InsufficientPrivilege,)):
-        return ConfigError(
-            f"{message} (grant the loading user CREATE and USAGE on the schema, and ownership of the tables it loads)"
-        )
+        return ConfigError(f"{message} ({_privilege_hint(text)})")
     if isinstance(
         exc,
         (
@@ -79,7 +77,16 @@ def classify(exc: Exception, redactor: Redactor, doing: str) -> DponeError:
         return TransientError(message)
     if isinstance(exc, psycopg.OperationalError):
         lowered = text.lower()
-        if "authentication failed" in lowered or "does not exist" in lowered or "no password" in lowered:
+        if any(
+            sign in lowered
+            for sign in (
+                "authentication failed",
+                "does not exist",
+                "no password",
+                "could not translate host name",
+                "name or service not known",
+            )
+        ):
             return ConfigError(message)
         return TransientError(message)
     if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):
@@ -87,6 +94,17 @@ def classify(exc: Exception, redactor: Redactor, doing: str) -> DponeError:
     if isinstance(exc, psycopg.ProgrammingError):
         return ConfigError(message)
     return TransientError(message) if isinstance(exc, psycopg.InterfaceError) else DataError(message)
+
+
+def _privilege_hint(text: str) -> str:
+    lowered = text.lower()
+    if "temporary tables" in lowered:
+        return "GRANT TEMPORARY ON DATABASE <db> TO the user: staging tables are temporary"
+    if "for database" in lowered:
+        return "GRANT CREATE ON DATABASE <db> TO the user, or create the schema beforehand"
+    if "for schema" in lowered:
+        return "GRANT USAGE, CREATE ON SCHEMA <schema> TO the user"
+    return "the user must own the tables it loads, or have the privileges the statement needs"
 
 
 def driver_errors() -> tuple[type[Exception], ...]:

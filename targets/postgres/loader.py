@@ -37,6 +37,7 @@ class PostgresLoader(Loader):
         self.schema = str(config.get("default_target_schema") or "public")
         self.keep_staging = bool(config.get("keep_staging", False))
         self.nul_policy = str(config.get("nul_character_policy") or "strip")
+        self._stream = ""  # the stream being loaded, for messages
         self._errors = driver_errors()
         self.conn = self._connect()
 
@@ -48,7 +49,10 @@ class PostgresLoader(Loader):
         try:
             # Staging is a temp table: room for a whole batch in memory instead of spilling (default 8MB).
             conn.execute(f"SET temp_buffers = '{int(self.config.get('temp_buffers_mb') or 256)}MB'")
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ddl.q(self.schema)}")
+            # Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the
+            # schema exists, and a loader with USAGE + CREATE on its schema has all it needs.
+            if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)).fetchone() is None:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ddl.q(self.schema)}")
         except self._errors as exc:
             raise classify(exc, self.redactor, f"creating schema {self.schema}") from None
         return conn
@@ -134,8 +138,8 @@ class PostgresLoader(Loader):
     def _no_nul(self, text: str) -> str:
         if self.nul_policy == "fail":
             raise DataError(
-                "a string holds a NUL character (\\u0000), which PostgreSQL cannot store; "
-                "set nul_character_policy to strip or replace"
+                f"stream {self._stream!r}: a string holds a NUL character (\\u0000), which PostgreSQL cannot "
+                "store; set nul_character_policy to strip or replace"
             )
         return text.replace(NUL, _NUL_REPLACEMENTS[self.nul_policy])
 
@@ -153,6 +157,7 @@ class PostgresLoader(Loader):
         return dump
 
     def bulk_load(self, plan: StreamPlan, staging: str, records: list[dict[str, Any]]) -> None:
+        self._stream = plan.stream
         wanted = self._wanted(plan)
         columns = list(wanted)
         json_at = [i for i, t in enumerate(wanted.values()) if t == "jsonb"]

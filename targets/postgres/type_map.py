@@ -68,7 +68,7 @@ def holds(existing: str, incoming: str) -> bool:
         digits = _integer_digits(incoming)
         return en[1] >= scale and digits is not None and en[0] - en[1] >= digits
     if existing == "double precision":
-        return incoming in ("real", "smallint", "integer", "bigint")  # integers are numbers too
+        return incoming in ("real", "smallint", "integer")  # a bigint beyond 2^53 would be rounded
     ev, iv = _VARCHAR_RE.fullmatch(existing), _VARCHAR_RE.fullmatch(incoming)
     if ev and iv:
         return int(ev.group(1)) >= int(iv.group(1))

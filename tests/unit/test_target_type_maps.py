@@ -13,7 +13,8 @@ from targets.postgres import type_map as pg
     ("existing", "incoming", "holds", "widens"),
     [
         ("BIGINT", "BIGINT", True, True),
-        ("DOUBLE", "BIGINT", True, False),  # integers are numbers; the column stays
+        ("DOUBLE", "BIGINT", False, False),  # a BIGINT beyond 2^53 would be rounded
+        ("DOUBLE", "INTEGER", True, False),
         ("BIGINT", "DOUBLE", False, False),  # never altered: doubles round beyond 2^53
         ("BIGINT", "DECIMAL(38,9)", False, True),
         ("DECIMAL(10,2)", "DECIMAL(12,3)", False, True),
@@ -36,7 +37,8 @@ def test_duckdb_rules(existing, incoming, holds, widens):
         ("bigint", "numeric", False, True),
         ("bigint", "double precision", False, False),
         ("integer", "double precision", False, True),
-        ("double precision", "bigint", True, False),
+        ("double precision", "bigint", False, False),
+        ("double precision", "integer", True, False),
         ("numeric(10,2)", "numeric(12,3)", False, True),
         ("character varying(10)", "character varying(50)", False, True),
         ("character varying(50)", "text", False, True),
