@@ -84,6 +84,9 @@ class Loader(ABC):
     def reconnect(self) -> None:
         """Called before a retry: start from a fresh connection."""
 
+    # True when staging fills _sdc_received_at and _sdc_batched_at with the load time itself.
+    stamps_load_times: bool = False
+
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +164,7 @@ class LoaderSink(Sink):
 
     def __init__(self, config: Mapping[str, Any], schema: SchemaMessage, policy: BatchPolicy, loader: Loader) -> None:
         self.loader = loader
+        self.stamp_load_times = not loader.stamps_load_times
         self.shadow: str | None = None
         self.plan: StreamPlan | None = None
         super().__init__(config, schema, policy)

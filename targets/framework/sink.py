@@ -71,6 +71,9 @@ class _Clock:
 
 
 class Sink(ABC):
+    # False when the destination fills _sdc_received_at/_sdc_batched_at itself (cheaper than per row here).
+    stamp_load_times = True
+
     def __init__(self, config: Mapping[str, Any], schema: SchemaMessage, policy: BatchPolicy) -> None:
         self.config = config
         self.stream = schema.stream
@@ -119,7 +122,8 @@ class Sink(ABC):
                 raise DataError(f"line {line}, stream {self.stream!r}: record has no value for key property {key!r}")
         if self.add_metadata:
             record["_sdc_extracted_at"] = message.time_extracted
-            record["_sdc_received_at"] = self._clock.now()
+            if self.stamp_load_times:
+                record["_sdc_received_at"] = self._clock.now()
             record.setdefault("_sdc_deleted_at", None)
             record["_sdc_table_version"] = message.version
         if message.version is not None:
@@ -137,7 +141,7 @@ class Sink(ABC):
         records = self.batch.records
         if not records:
             return
-        if self.add_metadata:
+        if self.add_metadata and self.stamp_load_times:
             batched_at = _now_iso()
             for record in records:
                 record["_sdc_batched_at"] = batched_at

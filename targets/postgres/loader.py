@@ -30,7 +30,12 @@ _JSON_NUL_REPLACEMENTS = {"strip": "", "replace": "\\ufffd"}
 _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
+LOAD_TIME_COLUMNS = ("_sdc_received_at", "_sdc_batched_at")
+
+
 class PostgresLoader(Loader):
+    stamps_load_times = True  # staging defaults them to now(): nothing to set per row in Python
+
     def __init__(self, config: Mapping[str, Any], redactor: Redactor) -> None:
         self.config = config
         self.redactor = redactor
@@ -130,7 +135,9 @@ class PostgresLoader(Loader):
         # Kept staging must outlive the session to be inspected: an unlogged table then.
         staging = self._table(name) if self.keep_staging else ddl.q(name)
         kind = "UNLOGGED" if self.keep_staging else "TEMPORARY"
-        columns = ", ".join(f"{ddl.q(c)} {t}" for c, t in self._wanted(plan).items())
+        columns = ", ".join(
+            f"{ddl.q(c)} {t}{' DEFAULT now()' if c in LOAD_TIME_COLUMNS else ''}" for c, t in self._wanted(plan).items()
+        )
         self._exec(f"DROP TABLE IF EXISTS {staging}", doing="dropping old staging")
         self._exec(f"CREATE {kind} TABLE {staging} ({columns})", doing="creating staging")
         return staging
@@ -158,7 +165,7 @@ class PostgresLoader(Loader):
 
     def bulk_load(self, plan: StreamPlan, staging: str, records: list[dict[str, Any]]) -> None:
         self._stream = plan.stream
-        wanted = self._wanted(plan)
+        wanted = {c: t for c, t in self._wanted(plan).items() if c not in LOAD_TIME_COLUMNS}
         columns = list(wanted)
         json_at = [i for i, t in enumerate(wanted.values()) if t == "jsonb"]
         text_at = [i for i, t in enumerate(wanted.values()) if t == "text" or t.startswith("character varying")]
@@ -168,7 +175,8 @@ class PostgresLoader(Loader):
             with self.conn.cursor() as cur, cur.copy(ddl.copy_into(staging, columns)) as copy:
                 write = copy.write_row
                 for record in records:
-                    row = [record.get(c) for c in columns]
+                    get = record.get
+                    row = [get(c) for c in columns]
                     for i in json_at:
                         if row[i] is not None:
                             row[i] = wrap(row[i])
