@@ -106,13 +106,26 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    """Running (a zombie nobody reaped yet counts as gone)."""
+def process_state(pid: int) -> str | None:
+    """The one-letter state in /proc/PID/stat (R, S, T, Z, ...), None once the process is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie nobody reaped yet counts as gone)."""
+    return process_state(pid) not in (None, "Z", "X")
+
+
+def stop(pid: int, timeout: float = 10) -> None:
+    """SIGSTOP, and wait until every thread has stopped, so no fork is half-way."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while process_state(pid) not in ("T", "t", None) and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def wait_gone(pids: list[int], timeout: float) -> list[int]:
@@ -315,7 +328,7 @@ class Lab:
             violations: list[str] = []
             if proc.poll() is None:
                 crashed = True
-                os.kill(proc.pid, signal.SIGSTOP)  # holds still while its children are listed
+                stop(proc.pid)  # holds still while its children are listed
                 children = descendants(proc.pid)
                 os.kill(proc.pid, signal.SIGKILL)
                 if everything:
@@ -439,7 +452,7 @@ def test_runner_refuses_a_lock_held_by_a_live_run(tmp_path: Path) -> None:
                 store.close()
             time.sleep(0.005)
         assert lock is not None, "the first run never took the lock"
-        os.kill(first.pid, signal.SIGSTOP)  # holds the lock, alive, for as long as we need
+        stop(first.pid)  # holds the lock, alive, for as long as we need
         second = lab.run()
     finally:
         kill_quietly(first.pid, signal.SIGCONT)
