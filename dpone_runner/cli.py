@@ -80,7 +80,10 @@ def _run(args: argparse.Namespace, out: IO[str], redactor: Redactor) -> int:
         options = pipeline.RunOptions(args.pipeline_id, args.full_refresh, not args.no_progress)
         run = pipeline.prepare(project, store, args.tap, args.targets, options, redactor)
         override_config(run.tap, args.tap_config)
-        for target, path in zip(run.targets, args.target_config or [], strict=False):
+        overrides = args.target_config or []
+        if len(overrides) > len(run.targets):
+            raise ConfigError(f"{len(overrides)} --target-config files for {len(run.targets)} target(s)")
+        for target, path in zip(run.targets, overrides, strict=False):
             override_config(target, path)
         try:
             run.execute()

@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from dpone_protocol.config import Redactor
 from dpone_runner.project import Limits
@@ -39,11 +40,26 @@ def _level_of(line: str) -> int:
     return logging.INFO
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes where the runner's own log goes now (the stderr given to the CLI), else sys.stderr."""
+
+    @property
+    def stream(self) -> Any:
+        for handler in logging.getLogger().handlers:
+            if getattr(handler, "_dpone", False) and isinstance(handler, logging.StreamHandler):
+                return handler.stream
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _child_logger() -> logging.Logger:
     """Connector stderr lines as they are (they carry their own timestamps), with a name prefix."""
     logger = logging.getLogger("dpone.connector")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.propagate = False
