@@ -22,6 +22,7 @@ from dpone_protocol.messages import SchemaMessage
 from dpone_protocol.settings import Setting
 from targets.framework.batching import BatchPolicy
 from targets.framework.capabilities import APPEND, OVERWRITE, UPSERT, TargetCapabilities
+from targets.framework.committer import Committer
 from targets.framework.sink import Sink
 
 
@@ -86,6 +87,16 @@ class Loader(ABC):
 
     # True when staging fills _sdc_received_at and _sdc_batched_at with the load time itself.
     stamps_load_times: bool = False
+    # True when a batch may load in a background thread while the next one is decoded. The sink
+    # waits for it before any other use of the loader, so the connection is never used by two threads.
+    background_commit: bool = False
+    _committer: Committer | None = None
+
+    def committer(self) -> Committer:
+        """The one background thread of this loader: every sink sharing the connection queues on it."""
+        if self._committer is None:
+            self._committer = Committer(f"{type(self).__name__}-commit")
+        return self._committer
 
 
 log = logging.getLogger(__name__)
@@ -165,11 +176,18 @@ class LoaderSink(Sink):
     def __init__(self, config: Mapping[str, Any], schema: SchemaMessage, policy: BatchPolicy, loader: Loader) -> None:
         self.loader = loader
         self.stamp_load_times = not loader.stamps_load_times
+        self.committer = loader.committer() if loader.background_commit else None
         self.shadow: str | None = None
         self.plan: StreamPlan | None = None
         super().__init__(config, schema, policy)
 
+    def _settle(self) -> None:
+        """Wait for the batch in flight (raising its error) before using the loader here."""
+        if self.committer is not None:
+            self.committer.wait()
+
     def on_schema(self) -> None:
+        self._settle()
         self.plan = StreamPlan(
             stream=self.stream,
             table=table_name(self.stream, self.config.get("table_name_map")),
@@ -189,6 +207,12 @@ class LoaderSink(Sink):
         assert plan is not None
         if plan.merges:
             records = _dedupe_last(records, plan.key_properties)
+        if self.committer is not None:
+            self.committer.submit(lambda: self._write_with_retries(plan, records))
+        else:
+            self._write_with_retries(plan, records)
+
+    def _write_with_retries(self, plan: StreamPlan, records: list[dict[str, Any]]) -> None:
         attempts = max(1, int(self.config.get("max_retries", 3)) + 1)
         for attempt in range(1, attempts + 1):
             try:
@@ -228,9 +252,13 @@ class LoaderSink(Sink):
             self.loader.cleanup(plan, staging)
 
     def pending_commit(self) -> bool:
-        return self.shadow is not None
+        return self.shadow is not None or (self.committer is not None and self.committer.busy)
+
+    def settle(self) -> None:
+        self._settle()
 
     def finish(self) -> None:
+        self._settle()
         if self.plan is None:
             return
         if self.shadow is None and self.plan.method == OVERWRITE:
@@ -241,8 +269,18 @@ class LoaderSink(Sink):
             self.shadow = None
 
     def activate_version(self, version: int) -> None:
+        self._settle()
         assert self.plan is not None
         if self.shadow is not None:
             self.finish()  # the shadow holds exactly this version: swapping it in is the activation
             return
         self.loader.activate_version(self.plan, version)
+
+    def close(self) -> None:
+        # Never let the connection close under a batch in flight; its error (if any) was or will be
+        # reported by finish() on the normal path.
+        if self.committer is not None:
+            try:
+                self.committer.wait()
+            except Exception:
+                log.debug("stream %s: batch in flight failed while closing", self.stream, exc_info=True)

@@ -133,9 +133,6 @@ class Sink(ABC):
     def is_full(self) -> bool:
         return self.batch.is_full(self.policy)
 
-    def has_uncommitted(self) -> bool:
-        return bool(self.batch.records) or self.pending_commit()
-
     def drain(self) -> None:
         """Commit the current batch; afterwards nothing received so far is only in memory."""
         records = self.batch.records
@@ -159,6 +156,9 @@ class Sink(ABC):
     def pending_commit(self) -> bool:
         """True while loaded data is not yet visible (e.g. a full refresh awaiting its swap)."""
         return False
+
+    def settle(self) -> None:
+        """Wait for work in flight (a background commit), raising its error."""
 
     def activate_version(self, version: int) -> None:
         """ACTIVATE_VERSION: rows of older versions are now obsolete."""

@@ -56,7 +56,10 @@ class Target:
         self.config = config
         self.policy = BatchPolicy.from_config(dict(config))
         self.sinks: dict[str, Sink] = {}
-        self._pending_state: dict[str, Any] | None = None
+        # The newest state whose records are all handed to sinks (it waits for batches in flight),
+        # and a newer one whose records are partly still in memory (it waits for the next drain).
+        self._state_after_commit: dict[str, Any] | None = None
+        self._state_after_drain: dict[str, Any] | None = None
         self._exact_streams: set[str] = set()
         self.records_in = 0
 
@@ -79,7 +82,9 @@ class Target:
         try:
             for frame in reader.frames():
                 self._handle(frame.raw, frame.line, writer)
-            self._drain_all()
+            self._drain_all(writer)
+            for sink in self.sinks.values():
+                sink.settle()
             for sink in self.sinks.values():
                 sink.finish()
             self._emit_state(writer)
@@ -109,10 +114,15 @@ class Target:
             sink.add(message, len(raw), line)
             self._after_record(sink, writer)
         elif isinstance(message, StateMessage):
-            self._pending_state = message.value
-            if not any(s.has_uncommitted() for s in self.sinks.values()):
-                self._emit_state(writer)
+            if any(s.batch.records for s in self.sinks.values()):
+                # Records before this state are still in memory: it waits for the next drain.
+                self._state_after_drain = message.value
             else:
+                # Everything before it is handed over: it waits only for batches in flight.
+                self._state_after_commit = message.value
+                self._state_after_drain = None
+            self._emit_state(writer)
+            if self._state_after_commit is not None or self._state_after_drain is not None:
                 self._drain_if_old(writer)
         elif isinstance(message, SchemaMessage):
             self._on_schema(message, line)
@@ -127,9 +137,10 @@ class Target:
         self.records_in += 1
         if sink.is_full():
             # Draining every sink lets the pending state go out: it covers all streams.
-            self._drain_all()
+            self._drain_all(writer)
             self._emit_state(writer)
-        elif not self.records_in & 4095 and self._pending_state is not None:
+        elif not self.records_in & 4095 and (self._state_after_commit or self._state_after_drain) is not None:
+            self._emit_state(writer)  # a batch committing in the background may have finished
             self._drain_if_old(writer)
 
     def _sink_for(self, stream: str, line: int) -> Sink:
@@ -171,18 +182,25 @@ class Target:
 
     def _drain_if_old(self, writer: MessageWriter) -> None:
         if any(s.batch.age() >= self.policy.max_age_seconds for s in self.sinks.values()):
-            self._drain_all()
+            self._drain_all(writer)
             self._emit_state(writer)
 
-    def _drain_all(self) -> None:
+    def _drain_all(self, writer: MessageWriter) -> None:
+        # Batches in flight first: a state they cover goes out before new batches start.
+        for sink in self.sinks.values():
+            sink.settle()
+        self._emit_state(writer)
         for sink in self.sinks.values():
             sink.drain()
+        if self._state_after_drain is not None:
+            self._state_after_commit, self._state_after_drain = self._state_after_drain, None
 
     def _emit_state(self, writer: MessageWriter) -> None:
-        if self._pending_state is None:
+        """Echo the newest state whose records are all committed, if any."""
+        if self._state_after_commit is None:
             return
-        if any(s.has_uncommitted() for s in self.sinks.values()):
-            return  # e.g. a full refresh waiting for its swap
-        writer.write(StateMessage(self._pending_state))
+        if any(s.pending_commit() for s in self.sinks.values()):
+            return  # a batch still committing, or a full refresh waiting for its swap
+        writer.write(StateMessage(self._state_after_commit))
         writer.flush()
-        self._pending_state = None
+        self._state_after_commit = None

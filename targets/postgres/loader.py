@@ -35,6 +35,7 @@ LOAD_TIME_COLUMNS = ("_sdc_received_at", "_sdc_batched_at")
 
 class PostgresLoader(Loader):
     stamps_load_times = True  # staging defaults them to now(): nothing to set per row in Python
+    background_commit = True  # finalize waits on the server: decode the next batch meanwhile
 
     def __init__(self, config: Mapping[str, Any], redactor: Redactor) -> None:
         self.config = config

@@ -226,7 +226,8 @@ def test_overwrite_swaps_a_shadow_in_and_holds_state_until_then(tmp_path, run_ta
     def during_the_run(out: io.BytesIO) -> None:
         # Two batches are in the shadow; readers still see the old table, whole.
         assert pg.rows("SELECT id, name FROM people ORDER BY id") == [(1, "old"), (2, "old"), (3, "old")]
-        assert pg.rows("SELECT id FROM people__dpone_new ORDER BY id") == [(7,), (8,), (9,), (10,)]
+        # Batches commit in the background: the shadow holds whole batches, the second maybe not yet.
+        assert pg.rows("SELECT id FROM people__dpone_new ORDER BY id") in ([(7,), (8,)], [(7,), (8,), (9,), (10,)])
         assert b"STATE" not in out.getvalue()  # the mid-stream state covers shadow rows only
 
     result = run_hooked(
@@ -802,10 +803,11 @@ def test_state_is_echoed_only_after_the_records_before_it_commit(tmp_path, pg):
         parts += [lines(*people((n, f"p{n}")), state({"n": n})), snapshot]
     result = run_hooked(tmp_path, config, *parts)
     ok(result)
-    # n=1,2 wait for the batch; the third row commits it and releases n=2; n=3 goes at once
-    # (nothing pending); likewise n=5 then n=6; n=7 is released by the final commit.
-    assert [s["n"] for s in result.states] == [2, 3, 5, 6, 7]
-    assert seen == [([], 0), ([], 0), ([2, 3], 3), ([2, 3], 3), ([2, 3], 3), ([2, 3, 5, 6], 6), ([2, 3, 5, 6], 6)]
+    # Batches commit in the background, so states are echoed one batch later, coalesced to the
+    # newest one covered; the snapshot hook checked each echoed state against the committed rows.
+    echoed = [s["n"] for s in result.states]
+    assert echoed == sorted(set(echoed)) and echoed[-1] == 7 and len(echoed) >= 3
+    assert all(count >= (states[-1] if states else 0) for states, count in seen)
     assert pg.scalar("SELECT count(*) FROM people") == 7
 
 
