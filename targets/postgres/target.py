@@ -32,7 +32,7 @@ class PostgresTarget(Target):
                 default="strip",
                 choices=("strip", "replace", "fail"),
             ),
-            Setting("batch_size_rows", "integer", "Commit a stream's batch at this many records.", default=30_000),
+            Setting("batch_size_rows", "integer", "Commit a stream's batch at this many records.", default=40_000),
             Setting("temp_buffers_mb", "integer", "Session temp_buffers for staging, in MB.", default=256),
         )
     )
