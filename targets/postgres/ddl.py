@@ -64,6 +64,20 @@ def insert(table: str, staging: str, columns: Iterable[str], where: str = "") ->
     return f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging}{f' WHERE {where}' if where else ''}"
 
 
+# Whether a unique index covers exactly the key columns (sorted names as a text[] parameter).
+UNIQUE_ON_KEYS = """
+SELECT EXISTS (
+  SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname = %s AND c.relname = %s AND i.indisunique
+    AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a
+         WHERE a.attrelid = c.oid AND a.attnum = ANY(i.indkey)) = %s::text[])
+"""
+
+
+def has_deletes(staging: str) -> str:
+    return f"SELECT EXISTS (SELECT 1 FROM {staging} WHERE _sdc_deleted_at IS NOT NULL)"
+
+
 def keys_overlap(table: str, staging: str, keys: list[str]) -> str:
     on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in keys)
     return f"SELECT EXISTS (SELECT 1 FROM {staging} AS s JOIN {table} AS t ON {on})"

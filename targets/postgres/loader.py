@@ -44,6 +44,8 @@ class PostgresLoader(Loader):
         self.keep_staging = bool(config.get("keep_staging", False))
         self.nul_policy = str(config.get("nul_character_policy") or "strip")
         self._stream = ""  # the stream being loaded, for messages
+        self._unique_keys: dict[str, bool] = {}  # table -> a unique index exactly on the key columns
+        self._overlapping: set[str] = set()  # tables where a batch's keys already existed: MERGE from now on
         self._errors = driver_errors()
         self.conn = self._connect()
 
@@ -198,18 +200,36 @@ class PostgresLoader(Loader):
             self._transaction([(ddl.insert(target, staging, columns), None)], doing)
             return
         merge = ddl.merge(target, staging, columns, plan.key_properties, plan.hard_delete)
+        insert = ddl.insert(target, staging, columns, "_sdc_deleted_at IS NULL" if hard else "")
+        name = ddl.truncated(table)
+        if name in self._overlapping:
+            self._transaction([(merge, None)], doing)
+            return
+        unique = self._has_unique_key(name, plan.key_properties)
         try:
             with self.conn.transaction():
-                # A batch of only new keys (a first load, an append-mostly stream) is a plain INSERT:
-                # several times cheaper than MERGE. One probe on the key index decides.
-                overlap = self.conn.execute(ddl.keys_overlap(target, staging, plan.key_properties)).fetchone()[0]
-                where = "_sdc_deleted_at IS NULL" if hard else ""
-                self.conn.execute(merge if overlap else ddl.insert(target, staging, columns, where))
+                # A batch of only new keys (a first load, an append-mostly stream) is a plain INSERT, several
+                # times cheaper than MERGE. With a unique key the INSERT itself finds out (a violation rolls it
+                # back); without one, a probe on the keys decides.
+                # A hard delete of an existing key inserts nothing and conflicts with nothing: MERGE it.
+                deletes = hard and self.conn.execute(ddl.has_deletes(staging)).fetchone()[0]
+                overlap = deletes or (
+                    not unique
+                    and self.conn.execute(ddl.keys_overlap(target, staging, plan.key_properties)).fetchone()[0]
+                )
+                self.conn.execute(merge if overlap else insert)
         except self._errors as exc:
             if getattr(exc, "sqlstate", None) != "23505":
                 raise classify(exc, self.redactor, doing) from None
-            # A concurrent writer inserted one of these keys after the probe: merge after all.
+            # Some keys exist: merge this batch, and the rest of this run's batches straight away.
+            self._overlapping.add(name)
             self._transaction([(merge, None)], doing)
+
+    def _has_unique_key(self, table: str, keys: list[str]) -> bool:
+        if table not in self._unique_keys:
+            row = self._exec(ddl.UNIQUE_ON_KEYS, (self.schema, table, sorted(keys)), "reading the table's keys")
+            self._unique_keys[table] = bool(row.fetchone()[0])
+        return self._unique_keys[table]
 
     def cleanup(self, plan: StreamPlan, staging: str) -> None:
         if not self.keep_staging and not self.conn.closed:
