@@ -116,18 +116,22 @@ class Sink(ABC):
 
     # -- records -----------------------------------------------------------------
     def add(self, message: RecordMessage, size: int, line: int) -> None:
-        record = message.record
+        self.add_record(message.record, message.version, message.time_extracted, size, line)
+
+    def add_record(
+        self, record: dict[str, Any], version: int | None, time_extracted: str | None, size: int, line: int
+    ) -> None:
         for key in self.key_properties:
             if record.get(key) is None:
                 raise DataError(f"line {line}, stream {self.stream!r}: record has no value for key property {key!r}")
         if self.add_metadata:
-            record["_sdc_extracted_at"] = message.time_extracted
+            record["_sdc_extracted_at"] = time_extracted
             if self.stamp_load_times:
                 record["_sdc_received_at"] = self._clock.now()
             record.setdefault("_sdc_deleted_at", None)
-            record["_sdc_table_version"] = message.version
-        if message.version is not None:
-            self.version = message.version
+            record["_sdc_table_version"] = version
+        if version is not None:
+            self.version = version
         self.batch.add(record, size)
 
     def is_full(self) -> bool:
