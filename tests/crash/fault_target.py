@@ -30,7 +30,7 @@ from typing import IO, Any, ClassVar
 
 import orjson
 
-from dpone_protocol.messages import RecordMessage, SchemaMessage
+from dpone_protocol.messages import SchemaMessage
 from dpone_protocol.settings import Setting
 from targets.duckdb.loader import DuckDBLoader
 from targets.duckdb.target import DuckDBTarget
@@ -82,9 +82,11 @@ class FaultSink(LoaderSink):
         self.fault = fault
         super().__init__(config, schema, policy, loader)
 
-    def add(self, message: RecordMessage, size: int, line: int) -> None:
+    def add_record(
+        self, record: dict[str, Any], version: int | None, time_extracted: str | None, size: int, line: int
+    ) -> None:
         self.fault.on_record()
-        super().add(message, size, line)
+        super().add_record(record, version, time_extracted, size, line)
 
     def write_batch(self, records: list[dict[str, Any]]) -> None:
         super().write_batch(records)  # returns once the finalize transaction has committed
