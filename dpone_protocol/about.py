@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import orjson
+
 from dpone_protocol.settings import JSON_SCHEMA_TYPES, Setting
 
 
@@ -71,3 +73,10 @@ def about_markdown(doc: Mapping[str, Any]) -> str:
             f"| {name} | {'True' if name in required else 'False'} | {'' if default is None else default} | {desc} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def render_about(doc: Mapping[str, Any], fmt: str | None) -> str:
+    """`--about` output: JSON (the default) or Markdown."""
+    if fmt == "markdown":
+        return about_markdown(doc)
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"

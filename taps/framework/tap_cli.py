@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import orjson
 
-from dpone_protocol.about import about_document, about_markdown, dpone_version
+from dpone_protocol.about import about_document, dpone_version, render_about
 from dpone_protocol.catalog import Catalog
 from dpone_protocol.codec import MessageWriter
 from dpone_protocol.config import Redactor, load_json_file
@@ -42,9 +42,7 @@ def build_parser(tap_cls: type[Tap]) -> argparse.ArgumentParser:
 
 def about(cls: type[Tap] | Any, fmt: str | None) -> str:
     doc = about_document(cls.name, cls.description, dpone_version(), cls.capabilities, cls.all_settings())
-    if fmt == "markdown":
-        return about_markdown(doc)
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
+    return render_about(doc, fmt)
 
 
 def run(

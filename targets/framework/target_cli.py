@@ -7,9 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import IO, Any
 
-import orjson
-
-from dpone_protocol.about import about_document, about_markdown, dpone_version
+from dpone_protocol.about import about_document, dpone_version, render_about
 from dpone_protocol.config import Redactor
 from dpone_protocol.entrypoint import guarded
 from dpone_protocol.errors import ConfigError
@@ -35,9 +33,7 @@ def about(cls: type[Target], fmt: str | None) -> str:
         cls.all_settings(),
         extra={"load_methods": list(caps.load_methods), "schema_evolution": list(caps.schema_evolution)},
     )
-    if fmt == "markdown":
-        return about_markdown(doc)
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
+    return render_about(doc, fmt)
 
 
 def run(
