@@ -112,10 +112,8 @@ class PostgresStream(Stream):
     def _copy(self, selected: list[str], keys: list[str], where: str, params: list[Any]) -> Iterator[EncodedRecord]:
         key_sql = ", ".join(keys) if keys else "NULL"
         order = f" ORDER BY {', '.join(keys)}" if keys else ""
-        # json values keep their own line breaks; outside strings they are whitespace, so they become spaces
-        # (a raw line break would split the message, and COPY would quote the field).
         sql = (
-            f"SELECT translate(row_to_json({_ROW})::text, E'\\n\\r', '  '), json_build_array({key_sql})::text "
+            f"SELECT row_to_json({_ROW})::text, json_build_array({key_sql})::text "
             f"FROM {self.table.qualified} AS {_SRC} CROSS JOIN LATERAL (SELECT {self._columns_sql(selected)}) "
             f"AS {_ROW}{where}{order}"
         )

@@ -55,7 +55,11 @@ def _scalar(type_name: str, nullable: bool, kind: str, enum: list[str] | None) -
         return {"type": _nullable("string", nullable), "format": "time"}, "{col}"
     if type_name == "uuid":
         return {"type": _nullable("string", nullable), "format": "uuid"}, "{col}"
-    if type_name in ("json", "jsonb"):
+    if type_name == "json":
+        # json keeps its text as written, line breaks included; outside strings they are whitespace, and
+        # a raw one would split the RECORD line. Only json pays for this (jsonb and row_to_json never emit one).
+        return {"type": _JSON_ANY}, "replace(replace({col}::text, E'\\n', ' '), E'\\r', ' ')::json"
+    if type_name == "jsonb":
         return {"type": _JSON_ANY}, "{col}"
     if type_name == "bytea":
         return (
