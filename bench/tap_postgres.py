@@ -72,7 +72,7 @@ from bench.pg_server import PgServer, throwaway_server
 
 REPO = Path(__file__).resolve().parent.parent
 WORK_DIR = Path(__file__).resolve().parent / ".work"
-LOGS = WORK_DIR / "tap-postgres-logs"
+LOGS_ROOT = WORK_DIR / "tap-postgres-logs"  # one directory per run: runs may overlap
 BIN = Path(sys.executable).parent
 PYENV = Path.home() / ".pyenv" / "versions"
 PIPELINEWISE_VENV = WORK_DIR / "venv-pw-tap"
@@ -330,13 +330,14 @@ class Bench:
         self.rows = rows
         self.expected = Checked(rows, rows * (rows + 1) // 2)
         self.batch_root = Path(tempfile.mkdtemp(prefix="dpone-tap-batches-"))
-        LOGS.mkdir(parents=True, exist_ok=True)
+        self.logs = LOGS_ROOT / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        self.logs.mkdir(parents=True, exist_ok=True)
 
     def sql(self, statement: str) -> str:
         return self.server.psql(statement, DATABASE)
 
     def _write_json(self, name: str, doc: Any) -> Path:
-        path = LOGS / name
+        path = self.logs / name
         path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         return path
 
@@ -353,7 +354,7 @@ class Bench:
 
     # -- catalogs ----------------------------------------------------------------------------------
     def discover(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
-        err = LOGS / f"{name}-discover.stderr"
+        err = self.logs / f"{name}-discover.stderr"
         with err.open("wb") as fe:
             done = subprocess.run([*argv, "--discover"], stdout=subprocess.PIPE, stderr=fe, env=env, check=False)
         if done.returncode != 0:
@@ -454,11 +455,11 @@ class Bench:
     def check_run(self, tool: Tool, env: dict[str, str] | None = None) -> Checked:
         """Untimed: run the tool and check every row it wrote (count and sum of ids)."""
         slug = self._slug(tool)
-        err = LOGS / f"{slug}-check.stderr"
+        err = self.logs / f"{slug}-check.stderr"
         env = env or tool.env
         if tool.kind == "batch":
             self._clear_batches()
-            out = LOGS / f"{slug}-check.stdout"
+            out = self.logs / f"{slug}-check.stdout"
             with out.open("wb") as fo, err.open("wb") as fe:
                 done = subprocess.run(tool.argv, stdout=fo, stderr=fe, env=env, cwd=REPO, check=False)
             if done.returncode != 0:
@@ -484,10 +485,10 @@ class Bench:
 
     def timed_run(self, tool: Tool) -> Measured:
         slug = self._slug(tool)
-        err = LOGS / f"{slug}.stderr"
+        err = self.logs / f"{slug}.stderr"
         if tool.kind == "batch":
             self._clear_batches()
-            out = LOGS / f"{slug}.stdout"
+            out = self.logs / f"{slug}.stdout"
             with out.open("wb") as fo, err.open("wb") as fe:
                 done = measure(self.server, tool.argv, fo, fe, tool.env)
         else:
@@ -713,7 +714,7 @@ def _staircase_step(step: str, server: PgServer, sql: str, rows: int) -> tuple[f
 def _server_only(bench: Bench, query: str) -> float:
     """The server renders every row (the tap's SELECT) but sends nothing: SELECT sum(length(...))."""
     sql = f"\\timing on\nSELECT sum(length(j)) FROM ({query}) AS t(j, k);\n"
-    script = LOGS / "server-only.sql"
+    script = bench.logs / "server-only.sql"
     script.write_text(sql)
     done = subprocess.run(
         [*bench.server.psql_command(DATABASE), "-f", str(script)], capture_output=True, text=True, check=False
@@ -787,10 +788,10 @@ _SAMPLE_CATEGORIES: tuple[tuple[str, Callable[[str], bool]], ...] = (
 SAMPLE_RATE = 250
 
 
-def pyspy_breakdown(tool: Tool, py_spy: Path) -> None:
-    raw = LOGS / f"pyspy-{tool.kind}.txt"
+def pyspy_breakdown(tool: Tool, py_spy: Path, logs: Path) -> None:
+    raw = logs / f"pyspy-{tool.kind}.txt"
     argv = [str(py_spy), "record", "--idle", "-r", str(SAMPLE_RATE), "-f", "raw", "-o", str(raw), "--"]
-    out = LOGS / "pyspy.stdout"
+    out = logs / "pyspy.stdout"
     with out.open("wb") as fo:
         done = subprocess.run([*argv, *tool.argv], stdout=fo, stderr=subprocess.DEVNULL, cwd=REPO, check=False)
     if done.returncode != 0:
@@ -950,9 +951,9 @@ def profile(args: argparse.Namespace, bench: Bench) -> None:
     if not py_spy.exists():
         print(f"py-spy breakdown skipped: {why or 'no py-spy'}")
         return
-    pyspy_breakdown(record, py_spy)
+    pyspy_breakdown(record, py_spy, bench.logs)
     bench._clear_batches()
-    pyspy_breakdown(batch, py_spy)
+    pyspy_breakdown(batch, py_spy, bench.logs)
     bench._clear_batches()
 
 
@@ -997,6 +998,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"PostgreSQL {version} on port {server.port} (defaults: {settings})")
         bench = Bench(server, args.rows)
+        print(f"logs, configs and catalogs in {_shown(bench.logs)}")
         try:
             bench.fill()
             if args.profile:
