@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: quickstart test lint typecheck unit system-deps venv dev clean
+.PHONY: quickstart test lint typecheck unit system-deps venv dev tools clean
 
 $(BIN)/python:
 	PYTHON=$(PYTHON) scripts/make-venv.sh $(VENV)
@@ -37,7 +37,11 @@ typecheck: dev
 unit: dev
 	$(BIN)/pytest
 
-test: system-deps dev lint typecheck unit
+# Third-party tools (Meltano, Airbyte models, SDK plugins) in their own venvs under .venv-tools/.
+tools: dev
+	$(BIN)/python -m tests.tools
+
+test: system-deps dev tools lint typecheck unit
 
 clean:
-	rm -rf $(VENV) .dpone .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-tools .dpone .mypy_cache .ruff_cache .pytest_cache
