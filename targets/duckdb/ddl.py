@@ -30,6 +30,10 @@ def alter_type(table: str, column: str, type_: str) -> str:
     return f"ALTER TABLE {table} ALTER COLUMN {q(column)} TYPE {type_}"
 
 
+def drop_not_null(table: str, column: str) -> str:
+    return f"ALTER TABLE {table} ALTER COLUMN {q(column)} DROP NOT NULL"
+
+
 def load_json(staging: str, path: str, columns: Mapping[str, str]) -> str:
     spec = ", ".join(f"{literal(c)}: {literal(t)}" for c, t in columns.items())
     return (

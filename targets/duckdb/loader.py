@@ -12,14 +12,17 @@ from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.errors import DataError
 from targets.duckdb import ddl
 from targets.duckdb.connector import connect, error_types
-from targets.duckdb.type_map import duckdb_type, holds, normalize, widens
+from targets.duckdb.type_map import DUCKDB, duckdb_type, normalize
 from targets.framework.loader import Loader, StreamPlan
+from targets.framework.schema_evolution import Action, DestinationColumn, SchemaPlan
 
 log = logging.getLogger(__name__)
 SHADOW_SUFFIX = "__dpone_new"
 
 
 class DuckDBLoader(Loader):
+    dialect = DUCKDB
+
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.filepath = str(config.get("filepath") or "dpone.duckdb")
         self.schema = str(config.get("default_target_schema") or "main")
@@ -32,53 +35,48 @@ class DuckDBLoader(Loader):
     def _table(self, name: str) -> str:
         return ddl.qualified(self.schema, name)
 
-    def _existing_columns(self, table: str) -> dict[str, str]:
+    def describe_table(self, table: str) -> dict[str, DestinationColumn] | None:
         rows = self.conn.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
+            "SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns "
             "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
             [self.schema, table],
         ).fetchall()
-        return {name: dtype for name, dtype in rows}
+        return {name: DestinationColumn(normalize(dtype), nullable) for name, dtype, nullable in rows} or None
 
     def _wanted(self, plan: StreamPlan) -> dict[str, str]:
         return {name: duckdb_type(col) for name, col in plan.columns.items()}
 
-    def ensure_table(self, plan: StreamPlan, table: str | None = None) -> None:
-        name = table or plan.table
-        wanted = self._wanted(plan)
-        existing = self._existing_columns(name)
-        if not existing:
-            self.conn.execute(ddl.create_table(self._table(name), wanted))
-            log.info("created table %s.%s", self.schema, name)
-            return
-        lowered = {k.lower(): k for k in existing}
+    def schema_statements(self, plan: StreamPlan, schema: SchemaPlan, table: str) -> list[str]:
+        target = self._table(table)
+        if schema.creates:
+            return [ddl.create_table(target, schema.table_columns)]
         statements = []
-        for column, type_ in wanted.items():
-            current_name = lowered.get(column.lower())
-            if current_name is None:
-                statements.append(ddl.add_column(self._table(name), column, type_))
-                continue
-            current = existing[current_name]
-            if holds(current, type_):
-                continue
-            if widens(current, type_):
-                statements.append(ddl.alter_type(self._table(name), current_name, type_))
-                continue
-            raise DataError(
-                f"stream {plan.stream!r}: column {column!r} is {normalize(current)} in {self.schema}.{name} "
-                f"but the stream now sends {type_}, which it cannot hold; alter or rename the column, "
-                f"or load into another table (table_name_map)"
-            )
+        for change in schema.ddl:
+            assert change.column is not None
+            if change.action in (Action.ADD_COLUMN, Action.NEW_COLUMN):
+                statements.append(ddl.add_column(target, change.column, str(change.wanted)))
+            elif change.action in (Action.WIDEN, Action.CAST):
+                statements.append(ddl.alter_type(target, change.column, str(change.wanted)))
+            elif change.action is Action.RELAX:
+                statements.append(ddl.drop_not_null(target, change.column))
+        return statements
+
+    def _in_transaction(self, statements: list[str]) -> None:
+        self.conn.execute("BEGIN")
+        try:
+            for sql in statements:
+                self.conn.execute(sql)
+            self.conn.execute("COMMIT")
+        except Exception:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def flush_schema(self, table: str) -> None:
+        statements = self.take_schema(table)
         if statements:
-            self.conn.execute("BEGIN")
-            try:
-                for sql in statements:
-                    log.info("schema change on %s.%s: %s", self.schema, name, sql)
-                    self.conn.execute(sql)
-                self.conn.execute("COMMIT")
-            except Exception:
-                self.conn.execute("ROLLBACK")
-                raise
+            self._in_transaction(statements)
+            for sql in statements:
+                log.info("schema change on %s.%s: %s", self.schema, table, sql)
 
     def prepare_staging(self, plan: StreamPlan) -> str:
         name = f"_dpone_stage_{plan.table}"
@@ -106,16 +104,13 @@ class DuckDBLoader(Loader):
         target = self._table(table)
         columns = list(plan.columns)
         deleted = "_sdc_deleted_at" in plan.columns and plan.hard_delete
-        self.conn.execute("BEGIN")
-        try:
-            if plan.merges:
-                self.conn.execute(ddl.delete_matching(target, staging, plan.key_properties))
-            where = "_sdc_deleted_at IS NULL" if deleted and plan.merges else ""
-            self.conn.execute(ddl.insert_from(target, staging, columns, where))
-            self.conn.execute("COMMIT")
-        except Exception:
-            self.conn.execute("ROLLBACK")
-            raise
+        # Schema changes commit with the rows they are for, or not at all.
+        statements = self.take_schema(table)
+        if plan.merges:
+            statements.append(ddl.delete_matching(target, staging, plan.key_properties))
+        where = "_sdc_deleted_at IS NULL" if deleted and plan.merges else ""
+        statements.append(ddl.insert_from(target, staging, columns, where))
+        self._in_transaction(statements)
 
     def cleanup(self, plan: StreamPlan, staging: str) -> None:
         if not self.keep_staging:
@@ -124,18 +119,17 @@ class DuckDBLoader(Loader):
     def begin_replace(self, plan: StreamPlan) -> str:
         shadow = f"{plan.table}{SHADOW_SUFFIX}"
         self.conn.execute(f"DROP TABLE IF EXISTS {self._table(shadow)}")
-        self.conn.execute(ddl.create_table(self._table(shadow), self._wanted(plan)))
+        self.conn.execute(ddl.create_table(self._table(shadow), plan.table_columns or self._wanted(plan)))
         return shadow
 
     def swap(self, plan: StreamPlan, shadow: str) -> None:
-        self.conn.execute("BEGIN")
-        try:
-            self.conn.execute(f"DROP TABLE IF EXISTS {self._table(plan.table)}")
-            self.conn.execute(f"ALTER TABLE {self._table(shadow)} RENAME TO {ddl.q(plan.table)}")
-            self.conn.execute("COMMIT")
-        except Exception:
-            self.conn.execute("ROLLBACK")
-            raise
+        self._in_transaction(
+            [
+                *self.take_schema(shadow),
+                f"DROP TABLE IF EXISTS {self._table(plan.table)}",
+                f"ALTER TABLE {self._table(shadow)} RENAME TO {ddl.q(plan.table)}",
+            ]
+        )
         log.info("replaced %s.%s", self.schema, plan.table)
 
     def activate_version(self, plan: StreamPlan, version: int) -> None:

@@ -75,3 +75,39 @@ def widens(existing: str, incoming: str) -> bool:
     if normalize(incoming) in ("JSON", "DOUBLE", "FLOAT") and normalize(existing) != normalize(incoming):
         return False  # a DOUBLE rounds integers beyond 2^53; JSON would change every value's form
     return holds(incoming, existing)
+
+
+_TEXT_CASTABLE = (*_INTEGERS, "DOUBLE", "FLOAT", "BOOLEAN", "DATE", "TIME", "TIMESTAMP", "UUID", "JSON")
+
+
+def casts(existing: str, incoming: str) -> bool:
+    """True when converting stored `existing` values to `incoming` keeps every value (on_type_change: cast)."""
+    existing, incoming = normalize(existing), normalize(incoming)
+    if widens(existing, incoming):
+        return True
+    return incoming == "VARCHAR" and (existing in _TEXT_CASTABLE or _decimal(existing) is not None)
+
+
+class DuckDBDialect:
+    """DuckDB's type rules for the schema-evolution planner. Names match case-insensitively, as in DuckDB."""
+
+    def column_type(self, column: ColumnType) -> str:
+        return duckdb_type(column)
+
+    def holds(self, existing: str, incoming: str) -> bool:
+        return holds(existing, incoming)
+
+    def widens(self, existing: str, incoming: str) -> bool:
+        return widens(existing, incoming)
+
+    def casts(self, existing: str, incoming: str) -> bool:
+        return casts(existing, incoming)
+
+    def column_name(self, name: str) -> str:
+        return name
+
+    def column_key(self, name: str) -> str:
+        return name.lower()
+
+
+DUCKDB = DuckDBDialect()

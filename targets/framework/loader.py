@@ -1,7 +1,9 @@
 """The staging-first loader contract every database target implements, and the sink driving it.
 
-Per batch: prepare staging -> bulk load -> finalize (append or merge, one transaction) ->
-clean up. A full refresh (load_method `overwrite`) finalizes into a shadow table and swaps
+When a stream's SCHEMA arrives, the schema-evolution planner compares it with the table and
+the loader queues the changes it allows; they run in the same transaction as the next load.
+Per batch: prepare staging -> bulk load -> finalize (schema changes, then append or merge, one
+transaction) -> clean up. A full refresh (load_method `overwrite`) finalizes into a shadow table and swaps
 it into place when the stream completes, so readers never see a half-loaded table.
 """
 
@@ -12,7 +14,7 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dpone_protocol.codec import DEFAULT_CODEC
@@ -23,6 +25,14 @@ from dpone_protocol.settings import Setting
 from targets.framework.batching import BatchPolicy
 from targets.framework.capabilities import APPEND, OVERWRITE, UPSERT, TargetCapabilities
 from targets.framework.committer import Committer
+from targets.framework.schema_evolution import (
+    SCHEMA_EVOLUTION_SETTING,
+    DestinationColumn,
+    Dialect,
+    Evolution,
+    SchemaPlan,
+    plan_schema,
+)
 from targets.framework.sink import Sink
 
 
@@ -30,10 +40,14 @@ from targets.framework.sink import Sink
 class StreamPlan:
     stream: str
     table: str
-    columns: dict[str, ColumnType]
+    columns: dict[str, ColumnType]  # what batches load: destination column -> incoming type
     key_properties: list[str]
     method: str  # append-only | upsert | overwrite
     hard_delete: bool = False
+    evolution: Evolution = field(default_factory=Evolution)
+    # The table's columns after schema evolution (destination name -> type), for a shadow table.
+    table_columns: dict[str, str] | None = None
+    renames: dict[str, str] | None = None  # incoming property -> destination column, where they differ
 
     @property
     def merges(self) -> bool:
@@ -43,9 +57,32 @@ class StreamPlan:
 class Loader(ABC):
     """Destination-specific steps. Each method is one database round of work."""
 
+    dialect: Dialect
+
     @abstractmethod
-    def ensure_table(self, plan: StreamPlan, table: str | None = None) -> None:
-        """Create the table (or `table`, a shadow) if missing; add new columns, widen safe types."""
+    def describe_table(self, table: str) -> dict[str, DestinationColumn] | None:
+        """The table's columns, or None when it does not exist."""
+
+    @abstractmethod
+    def schema_statements(self, plan: StreamPlan, schema: SchemaPlan, table: str) -> list[str]:
+        """The DDL that applies a schema plan to `table` (created with the plan's columns if missing)."""
+
+    @abstractmethod
+    def flush_schema(self, table: str) -> None:
+        """Run the queued schema changes of `table` on their own, in one transaction."""
+
+    def queue_schema(self, table: str, statements: list[str]) -> None:
+        """Hold schema changes until the next load of `table`, to run in its transaction."""
+        if self._pending_ddl is None:
+            self._pending_ddl = {}
+        if statements:
+            self._pending_ddl[table] = statements
+        else:
+            self._pending_ddl.pop(table, None)
+
+    def take_schema(self, table: str) -> list[str]:
+        """The queued schema changes of `table`, now owned by the caller's transaction."""
+        return self._pending_ddl.pop(table, []) if self._pending_ddl else []
 
     @abstractmethod
     def prepare_staging(self, plan: StreamPlan) -> str:
@@ -91,6 +128,7 @@ class Loader(ABC):
     # waits for it before any other use of the loader, so the connection is never used by two threads.
     background_commit: bool = False
     _committer: Committer | None = None
+    _pending_ddl: dict[str, list[str]] | None = None
 
     def committer(self) -> Committer:
         """The one background thread of this loader: every sink sharing the connection queues on it."""
@@ -135,6 +173,7 @@ LOADER_SETTINGS: tuple[Setting, ...] = (
         default=False,
     ),
     Setting("max_retries", "integer", "Retries of a batch after a transient error (reconnects first).", default=3),
+    SCHEMA_EVOLUTION_SETTING,
 )
 _UNSAFE = re.compile(r"[^0-9a-zA-Z_]+")
 
@@ -195,16 +234,40 @@ class LoaderSink(Sink):
             key_properties=self.key_properties,
             method=resolve_method(self.config, self.key_properties),
             hard_delete=bool(self.config.get("hard_delete", False)),
+            evolution=Evolution.for_stream(self.config, self.stream),
         )
-        if self.plan.method != OVERWRITE:
-            # A full refresh builds a fresh shadow table: the live table's columns do not matter.
-            self.loader.ensure_table(self.plan)
-        if self.shadow is not None:
-            self.loader.ensure_table(self.plan, self.shadow)
+        self._evolve(self.plan)
+
+    def schema_plan(self) -> SchemaPlan:
+        """What the planner decides for the current schema, without changing anything."""
+        assert self.plan is not None
+        table = self.shadow or self.plan.table
+        existing = self.loader.describe_table(table)
+        return plan_schema(
+            self.stream, table, self.columns, self.key_properties, existing, self.loader.dialect, self.plan.evolution
+        )
+
+    def _evolve(self, plan: StreamPlan) -> None:
+        schema = self.schema_plan()
+        schema.check()
+        plan.columns = schema.load_columns
+        plan.table_columns = schema.table_columns
+        plan.renames = schema.renames or None
+        for change in schema.changes:
+            log.info("stream %s: schema plan for %s: %s", self.stream, schema.table, change.describe())
+        # A full refresh builds a fresh shadow from the planned columns; only a live shadow is altered.
+        if plan.method != OVERWRITE or self.shadow is not None:
+            self.loader.queue_schema(schema.table, self.loader.schema_statements(plan, schema, schema.table))
 
     def write_batch(self, records: list[dict[str, Any]]) -> None:
         plan = self.plan
         assert plan is not None
+        if plan.renames:
+            renames = plan.renames.items()
+            for record in records:
+                for source, dest in renames:
+                    if source in record:
+                        record[dest] = record.pop(source)
         if plan.merges:
             records = _dedupe_last(records, plan.key_properties)
         if self.committer is not None:
@@ -219,10 +282,7 @@ class LoaderSink(Sink):
                 if attempt > 1:
                     # Inside the try: a failed reconnect is one more transient error to retry.
                     self.loader.reconnect()
-                    if plan.method != OVERWRITE:
-                        self.loader.ensure_table(plan)
-                    if self.shadow is not None:
-                        self.loader.ensure_table(plan, self.shadow)
+                    self._evolve(plan)  # the failed transaction took the queued schema changes with it
                 self._load(plan, records)
                 return
             except Exception as exc:
@@ -261,6 +321,8 @@ class LoaderSink(Sink):
         self._settle()
         if self.plan is None:
             return
+        if self.plan.method != OVERWRITE:
+            self.loader.flush_schema(self.plan.table)  # a stream without rows still gets its table
         if self.shadow is None and self.plan.method == OVERWRITE:
             # A full refresh that sent no rows: the source is empty, so the table becomes empty.
             self.shadow = self.loader.begin_replace(self.plan)
@@ -274,6 +336,7 @@ class LoaderSink(Sink):
         if self.shadow is not None:
             self.finish()  # the shadow holds exactly this version: swapping it in is the activation
             return
+        self.loader.flush_schema(self.plan.table)
         self.loader.activate_version(self.plan, version)
 
     def close(self) -> None:

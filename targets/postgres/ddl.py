@@ -59,6 +59,10 @@ def alter_type(table: str, column: str, type_: str) -> str:
     return f"ALTER TABLE {table} ALTER COLUMN {q(column)} TYPE {type_} USING {q(column)}::{type_}"
 
 
+def drop_not_null(table: str, column: str) -> str:
+    return f"ALTER TABLE {table} ALTER COLUMN {q(column)} DROP NOT NULL"
+
+
 def insert(table: str, staging: str, columns: Iterable[str], where: str = "") -> str:
     cols = ", ".join(q(c) for c in columns)
     return f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging}{f' WHERE {where}' if where else ''}"

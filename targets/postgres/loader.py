@@ -17,8 +17,9 @@ from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
 from targets.framework.loader import Loader, StreamPlan
+from targets.framework.schema_evolution import Action, DestinationColumn, SchemaPlan
 from targets.postgres import ddl
-from targets.postgres.type_map import holds, pg_type, widens
+from targets.postgres.type_map import POSTGRES, pg_type
 
 log = logging.getLogger(__name__)
 SHADOW_SUFFIX = "__dpone_new"
@@ -34,6 +35,7 @@ LOAD_TIME_COLUMNS = ("_sdc_received_at", "_sdc_batched_at")
 
 
 class PostgresLoader(Loader):
+    dialect = POSTGRES
     stamps_load_times = True  # staging defaults them to now(): nothing to set per row in Python
     background_commit = True  # finalize waits on the server: decode the next batch meanwhile
 
@@ -94,44 +96,42 @@ class PostgresLoader(Loader):
     def _wanted(self, plan: StreamPlan) -> dict[str, str]:
         return {name: pg_type(col) for name, col in plan.columns.items()}
 
-    def _existing(self, table: str) -> dict[str, str]:
+    def describe_table(self, table: str) -> dict[str, DestinationColumn] | None:
         rows = self._exec(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull FROM pg_attribute a "
             "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            (self.schema, table),
+            (self.schema, ddl.truncated(table)),
             "reading the table's columns",
         ).fetchall()
-        return dict(rows)
+        return {name: DestinationColumn(type_, nullable) for name, type_, nullable in rows} or None
 
     # -- the loader contract ------------------------------------------------------
-    def ensure_table(self, plan: StreamPlan, table: str | None = None) -> None:
-        name = table or plan.table
-        wanted = self._wanted(plan)
-        existing = self._existing(ddl.truncated(name))
-        keys = plan.key_properties if plan.merges else []
-        if not existing:
-            pk = ddl.pg_name(ddl.truncated(name), "_pkey") if keys else None
-            self._exec(ddl.create_table(self._table(name), wanted, keys, pk), doing=f"creating table {name}")
-            log.info("created table %s.%s", self.schema, ddl.truncated(name))
-            return
-        changes: list[tuple[str, Any]] = []
-        for column, type_ in wanted.items():
-            current = existing.get(column)
-            if current is None:
-                changes.append((ddl.add_column(self._table(name), column, type_), None))
-            elif not holds(current, type_):
-                if not widens(current, type_):
-                    raise DataError(
-                        f"stream {plan.stream!r}: column {column!r} is {current} in {self.schema}.{name} but the "
-                        f"stream now sends {type_}, which it cannot hold; alter or rename the column, or load "
-                        f"into another table (table_name_map)"
-                    )
-                changes.append((ddl.alter_type(self._table(name), column, type_), None))
-        if changes:
-            for sql, _ in changes:
-                log.info("schema change on %s.%s: %s", self.schema, name, sql)
-            self._transaction(changes, f"changing the schema of {self.schema}.{name}")
+    def schema_statements(self, plan: StreamPlan, schema: SchemaPlan, table: str) -> list[str]:
+        target = self._table(table)
+        if schema.creates:
+            keys = plan.key_properties if plan.merges else []
+            if keys:
+                self._unique_keys[ddl.truncated(table)] = True  # the primary key we are about to create
+            pk = ddl.pg_name(ddl.truncated(table), "_pkey") if keys else None
+            return [ddl.create_table(target, schema.table_columns, keys, pk)]
+        statements = []
+        for change in schema.ddl:
+            assert change.column is not None
+            if change.action in (Action.ADD_COLUMN, Action.NEW_COLUMN):
+                statements.append(ddl.add_column(target, change.column, str(change.wanted)))
+            elif change.action in (Action.WIDEN, Action.CAST):
+                statements.append(ddl.alter_type(target, change.column, str(change.wanted)))
+            elif change.action is Action.RELAX:
+                statements.append(ddl.drop_not_null(target, change.column))
+        return statements
+
+    def flush_schema(self, table: str) -> None:
+        statements = self.take_schema(table)
+        if statements:
+            self._transaction([(sql, None) for sql in statements], f"changing the schema of {self.schema}.{table}")
+            for sql in statements:
+                log.info("schema change on %s.%s: %s", self.schema, table, sql)
 
     def prepare_staging(self, plan: StreamPlan) -> str:
         name = ddl.pg_name(f"_dpone_stage_{ddl.truncated(plan.table)}")
@@ -196,18 +196,22 @@ class PostgresLoader(Loader):
         target = self._table(table)
         doing = f"stream {plan.stream!r}: loading {self.schema}.{table}"
         hard = plan.hard_delete and "_sdc_deleted_at" in plan.columns
+        # Schema changes commit with the rows they are for, or not at all.
+        schema = [(sql, None) for sql in self.take_schema(table)]
         if not plan.merges:
-            self._transaction([(ddl.insert(target, staging, columns), None)], doing)
+            self._transaction([*schema, (ddl.insert(target, staging, columns), None)], doing)
             return
         merge = ddl.merge(target, staging, columns, plan.key_properties, plan.hard_delete)
         insert = ddl.insert(target, staging, columns, "_sdc_deleted_at IS NULL" if hard else "")
         name = ddl.truncated(table)
         if name in self._overlapping:
-            self._transaction([(merge, None)], doing)
+            self._transaction([*schema, (merge, None)], doing)
             return
         unique = self._has_unique_key(name, plan.key_properties)
         try:
             with self.conn.transaction():
+                for sql, _ in schema:
+                    self.conn.execute(sql)
                 # A batch of only new keys (a first load, an append-mostly stream) is a plain INSERT, several
                 # times cheaper than MERGE. With a unique key the INSERT itself finds out (a violation rolls it
                 # back); without one, a probe on the keys decides.
@@ -223,7 +227,7 @@ class PostgresLoader(Loader):
                 raise classify(exc, self.redactor, doing) from None
             # Some keys exist: merge this batch, and the rest of this run's batches straight away.
             self._overlapping.add(name)
-            self._transaction([(merge, None)], doing)
+            self._transaction([*schema, (merge, None)], doing)
 
     def _has_unique_key(self, table: str, keys: list[str]) -> bool:
         if table not in self._unique_keys:
@@ -246,7 +250,10 @@ class PostgresLoader(Loader):
                 (f"DROP TABLE IF EXISTS {self._table(shadow)}", None),
                 (
                     ddl.create_table(
-                        self._table(shadow), self._wanted(plan), keys, ddl.pg_name(shadow, "_pkey") if keys else None
+                        self._table(shadow),
+                        plan.table_columns or self._wanted(plan),
+                        keys,
+                        ddl.pg_name(shadow, "_pkey") if keys else None,
                     ),
                     None,
                 ),
@@ -257,8 +264,9 @@ class PostgresLoader(Loader):
 
     def swap(self, plan: StreamPlan, shadow: str) -> None:
         try:
+            schema = [(sql, None) for sql in self.take_schema(shadow)]
             self._transaction(
-                [(sql, None) for sql in ddl.swap(self.schema, plan.table, shadow)],
+                schema + [(sql, None) for sql in ddl.swap(self.schema, plan.table, shadow)],
                 f"replacing {self.schema}.{plan.table}",
             )
         except DponeError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from dpone_protocol.json_schema import ColumnType, Logical
+from targets.postgres.ddl import truncated
 
 _SIMPLE = {
     Logical.NUMBER: "double precision",
@@ -86,3 +87,52 @@ def widens(existing: str, incoming: str) -> bool:
     if incoming == "double precision" and existing != incoming:
         return existing in ("real", "smallint", "integer")  # bigint and numeric values would be rounded
     return holds(incoming, existing)
+
+
+# Types whose every stored value has an exact text form (timestamps print with their offset in UTC).
+_TEXT_CASTABLE = {
+    *_INTS,
+    "numeric",
+    "double precision",
+    "real",
+    "boolean",
+    "uuid",
+    "jsonb",
+    "json",
+    "time without time zone",
+    *_TEMPORAL,
+}
+
+
+def casts(existing: str, incoming: str) -> bool:
+    """True when converting stored `existing` values to `incoming` keeps every value (on_type_change: cast)."""
+    if widens(existing, incoming):
+        return True
+    if incoming == "text":
+        return existing in _TEXT_CASTABLE or _numeric(existing) is not None
+    return False
+
+
+class PostgresDialect:
+    """PostgreSQL's type rules for the schema-evolution planner."""
+
+    def column_type(self, column: ColumnType) -> str:
+        return pg_type(column)
+
+    def holds(self, existing: str, incoming: str) -> bool:
+        return holds(existing, incoming)
+
+    def widens(self, existing: str, incoming: str) -> bool:
+        return widens(existing, incoming)
+
+    def casts(self, existing: str, incoming: str) -> bool:
+        return casts(existing, incoming)
+
+    def column_name(self, name: str) -> str:
+        return truncated(name)
+
+    def column_key(self, name: str) -> str:
+        return truncated(name)
+
+
+POSTGRES = PostgresDialect()

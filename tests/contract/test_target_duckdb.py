@@ -189,7 +189,7 @@ def test_incompatible_type_change_stops_with_a_clear_message(run_target, db):
     changed = {"id": {"type": "integer"}, "v": {"type": "integer"}}
     result = run_target(DuckDBTarget, config, lines(schema("m", changed), record("m", {"id": 2, "v": 3})))
     assert result.rc == 65
-    assert "column 'v' is BOOLEAN" in result.stderr and "BIGINT" in result.stderr
+    assert "column 'v': is BOOLEAN" in result.stderr and "BIGINT" in result.stderr
     assert rows(db, "SELECT id FROM m") == [(1,)]
 
 

@@ -621,7 +621,7 @@ def test_incompatible_type_change_stops_with_a_clear_message(run_target, pg):
         PostgresTarget, config, lines(schema("m", after), record("m", {"id": 2, "v": 3}), state({"s": 1}))
     )
     line = error_line(result, "data", 65)
-    assert "column 'v' is boolean" in line and "bigint" in line and "'m'" in line
+    assert "column 'v': is boolean" in line and "bigint" in line and "'m'" in line
     assert result.states == []
     assert pg.rows("SELECT id, v FROM m") == [(1, True)]
     assert pg.column_types("m")["v"] == "boolean"
