@@ -46,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--format", choices=("text", "json"), default="text", help="run report format")
     run.add_argument("--no-progress", action="store_true", help="no live progress line on a terminal")
 
+    plan = sub.add_parser(
+        "schema-plan", parents=[common], help="show what a run would change in the targets' tables; change nothing"
+    )
+    plan.add_argument("tap")
+    plan.add_argument("targets", nargs="+", metavar="target")
+    plan.add_argument("--stream", action="append", default=[], metavar="PATTERN", help="only these streams")
+    plan.add_argument("--format", choices=("text", "json"), default="text")
+    plan.add_argument("--check", action="store_true", help="exit 65 when a plan would stop the load")
+
     state = sub.add_parser("state", help="inspect and manage saved state")
     state_sub = state.add_subparsers(dest="action", required=True)
     state_sub.add_parser("list", parents=[common], help="pipelines with saved state")
@@ -96,6 +105,21 @@ def _run(args: argparse.Namespace, out: IO[str], redactor: Redactor) -> int:
                 out.flush()
     finally:
         store.close()
+    return 0
+
+
+def _schema_plan(args: argparse.Namespace, out: IO[str], redactor: Redactor) -> int:
+    from dpone_runner import schema_plan  # noqa: PLC0415 - keep --help fast
+    from dpone_runner.project import load_project  # noqa: PLC0415
+
+    documents = schema_plan.schema_plan(load_project(args.project), args.tap, args.targets, args.stream, redactor)
+    if args.format == "json":
+        out.write(orjson.dumps(documents, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        out.write(schema_plan.render(documents))
+    out.flush()
+    if args.check:
+        schema_plan.check(documents)
     return 0
 
 
@@ -163,6 +187,8 @@ def run(argv: Sequence[str] | None = None, stdout: IO[str] | None = None, stderr
     def program(redactor: Redactor) -> int:
         if args.command == "run":
             return _run(args, out, redactor)
+        if args.command == "schema-plan":
+            return _schema_plan(args, out, redactor)
         return _state(args, out)
 
     return guarded(program, "dpone", stderr)

@@ -72,8 +72,10 @@ def holds(existing: str, incoming: str) -> bool:
 
 def widens(existing: str, incoming: str) -> bool:
     """True when altering `existing` to `incoming` keeps every stored value."""
-    if normalize(incoming) in ("JSON", "DOUBLE", "FLOAT") and normalize(existing) != normalize(incoming):
-        return False  # a DOUBLE rounds integers beyond 2^53; JSON would change every value's form
+    if normalize(incoming) in ("JSON", "DOUBLE", "FLOAT", "VARCHAR") and normalize(existing) != normalize(incoming):
+        # A DOUBLE rounds integers beyond 2^53; JSON would change every value's form; a number or date
+        # becoming text is a type change (on_type_change: cast), not a widening.
+        return False
     return holds(incoming, existing)
 
 

@@ -212,8 +212,17 @@ def _dedupe_last(records: list[dict[str, Any]], keys: list[str]) -> list[dict[st
 class LoaderSink(Sink):
     """Drives a :class:`Loader` through the staging contract for one stream."""
 
-    def __init__(self, config: Mapping[str, Any], schema: SchemaMessage, policy: BatchPolicy, loader: Loader) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        schema: SchemaMessage,
+        policy: BatchPolicy,
+        loader: Loader,
+        *,
+        plan_only: bool = False,
+    ) -> None:
         self.loader = loader
+        self.plan_only = plan_only  # --schema-plan: plan each schema, change nothing
         self.stamp_load_times = not loader.stamps_load_times
         self.committer = loader.committer() if loader.background_commit else None
         self.shadow: str | None = None
@@ -236,7 +245,8 @@ class LoaderSink(Sink):
             hard_delete=bool(self.config.get("hard_delete", False)),
             evolution=Evolution.for_stream(self.config, self.stream),
         )
-        self._evolve(self.plan)
+        if not self.plan_only:
+            self._evolve(self.plan)
 
     def schema_plan(self) -> SchemaPlan:
         """What the planner decides for the current schema, without changing anything."""

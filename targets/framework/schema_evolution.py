@@ -47,7 +47,9 @@ class Action(enum.StrEnum):
 
 
 # Actions that change the destination (DDL); the others only describe.
-DDL_ACTIONS = frozenset({Action.CREATE_TABLE, Action.ADD_COLUMN, Action.WIDEN, Action.CAST, Action.NEW_COLUMN})
+DDL_ACTIONS = frozenset(
+    {Action.CREATE_TABLE, Action.ADD_COLUMN, Action.WIDEN, Action.CAST, Action.NEW_COLUMN, Action.RELAX}
+)
 SCHEMA_EVOLUTION_SETTING = Setting(
     "schema_evolution",
     "object",
@@ -163,6 +165,7 @@ class Change:
             "wanted": self.wanted,
             "detail": self.detail,
             "description": self.describe(),
+            "effect": "stop" if self.action is Action.STOP else "ddl" if self.action in DDL_ACTIONS else "note",
         }
 
 
@@ -185,7 +188,7 @@ class SchemaPlan:
 
     @property
     def ddl(self) -> list[Change]:
-        return [c for c in self.changes if c.action in DDL_ACTIONS or c.action is Action.RELAX]
+        return [c for c in self.changes if c.action in DDL_ACTIONS]
 
     @property
     def creates(self) -> bool:
@@ -214,18 +217,21 @@ class SchemaPlan:
         }
 
     def render_text(self) -> str:
-        head = (
-            f"stream {self.stream} -> table {self.table} "
-            f"(policy {self.evolution.policy.value}, on_type_change {self.evolution.on_type_change.value})"
-        )
-        if not self.changes:
-            return f"{head}\n  no changes: the table matches the stream\n"
-        body = "".join(
-            f"  {'!' if c.action is Action.STOP else '+' if c.action in DDL_ACTIONS else '~'} {c.describe()}\n"
-            for c in self.changes
-        )
-        verdict = "the load would STOP" if self.stops else "the load would proceed"
-        return f"{head}\n{body}  => {verdict}\n"
+        return render_plan(self.to_dict())
+
+
+def render_plan(plan: Mapping[str, Any]) -> str:
+    """A plan (as from :meth:`SchemaPlan.to_dict`) for people: + changes, ~ notes, ! stops."""
+    head = (
+        f"stream {plan['stream']} -> table {plan['table']} "
+        f"(policy {plan['policy']}, on_type_change {plan['on_type_change']})"
+    )
+    if not plan["changes"]:
+        return f"{head}\n  no changes: the table matches the stream\n"
+    marks = {"stop": "!", "ddl": "+", "note": "~"}
+    body = "".join(f"  {marks[c['effect']]} {c['description']}\n" for c in plan["changes"])
+    verdict = "the load would STOP" if plan["status"] == "stop" else "the load would proceed"
+    return f"{head}\n{body}  => {verdict}\n"
 
 
 class SchemaDriftError(DataError):

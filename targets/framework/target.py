@@ -13,7 +13,7 @@ from typing import IO, Any, ClassVar
 
 from dpone_protocol.batch_files import iter_batch_records
 from dpone_protocol.codec import DEFAULT_CODEC, EXACT_CODEC, Frame, MessageReader, MessageWriter, decode_line
-from dpone_protocol.errors import DataError, ProtocolError
+from dpone_protocol.errors import ConfigError, DataError, ProtocolError
 from dpone_protocol.messages import (
     ActivateVersionMessage,
     BatchMessage,
@@ -70,6 +70,10 @@ class Target:
 
     def close(self) -> None:
         """Release shared resources (connections) after all sinks are closed."""
+
+    def plan_schemas(self, source: IO[bytes], out: IO[bytes], fmt: str) -> None:
+        """--schema-plan: print what each SCHEMA would change in the destination."""
+        raise ConfigError(f"{self.name} has no tables to plan: --schema-plan is for database targets")
 
     # -- final ------------------------------------------------------------------
     @classmethod

@@ -18,7 +18,14 @@ OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--config",), {"action": "append", "metavar": "FILE", "help": "JSON config file (repeatable)"}),
     (("--input",), {"metavar": "FILE", "help": "read messages from FILE instead of stdin"}),
     (("--about",), {"action": "store_true", "help": "describe settings and capabilities"}),
-    (("--format",), {"choices": ("json", "markdown"), "default": None, "help": "--about output format"}),
+    (
+        ("--schema-plan",),
+        {"action": "store_true", "help": "print the schema-evolution plan of each SCHEMA read; change nothing"},
+    ),
+    (
+        ("--format",),
+        {"choices": ("json", "markdown", "text"), "default": None, "help": "--about / --schema-plan output format"},
+    ),
     (("--version",), {"action": "store_true", "help": "print the version"}),
 )
 
@@ -66,7 +73,10 @@ def run(
         else:
             source = stdin or sys.stdin.buffer
         try:
-            target.run(source, out)
+            if args.schema_plan:
+                target.plan_schemas(source, out, args.format or "text")
+            else:
+                target.run(source, out)
         finally:
             if args.input:
                 source.close()

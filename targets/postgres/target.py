@@ -7,19 +7,15 @@ from typing import Any, ClassVar
 
 from dpone_drivers.postgres import CONNECTION_SETTINGS
 from dpone_protocol.config import Redactor
-from dpone_protocol.messages import SchemaMessage
 from dpone_protocol.settings import Setting
-from targets.framework.capabilities import TargetCapabilities
-from targets.framework.loader import DATABASE_CAPABILITIES, LOADER_SETTINGS, LoaderSink
-from targets.framework.sink import Sink
-from targets.framework.target import Target
+from targets.framework.loader import LOADER_SETTINGS, Loader
+from targets.framework.loader_target import LoaderTarget
 from targets.postgres.loader import PostgresLoader
 
 
-class PostgresTarget(Target):
+class PostgresTarget(LoaderTarget):
     name = "target-postgres"
     description = "Loads streams into PostgreSQL: COPY into staging, then append, merge on key, or replace by swap."
-    capabilities: ClassVar[TargetCapabilities] = DATABASE_CAPABILITIES
     settings: ClassVar[tuple[Setting, ...]] = (
         CONNECTION_SETTINGS
         + LOADER_SETTINGS
@@ -41,13 +37,6 @@ class PostgresTarget(Target):
         super().__init__(config)
         self.redactor = redactor or Redactor()
         self.redactor.add_config(config, ["password", "dsn"])
-        self.loader: PostgresLoader | None = None
 
-    def make_sink(self, schema: SchemaMessage) -> Sink:
-        if self.loader is None:
-            self.loader = PostgresLoader(self.config, self.redactor)
-        return LoaderSink(self.config, schema, self.policy, self.loader)
-
-    def close(self) -> None:
-        if self.loader is not None:
-            self.loader.close()
+    def make_loader(self) -> Loader:
+        return PostgresLoader(self.config, self.redactor)
