@@ -23,19 +23,22 @@ SHADOW_SUFFIX = "__dpone_new"
 class DuckDBLoader(Loader):
     dialect = DUCKDB
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, config: Mapping[str, Any], *, read_only: bool = False) -> None:
         self.filepath = str(config.get("filepath") or "dpone.duckdb")
         self.schema = str(config.get("default_target_schema") or "main")
         self.keep_staging = bool(config.get("keep_staging", False))
         self.staging_dir = config.get("staging_dir") or None
-        self.conn = connect(self.filepath)
+        self.conn = connect(self.filepath, read_only=read_only)
         self._data_errors = error_types()
-        self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ddl.q(self.schema)}")
+        if not read_only:
+            self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ddl.q(self.schema)}")
 
     def _table(self, name: str) -> str:
         return ddl.qualified(self.schema, name)
 
     def describe_table(self, table: str) -> dict[str, DestinationColumn] | None:
+        if self.conn is None:
+            return None  # a plan before the file exists: every table is new
         rows = self.conn.execute(
             "SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns "
             "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
@@ -110,7 +113,12 @@ class DuckDBLoader(Loader):
             statements.append(ddl.delete_matching(target, staging, plan.key_properties))
         where = "_sdc_deleted_at IS NULL" if deleted and plan.merges else ""
         statements.append(ddl.insert_from(target, staging, columns, where))
-        self._in_transaction(statements)
+        try:
+            self._in_transaction(statements)
+        except self._data_errors as exc:  # a constraint of the table the rows break: rolled back
+            raise DataError(
+                f"stream {plan.stream!r}: loading {self.schema}.{table}: {str(exc).splitlines()[0]}"
+            ) from None
 
     def cleanup(self, plan: StreamPlan, staging: str) -> None:
         if not self.keep_staging:
@@ -147,4 +155,5 @@ class DuckDBLoader(Loader):
             )
 
     def close(self) -> None:
-        self.conn.close()
+        if self.conn is not None:
+            self.conn.close()

@@ -20,4 +20,4 @@ class DuckDBTarget(LoaderTarget):
     )
 
     def make_loader(self) -> Loader:
-        return DuckDBLoader(self.config)
+        return DuckDBLoader(self.config, read_only=self.read_only)

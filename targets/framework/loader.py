@@ -258,6 +258,9 @@ class LoaderSink(Sink):
         )
 
     def _evolve(self, plan: StreamPlan) -> None:
+        # DDL still queued for this table (another stream loading into it, or this stream's previous
+        # SCHEMA without rows) runs first, so this plan starts from the table it will really meet.
+        self.loader.flush_schema(self.shadow or plan.table)
         schema = self.schema_plan()
         schema.check()
         plan.columns = schema.load_columns

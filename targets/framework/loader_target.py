@@ -22,6 +22,7 @@ class LoaderTarget(Target):
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
         self.loader: Loader | None = None
+        self.read_only = False  # --schema-plan: the loader must not create anything, not even a schema
 
     def make_loader(self) -> Loader:
         raise NotImplementedError
@@ -37,6 +38,7 @@ class LoaderTarget(Target):
     def plan_schemas(self, source: IO[bytes], out: IO[bytes], fmt: str) -> None:
         """--schema-plan: what each SCHEMA would change in the destination; nothing is changed."""
         plans: dict[str, SchemaPlan] = {}
+        self.read_only = True
         try:
             for frame in MessageReader(source).frames():
                 message = from_dict(decode_line(frame.raw, frame.line), frame.line)

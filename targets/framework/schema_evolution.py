@@ -330,7 +330,10 @@ def _type_change(
         _load(plan, name, current_name, column)
         return
     if on_change is OnTypeChange.NEW_COLUMN and name not in keys:
-        _route_to_new_column(plan, name, current, column, wanted, existing, dialect)
+        routed = _route_to_new_column(plan, name, current, column, wanted, existing, dialect)
+        if routed and not existing[current_name].nullable:
+            detail = "its new values go to another column; made nullable so new rows can leave it empty"
+            plan.changes.append(Change(Action.RELAX, current_name, current, current, detail))
         return
     if on_change is OnTypeChange.NEW_COLUMN:
         why = f"{blocked}; a key column cannot move to a new column"
@@ -353,7 +356,7 @@ def _route_to_new_column(
     wanted: str,
     existing: Mapping[str, DestinationColumn],
     dialect: Dialect,
-) -> None:
+) -> bool:
     target = dialect.column_name(NEW_COLUMN_PREFIX + name)
     key = dialect.column_key(target)
     found = next((n for n in existing if dialect.column_key(n) == key), None)
@@ -362,7 +365,7 @@ def _route_to_new_column(
         plan.changes.append(Change(Action.NEW_COLUMN, target, None, wanted, detail))
         plan.table_columns[target] = wanted
         _load(plan, name, target, column)
-        return
+        return True
     held = existing[found].type
     if dialect.holds(held, wanted):
         plan.changes.append(Change(Action.ROUTE, found, held, wanted, f"{name!r} values ({wanted}) go here"))
@@ -372,5 +375,6 @@ def _route_to_new_column(
     else:
         why = f"{name!r} now sends {wanted}, which neither {name!r} ({current}) nor {found!r} ({held}) can hold"
         plan.changes.append(Change(Action.STOP, found, held, wanted, why))
-        return
+        return False
     _load(plan, name, found, column)
+    return True

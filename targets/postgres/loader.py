@@ -39,12 +39,13 @@ class PostgresLoader(Loader):
     stamps_load_times = True  # staging defaults them to now(): nothing to set per row in Python
     background_commit = True  # finalize waits on the server: decode the next batch meanwhile
 
-    def __init__(self, config: Mapping[str, Any], redactor: Redactor) -> None:
+    def __init__(self, config: Mapping[str, Any], redactor: Redactor, *, read_only: bool = False) -> None:
         self.config = config
         self.redactor = redactor
         self.schema = str(config.get("default_target_schema") or "public")
         self.keep_staging = bool(config.get("keep_staging", False))
         self.nul_policy = str(config.get("nul_character_policy") or "strip")
+        self.read_only = read_only
         self._stream = ""  # the stream being loaded, for messages
         self._unique_keys: dict[str, bool] = {}  # table -> a unique index exactly on the key columns
         self._overlapping: set[str] = set()  # tables where a batch's keys already existed: MERGE from now on
@@ -61,7 +62,8 @@ class PostgresLoader(Loader):
             conn.execute(f"SET temp_buffers = '{int(self.config.get('temp_buffers_mb') or 256)}MB'")
             # Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the
             # schema exists, and a loader with USAGE + CREATE on its schema has all it needs.
-            if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)).fetchone() is None:
+            missing = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)).fetchone() is None
+            if missing and not self.read_only:
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ddl.q(self.schema)}")
         except self._errors as exc:
             raise classify(exc, self.redactor, f"creating schema {self.schema}") from None

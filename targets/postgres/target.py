@@ -39,4 +39,4 @@ class PostgresTarget(LoaderTarget):
         self.redactor.add_config(config, ["password", "dsn"])
 
     def make_loader(self) -> Loader:
-        return PostgresLoader(self.config, self.redactor)
+        return PostgresLoader(self.config, self.redactor, read_only=self.read_only)
