@@ -76,45 +76,65 @@ def iter_batch_records(
         raise DataError(f"unsupported BATCH encoding format {fmt!r} (jsonl or parquet)")
 
 
-class JsonlBatchWriter:
-    """Writes records into gzip JSONL files of at most `max_rows` rows each."""
+COMPRESSIONS = ("gzip", "none")
+_WRITE_CHUNK = 1 << 20  # rows are joined and written (and compressed) a megabyte at a time
 
-    def __init__(self, root: Path, prefix: str, stream: str, max_rows: int = 1_000_000) -> None:
+
+class JsonlBatchWriter:
+    """Writes records into JSONL files (gzip, or plain with compression "none") of at most `max_rows` rows."""
+
+    def __init__(
+        self, root: Path, prefix: str, stream: str, max_rows: int = 1_000_000, compression: str = "gzip"
+    ) -> None:
+        if compression not in COMPRESSIONS:
+            raise ConfigError(f"batch compression must be one of {', '.join(COMPRESSIONS)}; got {compression!r}")
         self.root = root
         self.prefix = prefix
         self.stream = stream
         self.max_rows = max_rows
-        self.encoding = BatchEncoding("jsonl", "gzip")
+        self.encoding = BatchEncoding("jsonl", compression)
         self._fh: IO[bytes] | None = None
         self._rows = 0
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._files: list[str] = []
 
     def _open(self) -> IO[bytes]:
         self.root.mkdir(parents=True, exist_ok=True)
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.stream)
-        path = self.root / f"{self.prefix}{safe}-{uuid.uuid4().hex}.jsonl.gz"
+        gz = self.encoding.compression == "gzip"
+        path = self.root / f"{self.prefix}{safe}-{uuid.uuid4().hex}.jsonl{'.gz' if gz else ''}"
         self._files.append(path.resolve().as_uri())
-        # Level 1: these files are read once, soon; speed beats size.
-        return gzip.open(path, "wb", compresslevel=1)  # type: ignore[return-value]
+        if gz:
+            # Level 1: these files are read once, soon; speed beats size.
+            return gzip.open(path, "wb", compresslevel=1)  # type: ignore[return-value]
+        return path.open("wb")
 
-    def write(self, record: dict[str, Any]) -> None:
+    def _spill(self) -> None:
         if self._fh is None:
             self._fh = self._open()
-        self._fh.write(orjson.dumps(record) + b"\n")
-        self._rows += 1
+        self._fh.write(b"".join(self._pending))
+        self._pending.clear()
+        self._pending_bytes = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.write_encoded(orjson.dumps(record))
 
     def write_encoded(self, record_json: bytes) -> None:
         """A record already serialized as one JSON object."""
-        if self._fh is None:
-            self._fh = self._open()
-        self._fh.write(record_json + b"\n")
+        self._pending.append(record_json + b"\n")
+        self._pending_bytes += len(record_json) + 1
         self._rows += 1
+        if self._pending_bytes >= _WRITE_CHUNK:
+            self._spill()
 
     def full(self) -> bool:
         return self._rows >= self.max_rows
 
     def close(self) -> list[str]:
         """Finish the current files and return their manifest."""
+        if self._pending:
+            self._spill()
         if self._fh is not None:
             self._fh.close()
             self._fh = None

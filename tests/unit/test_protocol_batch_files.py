@@ -73,6 +73,23 @@ def test_writer_that_wrote_nothing_has_an_empty_manifest(tmp_path: Path) -> None
     assert not (tmp_path / "never-created").exists()
 
 
+def test_uncompressed_writer_and_large_files_round_trip(tmp_path: Path) -> None:
+    writer = JsonlBatchWriter(tmp_path, "", "s", compression="none")
+    assert writer.encoding == BatchEncoding("jsonl", "none")
+    many = [{"id": i, "text": "x" * 100} for i in range(20_000)]  # more than one buffered write
+    for record in many:
+        writer.write(record)
+    manifest = writer.close()
+    path = uri_to_path(manifest[0])
+    assert path.name.endswith(".jsonl") and path.read_bytes().count(b"\n") == len(many)
+    assert _records(manifest, writer.encoding) == many
+
+
+def test_writer_refuses_an_unknown_compression(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="gzip, none"):
+        JsonlBatchWriter(tmp_path, "", "s", compression="zstd")
+
+
 def test_write_jsonl_batch_helper(tmp_path: Path) -> None:
     manifest = write_jsonl_batch(tmp_path, "orders", iter(RECORDS))
     assert _records(manifest, GZIP_JSONL) == RECORDS
