@@ -10,6 +10,24 @@ import orjson
 
 from dpone_protocol.settings import JSON_SCHEMA_TYPES, Setting
 
+# Meltano setting kinds: a secret is a password (masked by `meltano config`), choices are options.
+MELTANO_KINDS = {
+    "string": "string",
+    "integer": "integer",
+    "number": "decimal",
+    "boolean": "boolean",
+    "array": "array",
+    "object": "object",
+}
+
+# What `stream_maps` does in a tap that advertises the `stream-maps` capability.
+STREAM_MAPS_SUPPORT: dict[str, Any] = {
+    "setting": "stream_maps",
+    "supported": ["__alias__", "__key_properties__", "__else__: null", "property: null", "property: <source property>"],
+    "expressions": False,
+    "unsupported": ["__filter__", "__source__", "computed properties", "alias expressions"],
+}
+
 
 def dpone_version() -> str:
     try:
@@ -54,9 +72,35 @@ def about_document(
             "required": [s.name for s in settings if s.required],
         },
     }
+    if "stream-maps" in doc["capabilities"]:
+        doc["stream_maps"] = STREAM_MAPS_SUPPORT
     if extra:
         doc.update(extra)
     return doc
+
+
+def meltano_setting(setting: Setting) -> dict[str, Any]:
+    """A connector setting as a Meltano plugin `settings` entry.
+
+    Descriptions stay in `--about` (which Meltano Hub reads); meltano.yml keeps what Meltano acts on.
+    """
+    kind = "password" if setting.secret else "options" if setting.choices else MELTANO_KINDS[setting.kind]
+    out: dict[str, Any] = {"name": setting.name, "kind": kind}
+    if setting.choices:
+        out["options"] = [{"label": c, "value": c} for c in setting.choices]
+    if setting.secret:
+        out["sensitive"] = True
+    return out
+
+
+def meltano_plugin_settings(settings: Iterable[Setting]) -> dict[str, Any]:
+    """The `settings` (and required groups) of a Meltano plugin definition, from a Setting table."""
+    settings = list(settings)
+    out: dict[str, Any] = {"settings": [meltano_setting(s) for s in settings]}
+    required = [s.name for s in settings if s.required]
+    if required:
+        out["settings_group_validation"] = [required]
+    return out
 
 
 def about_markdown(doc: Mapping[str, Any]) -> str:

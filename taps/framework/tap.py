@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +23,7 @@ from dpone_protocol.messages import BatchMessage, RecordMessage, SchemaMessage, 
 from dpone_protocol.settings import Setting
 from taps.framework.bookmarks import BookmarkTracker, get_bookmark, start_value, with_bookmark
 from taps.framework.stream import EncodedRecord, ReadContext, Stream
+from taps.framework.stream_maps import StreamMap, StreamMaps, check_unique_names
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,13 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
         '{"encoding": {"format": "jsonl", "compression": "gzip"}, '
         '"storage": {"root": "file:///tmp/batches", "prefix": ""}, "batch_size": 100000}',
     ),
+    Setting(
+        "stream_maps",
+        "object",
+        "Rename streams (__alias__), drop properties (null), keep only listed ones (__else__: null), "
+        "override keys (__key_properties__): the Meltano SDK's stream maps without expressions.",
+    ),
+    Setting("stream_map_config", "object", "Accepted for Meltano SDK compatibility; no expression reads it."),
 )
 
 
@@ -45,7 +53,7 @@ class Tap:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     settings: ClassVar[tuple[Setting, ...]] = ()
-    capabilities: ClassVar[tuple[str, ...]] = ("catalog", "discover", "state", "about", "batch")
+    capabilities: ClassVar[tuple[str, ...]] = ("catalog", "discover", "state", "about", "batch", "stream-maps")
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = config
@@ -54,6 +62,14 @@ class Tap:
     # -- hooks ------------------------------------------------------------------
     def discover_streams(self) -> list[Stream]:
         raise NotImplementedError
+
+    def check(self) -> None:
+        """Prove the source answers with this config (Airbyte `check`); raise a DponeError if not.
+
+        The default runs discovery: it connects, and finds the tables or files. Override it for a
+        cheaper or a truer probe.
+        """
+        self.discover_streams()
 
     # -- final -------------------------------------------------------------------
     @classmethod
@@ -95,6 +111,8 @@ class Tap:
         selected = catalog.selected()
         if not selected:
             log.warning("no stream is selected in the catalog; nothing to do")
+        maps = StreamMaps.from_config(self.config)
+        plan: list[tuple[Stream, CatalogEntry, StreamMap]] = []
         for entry in selected:
             stream = streams.get(entry.tap_stream_id)
             if stream is None:
@@ -102,8 +120,18 @@ class Tap:
                     f"catalog selects stream {entry.tap_stream_id!r}, which the source does not have "
                     f"(available: {', '.join(sorted(streams)) or 'none'}); re-run discovery"
                 )
-            state = _StreamSync(self, stream, entry, state, writer).run()
-        if not selected:
+            # Every map is checked before the first message, so a bad one leaves no partial output.
+            schema = stream.stream_schema(entry.effective_replication_method(), entry.selected_schema())
+            plan.append((stream, entry, maps.bind(stream.name, schema, entry.effective_key_properties())))
+        check_unique_names(m for _, _, m in plan)
+        ran = False
+        for stream, entry, stream_map in plan:
+            if stream_map.removed:
+                log.info("stream %s: removed by stream_maps", stream.name)
+                continue
+            state = _StreamSync(self, stream, entry, state, writer, stream_map).run()
+            ran = True
+        if not ran:
             writer.write(StateMessage(state))
         writer.flush()
         return state
@@ -113,10 +141,17 @@ class _StreamSync:
     """One stream's pass: SCHEMA, then RECORDs (or BATCHes) with STATE checkpoints."""
 
     def __init__(
-        self, tap: Tap, stream: Stream, entry: CatalogEntry, state: dict[str, Any], writer: MessageWriter
+        self,
+        tap: Tap,
+        stream: Stream,
+        entry: CatalogEntry,
+        state: dict[str, Any],
+        writer: MessageWriter,
+        stream_map: StreamMap | None = None,
     ) -> None:
         self.tap = tap
         self.stream = stream
+        self.map = stream_map
         self.entry = entry
         self.state = state
         self.writer = writer
@@ -157,20 +192,30 @@ class _StreamSync:
         all_props = list(stream.schema.get("properties", {}))
         project = selected != all_props
         schema = stream.stream_schema(method, entry.selected_schema())
-        writer.write(SchemaMessage(stream.name, schema, entry.effective_key_properties(), [rk] if rk else None))
+        keys = entry.effective_key_properties()
         ctx = ReadContext(self.tap.config, selected, method, rk, start, bookmark)
         tracker = BookmarkTracker(rk, start, stream.is_sorted, stream.bookmark_key)
+        source: Iterable[Any] = stream.records(ctx)
+        name = stream.name
+        track = rk
+        smap = self.map
+        if smap is not None and not smap.identity:
+            # The map projects and tracks the bookmark itself; without one the loop below is untouched.
+            source = smap.rows(source, selected if project else None, tracker if rk else None)
+            name, schema, keys = smap.name, smap.schema, smap.key_properties
+            project, track = False, None
+        bookmarks = [rk] if rk and rk in schema.get("properties", {}) else None
+        writer.write(SchemaMessage(name, schema, keys, bookmarks))
         extracted = dt.datetime.now(dt.UTC).isoformat()
         rows = 0
         since_state = 0
         last_state = time.monotonic()
-        name = stream.name
-        log.info("stream %s: %s%s", name, method, f" from {rk} >= {start!r}" if rk and start is not None else "")
+        log.info("stream %s: %s%s", stream.name, method, f" from {rk} >= {start!r}" if rk and start is not None else "")
         head = b'{"type":"RECORD","stream":' + orjson.dumps(name) + b',"record":'
         tail = b',"time_extracted":' + orjson.dumps(extracted) + b"}\n"
         version: int | None = None
         out = self.out
-        for row in stream.records(ctx):
+        for row in source:
             if ctx.version != version:
                 version = ctx.version
                 tail = (b"" if version is None else b',"version":' + str(version).encode()) + tail[
@@ -178,7 +223,7 @@ class _StreamSync:
                 ]
             if isinstance(row, dict):
                 record = {k: row[k] for k in selected if k in row} if project else row
-                if rk:
+                if track:
                     tracker.observe(record)
                 if self.batch is not None:
                     self.batch.write(record)
@@ -211,7 +256,7 @@ class _StreamSync:
                 last_state = time.monotonic()
                 self._checkpoint(tracker, final=False)
         self._checkpoint(tracker, final=True)
-        log.info("stream %s: %d records", name, rows)
+        log.info("stream %s: %d records", stream.name, rows)
         return self.state
 
     def _flush_batch(self) -> None:
@@ -219,7 +264,8 @@ class _StreamSync:
             return
         manifest = self.batch.close()
         if manifest:
-            self.writer.write(BatchMessage(self.stream.name, self.batch.encoding, manifest))
+            name = self.map.name if self.map is not None else self.stream.name
+            self.writer.write(BatchMessage(name, self.batch.encoding, manifest))
 
     def _checkpoint(self, tracker: BookmarkTracker, *, final: bool) -> None:
         if self.batch is not None:

@@ -51,6 +51,11 @@ def run(
     stdout: IO[bytes] | None = None,
     stderr: IO[str] | None = None,
 ) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("spec", "check", "discover", "read"):
+        from taps.framework import airbyte_cli  # noqa: PLC0415 - only Airbyte runs need it
+
+        return airbyte_cli.run(tap_cls, argv, stdout, stderr)
     parser = build_parser(tap_cls)
     args = parser.parse_args(argv)
     # A large buffer: one write syscall per ~1 MB instead of per 8 KB of records.

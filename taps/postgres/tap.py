@@ -19,7 +19,7 @@ APPLICATION_NAME = "dpone-tap-postgres"
 class PostgresTap(Tap):
     name = "tap-postgres"
     description = "Reads PostgreSQL tables and views: full table (resumable), incremental, XMIN and log-based CDC."
-    capabilities: ClassVar[tuple[str, ...]] = ("catalog", "discover", "state", "about", "batch", "activate-version")
+    capabilities: ClassVar[tuple[str, ...]] = Tap.capabilities + ("activate-version", "log-based")
     settings: ClassVar[tuple[Setting, ...]] = CONNECTION_SETTINGS + (
         Setting("include", "array", 'Tables to discover, as schema.table globs (default ["*.*"]).'),
         Setting("exclude", "array", "Tables to leave out, as schema.table globs."),

@@ -8,7 +8,7 @@ coalesced: the latest committed one is what matters to the runner.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import IO, Any, ClassVar
 
 from dpone_protocol.batch_files import iter_batch_records
@@ -71,6 +71,20 @@ class Target:
     def close(self) -> None:
         """Release shared resources (connections) after all sinks are closed."""
 
+    def check(self) -> None:
+        """Prove the destination takes writes (Airbyte `check`); raise a DponeError if not.
+
+        The default loads a probe row into staging and drops it (targets/framework/probe.py).
+        Override it where that leaves something behind, or misses what a load needs.
+        """
+        from targets.framework.probe import write_probe  # noqa: PLC0415 - probe imports this module
+
+        write_probe(self)
+
+    def declare_stream(self, message: SchemaMessage) -> None:
+        """A stream known before any input (Airbyte's configured catalog), handled as a first SCHEMA."""
+        self._on_schema(message, 0)
+
     def plan_schemas(self, source: IO[bytes], out: IO[bytes], fmt: str) -> None:
         """--schema-plan: print what each SCHEMA would change in the destination."""
         raise ConfigError(f"{self.name} has no tables to plan: --schema-plan is for database targets")
@@ -81,7 +95,7 @@ class Target:
         own = {s.name for s in cls.settings}
         return cls.settings + tuple(s for s in COMMON_SETTINGS if s.name not in own)
 
-    def run(self, stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    def run(self, stdin: IO[bytes] | Iterable[bytes], stdout: IO[bytes]) -> None:
         reader = MessageReader(stdin)
         writer = MessageWriter(stdout)
         try:

@@ -50,6 +50,11 @@ def run(
     stdout: IO[bytes] | None = None,
     stderr: IO[str] | None = None,
 ) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("spec", "check", "write"):
+        from targets.framework import airbyte_cli  # noqa: PLC0415 - only Airbyte runs need it
+
+        return airbyte_cli.run(target_cls, argv, stdin, stdout, stderr)
     parser = argparse.ArgumentParser(prog=target_cls.name, description=target_cls.description)
     for flags, kwargs in OPTIONS:
         parser.add_argument(*flags, **kwargs)

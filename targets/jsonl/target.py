@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -103,3 +104,15 @@ class JsonlTarget(Target):
 
     def make_sink(self, schema: SchemaMessage) -> Sink:
         return JsonlSink(self.config, schema, self.policy)
+
+    def check(self) -> None:
+        # The default probe would leave a probe file; a synced temporary file proves the same and goes away.
+        root = Path(str(self.config.get("destination_path") or "output"))
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=root, prefix=".dpone-check-", suffix=".jsonl") as probe:
+                probe.write(b"{}\n")
+                probe.flush()
+                os.fsync(probe.fileno())
+        except OSError as exc:
+            raise ConfigError(f"destination_path {root}: {exc.strerror}") from None

@@ -14,7 +14,13 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = ROOT / ".venv-tools"
 
 # name -> requirements. Keep in step with the Makefile's tool-venvs target.
-TOOL_REQUIREMENTS: dict[str, list[str]] = {}
+TOOL_REQUIREMENTS: dict[str, list[str]] = {
+    "airbyte": ["airbyte-protocol-models==0.18.0"],
+    "meltano": ["meltano==4.4.1"],
+    "singer-python": ["singer-python==6.8.0"],  # runs tests/tools/singer_python_tap.py
+    "tap-jsonl": ["tap-jsonl==0.3.1"],  # a Meltano Singer SDK tap that reads local files
+    "target-csv": ["meltanolabs-target-csv==0.5.0"],
+}
 
 
 def tool_venv(name: str) -> Path:
