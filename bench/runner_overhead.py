@@ -62,10 +62,10 @@ def input_file(rows: int, seed: int) -> Path:
 
 
 class Setup:
-    """The replay tap, target config and project, under bench/.work/runner-overhead/."""
+    """The replay tap, target config and project, under bench/.work/<name>/ (dpone.yml from `settings`)."""
 
-    def __init__(self, source: Path) -> None:
-        self.root = WORK_DIR / "runner-overhead"
+    def __init__(self, source: Path, name: str = "runner-overhead", settings: dict[str, Any] | None = None) -> None:
+        self.root = WORK_DIR / name
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True)
         self.source = source
@@ -91,6 +91,8 @@ class Setup:
             },
         }
         (self.root / "meltano.yml").write_bytes(orjson.dumps(project))
+        if settings is not None:
+            (self.root / "dpone.yml").write_bytes(orjson.dumps(settings))  # JSON is YAML
         self.state_db = self.root / "state.db"
 
     def clean(self) -> None:
@@ -143,32 +145,50 @@ def time_once(argv: list[str], setup: Setup, rows: int) -> tuple[float, float]:
     return elapsed, cpu
 
 
-def measure(rows: int, repeat: int, seed: int) -> int:
-    source = input_file(rows, seed)
-    setup = Setup(source)
-    size_mb = source.stat().st_size / 1e6
-    print(f"input: {rows:,} records, {size_mb:,.0f} MB; {os.cpu_count()} CPUs; Python {platform.python_version()}")
-    pipelines = {"shell pipe": setup.pipe_argv(), "dpone run": setup.dpone_argv()}
-    times: dict[str, list[float]] = {name: [] for name in pipelines}
-    cpus: dict[str, list[float]] = {name: [] for name in pipelines}
-    for _ in range(repeat):  # interleaved: noise hits both alike
-        for name, argv in pipelines.items():
-            wall, cpu = time_once(argv, setup, rows)
-            times[name].append(wall)
-            cpus[name].append(cpu)
+def interleaved(
+    runs: dict[str, tuple[list[str], Setup]], rows: int, repeat: int
+) -> dict[str, list[tuple[float, float]]]:
+    """(wall, CPU) of each pipeline, `repeat` times, one after the other so noise hits all alike."""
+    found: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, (argv, setup) in runs.items():
+            found[name].append(time_once(argv, setup, rows))
+    return found
+
+
+def print_table(found: dict[str, list[tuple[float, float]]], rows: int) -> None:
     print()
     print("| pipeline | runs (s) | best (s) | records/s | CPU s (min) |")
     print("|---|---|---:|---:|---:|")
-    for name, runs in times.items():
-        best = min(runs)
-        runs_text = ", ".join(f"{t:.2f}" for t in runs)
-        print(f"| {name} | {runs_text} | {best:.2f} | {rows / best:,.0f} | {min(cpus[name]):.2f} |")
-    pipe, ours = (min(runs) for runs in times.values())
-    pipe_median, ours_median = (statistics.median(runs) for runs in times.values())
-    pipe_cpu, ours_cpu = (min(c) for c in cpus.values())
-    print(f"\nrunner overhead: {(ours / pipe - 1) * 100:+.1f}% wall time, best against best")
-    print(f"                 {(ours_median / pipe_median - 1) * 100:+.1f}% wall time, median against median")
-    print(f"                 {ours_cpu - pipe_cpu:+.2f} CPU seconds ({(ours_cpu / pipe_cpu - 1) * 100:+.0f}%)")
+    for name, runs in found.items():
+        best = min(wall for wall, _ in runs)
+        runs_text = ", ".join(f"{wall:.2f}" for wall, _ in runs)
+        print(f"| {name} | {runs_text} | {best:.2f} | {rows / best:,.0f} | {min(c for _, c in runs):.2f} |")
+
+
+def print_overhead(label: str, base: list[tuple[float, float]], ours: list[tuple[float, float]]) -> None:
+    best = min(w for w, _ in ours) / min(w for w, _ in base) - 1
+    median = statistics.median(w for w, _ in ours) / statistics.median(w for w, _ in base) - 1
+    base_cpu, ours_cpu = min(c for _, c in base), min(c for _, c in ours)
+    print(f"\n{label}: {best * 100:+.1f}% wall time, best against best")
+    print(f"{' ' * len(label)}  {median * 100:+.1f}% wall time, median against median")
+    print(f"{' ' * len(label)}  {ours_cpu - base_cpu:+.2f} CPU seconds ({(ours_cpu / base_cpu - 1) * 100:+.0f}%)")
+
+
+def describe_input(source: Path, rows: int) -> None:
+    size_mb = source.stat().st_size / 1e6
+    print(f"input: {rows:,} records, {size_mb:,.0f} MB; {os.cpu_count()} CPUs; Python {platform.python_version()}")
+
+
+def measure(rows: int, repeat: int, seed: int) -> int:
+    source = input_file(rows, seed)
+    setup = Setup(source)
+    describe_input(source, rows)
+    found = interleaved(
+        {"shell pipe": (setup.pipe_argv(), setup), "dpone run": (setup.dpone_argv(), setup)}, rows, repeat
+    )
+    print_table(found, rows)
+    print_overhead("runner overhead", found["shell pipe"], found["dpone run"])
     setup.clean()
     return 0
 

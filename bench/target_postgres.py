@@ -489,7 +489,7 @@ def memory_run(rows: int, seed: int, server: PgServer) -> None:
 
 
 # -- --profile: our target in-process under cProfile, and phase timers without it --------------------------
-_PHASES = ("ensure_table", "prepare_staging", "bulk_load", "finalize", "cleanup")
+_PHASES = ("describe_table", "prepare_staging", "bulk_load", "finalize", "cleanup")
 
 
 def _in_process(config: Path, singer: Path) -> None:

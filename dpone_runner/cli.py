@@ -13,6 +13,7 @@ from dpone_protocol.about import dpone_version
 from dpone_protocol.config import Redactor, load_json_file
 from dpone_protocol.entrypoint import guarded
 from dpone_protocol.errors import ConfigError
+from dpone_runner import quarantine_cli
 
 _PRETTY = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--last", type=int, default=5)
     export = state_sub.add_parser("export", parents=[common], help="every pipeline's state as JSON")
     export.add_argument("pipeline_id", nargs="?")
+    quarantine_cli.add_parser(sub, common)
     return parser
 
 
@@ -189,6 +191,8 @@ def run(argv: Sequence[str] | None = None, stdout: IO[str] | None = None, stderr
             return _run(args, out, redactor)
         if args.command == "schema-plan":
             return _schema_plan(args, out, redactor)
+        if args.command == "quarantine":
+            return quarantine_cli.program(args, out, redactor)
         return _state(args, out)
 
     return guarded(program, "dpone", stderr)

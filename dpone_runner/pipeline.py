@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -35,6 +35,7 @@ from dpone_protocol.errors import (
     TransientError,
 )
 from dpone_runner.catalog_prep import prepare_catalog
+from dpone_runner.contracts import ContractStage, RunContext, parse_contracts
 from dpone_runner.filters import build_filters
 from dpone_runner.processes import Connector, start
 from dpone_runner.project import EXTRACTORS, LOADERS, Plugin, Project
@@ -128,6 +129,8 @@ class Run:
         self.redactor = redactor
         self.id = options.pipeline_id or pipeline_id(tap.name, [t.name for t in targets])
         self.report = RunReport(self.id, uuid.uuid4().hex[:12])
+        # Read before anything starts, so a bad contract is a config error with nothing to undo.
+        self.contracts = parse_contracts(project.contracts, project.root)
         self.interrupted: int | None = None
         self._state: dict[str, Any] | None = None
         self._pump: Pump | None = None
@@ -213,7 +216,8 @@ class Run:
         tap = start(self.tap.name, tap_argv, limits, self.redactor, stdin=False, env=env)
         self._tap_proc = tap
         assert tap.proc.stdout is not None
-        pump = Pump(tap.proc.stdout, channels, ledger, build_filters(self.project.filters))
+        stage = ContractStage(self.contracts, RunContext(self.id, self.report.run_id)) if self.contracts else None
+        pump = Pump(tap.proc.stdout, channels, ledger, build_filters(self.project.filters), stage)
         self._pump = pump
         progress = Progress(pump.live_counts)
         if self.options.progress:
@@ -227,6 +231,10 @@ class Run:
             pump_error = ProtocolError(
                 f"{self.tap.name} wrote invalid output: {exc.reason}", line=exc.line, stream=exc.stream
             )
+        except DponeError as exc:
+            # A contract stopped the run (enforce mode, or a contract that cannot apply to the stream):
+            # shut down as for invalid tap output, so what came before the bad record is committed.
+            pump_error = exc
         finally:
             progress.stop()
         if pump_error is not None or pump.any_target_failed() or pump.stopped.is_set():
@@ -263,7 +271,17 @@ class Run:
     def _finish_report(self, pump: Pump, tap: Connector, targets: list[Connector], ledger: StateLedger) -> None:
         counts = pump.counts
         streams = sorted(set(counts.rows_in) | set(counts.rows_out))
-        self.report.streams = [StreamReport(s, counts.rows_in.get(s, 0), counts.rows_out.get(s, 0)) for s in streams]
+        contracts = pump.contracts.reports() if pump.contracts is not None else {}
+        self.report.streams = [
+            StreamReport(
+                s,
+                counts.rows_in.get(s, 0),
+                counts.rows_out.get(s, 0),
+                contracts[s].quarantined if s in contracts else 0,
+            )
+            for s in streams
+        ]
+        self.report.contracts = {name: asdict(found) for name, found in contracts.items()}
         self.report.bytes_in = counts.bytes_in
         self.report.states_received = counts.states
         self.report.exit_codes = {tap.name: tap.proc.returncode, **{t.name: t.proc.returncode for t in targets}}

@@ -1,7 +1,8 @@
 """The project: plugins from meltano.yml (shared with Meltano) and runner settings from dpone.yml.
 
 meltano.yml keeps only what Meltano understands, so one file serves both tools; what is
-ours alone (state backend, resource limits, in-stream filters) lives in dpone.yml beside it.
+ours alone (state backend, resource limits, in-stream filters, data contracts) lives in
+dpone.yml beside it.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class Project:
     state_backend: str | None = None
     limits: Limits = field(default_factory=Limits)
     filters: list[dict[str, Any]] = field(default_factory=list)
+    # As written in dpone.yml; checked by the commands that use it (dpone_runner.contracts.parse_contracts),
+    # so a typo in a contract does not stop `dpone state` from finding the state store.
+    contracts: Any = None
 
     def plugin(self, name: str, kind: str) -> Plugin:
         found = self.plugins.get(name)
@@ -128,6 +132,7 @@ def load_project(root: str | Path = ".", env: Mapping[str, str] | None = None) -
             int(limits.get("memory_mb", 0)), int(limits.get("cpu_seconds", 0)), int(limits.get("wall_seconds", 0))
         )
         project.filters = list(settings.get("filters") or [])
+        project.contracts = settings.get("contracts")
     return project
 
 

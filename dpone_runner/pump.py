@@ -1,8 +1,11 @@
 """Moves the tap's bytes to every target; decodes only what it must.
 
 Without filters a line is only peeked at (type and stream, for counting and for STATE
-bookkeeping) and forwarded as is, in chunks. Each target has a bounded queue and its own
-writer thread: the slowest target sets the pace and memory stays bounded.
+bookkeeping) and forwarded as is, in chunks. A RECORD of a stream with a data contract is
+decoded once and checked (dpone_runner/contracts/); when it passes, its original bytes go on.
+With filters, every message is decoded and re-encoded, and contracts check what the filters
+put out. Each target has a bounded queue and its own writer thread: the slowest target sets
+the pace and memory stays bounded.
 """
 
 from __future__ import annotations
@@ -12,15 +15,15 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import IO
 
 import orjson
 
 from dpone_protocol.codec import DEFAULT_CODEC, Frame, decode_line
 from dpone_protocol.errors import ProtocolError
-from dpone_protocol.messages import MessageType, RecordMessage, StateMessage, from_dict
+from dpone_protocol.messages import MessageType, RecordMessage, SchemaMessage, StateMessage, from_dict
+from dpone_runner.contracts import ContractStage
 from dpone_runner.filters import Filter, apply_chain
 from dpone_runner.processes import Connector
 from dpone_runner.state_commit import StateLedger
@@ -103,12 +106,20 @@ class Counts:
 
 class Pump:
     def __init__(
-        self, source: IO[bytes], channels: Sequence[TargetChannel], ledger: StateLedger, filters: Sequence[Filter] = ()
+        self,
+        source: Iterable[bytes],
+        channels: Sequence[TargetChannel],
+        ledger: StateLedger,
+        filters: Sequence[Filter] = (),
+        contracts: ContractStage | None = None,
     ) -> None:
         self.source = source
         self.channels = channels
         self.ledger = ledger
         self.filters = list(filters)
+        self.contracts = contracts
+        if contracts is not None:
+            contracts.attach(self._emit)
         self.counts = Counts()
         self.stopped = threading.Event()
         self._buffer: list[bytes] = []
@@ -145,6 +156,9 @@ class Pump:
         """Pump until the tap's stdout ends, a target fails, or stop() is called."""
         counts = self.counts
         by_bytes = self._fast_counts
+        stage = self.contracts
+        # Filled by the stage as contracted streams' SCHEMAs go by; empty, it costs one test per RECORD.
+        guards = stage.guards if stage is not None else {}
         try:
             for raw in self.source:
                 counts.lines += 1
@@ -154,29 +168,45 @@ class Pump:
                     self._filtered(line, counts.lines)
                 elif line.startswith(_RECORD_PREFIX) and b"\\" not in (name := line[27 : line.find(b'"', 27)]):
                     by_bytes[name] = by_bytes.get(name, 0) + 1
-                    self._emit(line)
+                    if not guards or (guard := guards.get(name)) is None or guard(line, counts.lines):
+                        self._emit(line)
                 elif line.strip():
-                    kind, stream = Frame(counts.lines, line.strip()).peek()
-                    if kind not in _KNOWN:
-                        raise ProtocolError(f"unknown message type {kind!r} from the tap", line=counts.lines)
-                    if kind == "RECORD" and stream is not None:
-                        counts.rows_in[stream] += 1
-                    elif kind == "STATE":
-                        self._offer(line, counts.lines)
-                    self._emit(line)
-                    if kind == "STATE":
-                        # A checkpoint: hand it over now, so a slow tap's progress is committed (and saved)
-                        # as it goes rather than when 256 KB have piled up.
-                        self._flush()
+                    self._peeked(line, counts.lines)
                 if (not counts.lines & 1023 and self.any_target_failed()) or self.stopped.is_set():
                     break
         finally:
             self._flush()
+            if stage is not None:
+                stage.close()
             for key, n in by_bytes.items():
                 counts.rows_in[key.decode()] += n
             by_bytes.clear()
             if not self.filters:
                 counts.rows_out = counts.rows_in.copy()
+                if stage is not None:
+                    counts.rows_out.subtract(stage.dropped())
+
+    def _peeked(self, line: bytes, number: int) -> None:
+        """Any line but a plain RECORD: look at its type and stream, act on SCHEMA and STATE, forward it."""
+        kind, stream = Frame(number, line.strip()).peek()
+        if kind not in _KNOWN:
+            raise ProtocolError(f"unknown message type {kind!r} from the tap", line=number)
+        stage = self.contracts
+        if kind == "RECORD" and stream is not None:
+            self.counts.rows_in[stream] += 1
+            if stage is not None and not stage.check_line(stream, line, number):
+                return
+        elif kind == "SCHEMA" and stage is not None:
+            stage.on_schema(decode_line(line.strip(), number), number)
+        elif kind == "STATE":
+            if stage is not None:
+                stage.on_state()
+            self._offer(line, number)
+        self._emit(line)
+        if kind == "STATE":
+            # A checkpoint: hand it over now, so a slow tap's progress is committed (and saved)
+            # as it goes rather than when 256 KB have piled up.
+            self._flush()
 
     def _offer(self, line: bytes, number: int) -> None:
         value = decode_line(line.strip(), number).get("value")
@@ -192,12 +222,22 @@ class Pump:
         message = from_dict(decode_line(stripped, number), number)
         if isinstance(message, RecordMessage):
             self.counts.rows_in[message.stream] += 1
+        stage = self.contracts
         for out in apply_chain(self.filters, message):
+            # Contracts see what the filters put out: the stream as the target will name it.
+            as_dict = out.to_dict()
+            data = DEFAULT_CODEC.dumps(as_dict) + b"\n"
             if isinstance(out, RecordMessage):
+                if stage is not None and not stage.check_message(out.stream, as_dict, data, number):
+                    continue
                 self.counts.rows_out[out.stream] += 1
             elif isinstance(out, StateMessage):
+                if stage is not None:
+                    stage.on_state()
                 self.counts.states += 1
                 self.ledger.offer(out.value)
-            self._emit(DEFAULT_CODEC.dumps(out.to_dict()) + b"\n")
+            elif isinstance(out, SchemaMessage) and stage is not None:
+                stage.on_schema(as_dict, number)
+            self._emit(data)
             if isinstance(out, StateMessage):
                 self._flush()

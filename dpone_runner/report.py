@@ -1,4 +1,5 @@
-"""The run report: per-stream rows, bytes, duration, throughput, state before and after, exit codes."""
+"""The run report: per-stream rows, bytes, duration, throughput, state before and after, exit codes,
+and what the data contracts did."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ class RunReport:
     state_after: dict[str, Any] | None = None
     exit_codes: dict[str, int | None] = field(default_factory=dict)
     error: str | None = None
+    # Per contracted stream: mode, quarantined, warned, violations by rule, where bad rows went.
+    contracts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +56,7 @@ class RunReport:
             lines.append(f"  {'stream':<{width}}  {'rows in':>12}  {'rows out':>12}  {'quarantined':>11}")
             for s in self.streams:
                 lines.append(f"  {s.stream:<{width}}  {s.rows_in:>12,}  {s.rows_out:>12,}  {s.quarantined:>11,}")
+        lines.extend(self._render_contracts())
         codes = ", ".join(f"{name} {'-' if code is None else code}" for name, code in self.exit_codes.items())
         lines.append(f"  exit codes: {codes}")
         changed = self.state_after is not None and self.state_after != self.state_before
@@ -60,6 +64,19 @@ class RunReport:
         if self.error:
             lines.append(f"  error: {self.error}")
         return "\n".join(lines) + "\n"
+
+    def _render_contracts(self) -> list[str]:
+        lines = []
+        for stream, found in self.contracts.items():
+            rules = ", ".join(f"{rule} {n:,}" for rule, n in sorted(found["violations"].items()))
+            if not rules:
+                lines.append(f"  contract {stream} ({found['mode']}): all rows passed")
+                continue
+            what = f"{found['quarantined']:,} quarantined" if found["mode"] == "quarantine" else ""
+            what = what or f"{found['warned']:,} warned"
+            where = f" -> {found['quarantine']}" if found.get("quarantine") else ""
+            lines.append(f"  contract {stream} ({found['mode']}): {what} ({rules}){where}")
+        return lines
 
 
 class Progress:
