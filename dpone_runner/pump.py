@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -33,6 +34,16 @@ CHUNK_BYTES = 256 * 1024
 QUEUE_CHUNKS = 32  # per target: at most ~8 MB in flight
 _RECORD_PREFIX = b'{"type":"RECORD","stream":"'
 _KNOWN = {t.value for t in MessageType}
+
+
+def echoed_state(obj: Any) -> dict[str, Any] | None:
+    """A state a target printed: the bare value (the Singer convention, ours too) or a STATE message."""
+    if not isinstance(obj, dict):
+        return None
+    value = obj.get("value")
+    if obj.get("type") == "STATE" and isinstance(value, dict):
+        return value
+    return None if "type" in obj else obj
 
 
 class TargetChannel:
@@ -89,9 +100,10 @@ class TargetChannel:
             except orjson.JSONDecodeError:
                 log.warning("%s printed a non-JSON line on stdout; ignored", self.connector.name)
                 continue
-            if isinstance(obj, dict) and obj.get("type") == "STATE" and isinstance(obj.get("value"), dict):
+            value = echoed_state(obj)
+            if value is not None:
                 self.echoed += 1
-                self.ledger.echo(self.index, obj["value"])
+                self.ledger.echo(self.index, value)
 
 
 @dataclass

@@ -27,7 +27,10 @@ class Run:
 
     @property
     def states(self) -> list[dict[str, Any]]:
-        return [m["value"] for m in self.messages if m.get("type") == "STATE"]
+        # Targets print bare state values; taps print STATE messages.
+        return [
+            m["value"] if m.get("type") == "STATE" else m for m in self.messages if m.get("type", "STATE") == "STATE"
+        ]
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.messages if m.get("type") == kind]

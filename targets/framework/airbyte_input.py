@@ -178,7 +178,8 @@ class StateEcho:
         return len(data)
 
     def _echo(self, message: dict[str, Any]) -> None:
-        states = (message.get("value") or {}).get(STATES_KEY) or {}
+        value = message.get("value") if message.get("type") == "STATE" else message
+        states = (value or {}).get(STATES_KEY) or {}
         for key, held in states.items():
             if self._sent.get(key) == held["line"]:
                 continue

@@ -237,6 +237,8 @@ class Target:
             return
         if any(s.pending_commit() for s in self.sinks.values()):
             return  # a batch still committing, or a full refresh waiting for its swap
-        writer.write(StateMessage(self._state_after_commit))
+        # The bare value, as singer-python and SDK targets print it: Meltano stores the line as is and
+        # hands it to the tap as its next --state, which third-party taps read as the value itself.
+        writer.write_raw(DEFAULT_CODEC.dumps(self._state_after_commit))
         writer.flush()
         self._state_after_commit = None

@@ -10,6 +10,7 @@ target-postgres and tap-postgres: tests/service/test_third_party_postgres.py.
 from __future__ import annotations
 
 import csv
+import io
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +20,9 @@ from typing import Any
 import duckdb
 import orjson
 import pytest
+import yaml
 
+from dpone_runner.cli import run as dpone
 from targets.duckdb.target import DuckDBTarget
 from targets.jsonl.target import JsonlTarget
 from tests.conftest import Run, write_config
@@ -177,3 +180,37 @@ def test_tap_csv_stream_maps_reach_a_third_party_target(tmp_path):
     rows = read_csv(out / "clients.csv")
     assert set(rows[0]) == {"id", "name", "active", "updated_at", "label"}
     assert [r["label"] for r in rows] == ["Ada", "Grace, Hopper", 'say "hi"']
+
+
+def test_dpone_run_saves_the_state_a_third_party_target_echoes(tmp_path):
+    """SDK targets print the bare state value (as ours do): the runner takes it as the echo."""
+    tap_csv_output(tmp_path)  # writes src/people.csv
+    project = tmp_path / "project"
+    project.mkdir()
+    files = [{"entity": "people", "path": "people.csv", "keys": ["id"], "replication_key": "updated_at"}]
+    plugins = {
+        "extractors": [
+            {
+                "name": "tap-csv",
+                "executable": str(Path(sys.executable).parent / "tap-csv"),
+                "capabilities": ["catalog", "discover", "state"],
+                "config": {"base_path": str(tmp_path / "src"), "files": files},
+            }
+        ],
+        "loaders": [
+            {
+                "name": "target-csv",
+                "executable": str(tool_venv("target-csv") / "bin" / "target-csv"),
+                "config": {"output_path": str(tmp_path / "csv-out")},
+            }
+        ],
+    }
+    (project / "meltano.yml").write_text(yaml.safe_dump({"plugins": plugins}))
+    backend = ["--project", str(project), "--state-backend", f"sqlite:///{tmp_path / 'state.db'}"]
+    out = io.StringIO()
+    assert dpone(["run", "tap-csv", "target-csv", *backend], stdout=out) == 0, out.getvalue()
+    saved = io.StringIO()
+    assert dpone(["state", "get", "tap-csv-to-target-csv", *backend], stdout=saved) == 0
+    bookmark = orjson.loads(saved.getvalue())["bookmarks"]["people"]
+    assert bookmark["replication_key_value"].startswith("2024-01-03")
+    assert [r["id"] for r in read_csv(tmp_path / "csv-out" / "people.csv")] == ["1", "2", "3"]

@@ -54,7 +54,7 @@ def run_until_killed(config: Path, chunks: list[bytes], kill_at: float | None) -
     def read() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            echoed.append(orjson.loads(line)["value"]["upto"])
+            echoed.append(orjson.loads(line)["upto"])
 
     reader = threading.Thread(target=read)
     reader.start()

@@ -290,8 +290,8 @@ def test_round_trip_every_type_through_a_pipe_into_another_database(src, server,
     assert tap.wait(timeout=60) == 0
     assert loaded.returncode == 0, loaded.stderr.decode()
     echoed = [orjson.loads(line) for line in loaded.stdout.splitlines()]
-    assert echoed and all(m["type"] == "STATE" for m in echoed)
-    assert "last_pk" not in echoed[-1]["value"]["bookmarks"][src.stream("every_type")]
+    assert echoed and all("bookmarks" in m for m in echoed)
+    assert "last_pk" not in echoed[-1]["bookmarks"][src.stream("every_type")]
 
     with psycopg.connect(server.dsn(dest_database), autocommit=True) as dest:
         compare(src.conn, "every_type", dest, "copied.every_type")

@@ -792,7 +792,7 @@ def test_state_is_echoed_only_after_the_records_before_it_commit(tmp_path, pg):
     seen: list[tuple[list[Any], int]] = []
 
     def snapshot(out: io.BytesIO) -> None:
-        states = [orjson.loads(line)["value"]["n"] for line in out.getvalue().splitlines()]
+        states = [orjson.loads(line)["n"] for line in out.getvalue().splitlines()]
         count = pg.scalar("SELECT count(*) FROM people") if "people" in pg.tables() else 0
         seen.append((states, count))
         if states:  # every echoed state is covered by committed rows

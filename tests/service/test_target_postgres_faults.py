@@ -111,7 +111,7 @@ class Proc:
 
     @property
     def states(self) -> list[dict[str, Any]]:
-        return [orjson.loads(line)["value"] for line in self.out.read_bytes().splitlines() if line.strip()]
+        return [orjson.loads(line) for line in self.out.read_bytes().splitlines() if line.strip()]
 
     @property
     def stderr(self) -> str:
