@@ -80,6 +80,8 @@ class Sink(ABC):
         self.policy = policy
         self.add_metadata = bool(config.get("add_record_metadata", True))
         self.batch = Batch()
+        self._max_rows = policy.max_rows
+        self._max_bytes = policy.max_bytes
         self.version: int | None = None
         self._clock = _Clock()
         self.schema: dict[str, Any] = {}
@@ -115,12 +117,13 @@ class Sink(ABC):
         return props != self.schema.get("properties") or message.key_properties != self.key_properties
 
     # -- records -----------------------------------------------------------------
-    def add(self, message: RecordMessage, size: int, line: int) -> None:
-        self.add_record(message.record, message.version, message.time_extracted, size, line)
+    def add(self, message: RecordMessage, size: int, line: int) -> bool:
+        return self.add_record(message.record, message.version, message.time_extracted, size, line)
 
     def add_record(
         self, record: dict[str, Any], version: int | None, time_extracted: str | None, size: int, line: int
-    ) -> None:
+    ) -> bool:
+        """Add a record to the batch; True when the batch is full."""
         for key in self.key_properties:
             if record.get(key) is None:
                 raise DataError(f"line {line}, stream {self.stream!r}: record has no value for key property {key!r}")
@@ -132,7 +135,13 @@ class Sink(ABC):
             record["_sdc_table_version"] = version
         if version is not None:
             self.version = version
-        self.batch.add(record, size)
+        batch = self.batch  # Batch.add and Batch.is_full, inlined: this runs once per record
+        records = batch.records
+        if not records:
+            batch.first_at = time.monotonic()
+        records.append(record)
+        batch.size_bytes += size
+        return len(records) >= self._max_rows or batch.size_bytes >= self._max_bytes
 
     def is_full(self) -> bool:
         return self.batch.is_full(self.policy)

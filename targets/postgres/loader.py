@@ -174,24 +174,36 @@ class PostgresLoader(Loader):
         columns = list(wanted)
         json_at = [i for i, t in enumerate(wanted.values()) if t == "jsonb"]
         text_at = [i for i, t in enumerate(wanted.values()) if t == "text" or t.startswith("character varying")]
+        try:
+            # Optimistic: strings are not checked for NUL one by one. psycopg refuses a NUL before the
+            # row leaves the client, the COPY is abandoned (staging stays empty), and the batch is
+            # copied again with the NUL policy applied.
+            self._copy(staging, columns, records, json_at, [])
+        except self._errors as exc:
+            if not text_at or "NUL (0x00)" not in str(exc):
+                raise classify(exc, self.redactor, f"stream {plan.stream!r}: COPY into staging") from None
+            try:
+                self._copy(staging, columns, records, json_at, text_at)
+            except self._errors as again:
+                raise classify(again, self.redactor, f"stream {plan.stream!r}: COPY into staging") from None
+
+    def _copy(
+        self, staging: str, columns: list[str], records: list[dict[str, Any]], json_at: list[int], text_at: list[int]
+    ) -> None:
         wrap = jsonb_wrapper(self._jsonb_dumps())
         no_nul = self._no_nul
-        try:
-            with self.conn.cursor() as cur, cur.copy(ddl.copy_into(staging, columns)) as copy:
-                write = copy.write_row
-                for record in records:
-                    get = record.get
-                    row = [get(c) for c in columns]
-                    for i in json_at:
-                        if row[i] is not None:
-                            row[i] = wrap(row[i])
-                    for i in text_at:
-                        value = row[i]
-                        if value.__class__ is str and NUL in value:
-                            row[i] = no_nul(value)
-                    write(row)
-        except self._errors as exc:
-            raise classify(exc, self.redactor, f"stream {plan.stream!r}: COPY into staging") from None
+        with self.conn.cursor() as cur, cur.copy(ddl.copy_into(staging, columns)) as copy:
+            write = copy.write_row
+            for record in records:
+                row = list(map(record.get, columns))
+                for i in json_at:
+                    if row[i] is not None:
+                        row[i] = wrap(row[i])
+                for i in text_at:
+                    value = row[i]
+                    if value.__class__ is str and NUL in value:
+                        row[i] = no_nul(value)
+                write(row)
 
     def finalize(self, plan: StreamPlan, staging: str, table: str) -> None:
         columns = list(plan.columns)

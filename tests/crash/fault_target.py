@@ -84,9 +84,9 @@ class FaultSink(LoaderSink):
 
     def add_record(
         self, record: dict[str, Any], version: int | None, time_extracted: str | None, size: int, line: int
-    ) -> None:
+    ) -> bool:
         self.fault.on_record()
-        super().add_record(record, version, time_extracted, size, line)
+        return super().add_record(record, version, time_extracted, size, line)
 
     def write_batch(self, records: list[dict[str, Any]]) -> None:
         super().write_batch(records)  # returns once the finalize transaction has committed
