@@ -80,6 +80,20 @@ class ProtocolError(DataError):
         super().__init__(f"{prefix}{reason}")
 
 
+ERROR_CLASSES: dict[ErrorKind, type[DponeError]] = {
+    ErrorKind.CONFIG: ConfigError,
+    ErrorKind.DATA: DataError,
+    ErrorKind.TRANSIENT: TransientError,
+    ErrorKind.FATAL: FatalError,
+}
+_KIND_BY_EXIT = {code: kind for kind, code in EXIT_CODES.items()}
+
+
+def kind_for_exit(code: int) -> ErrorKind | None:
+    """What a connector's exit code says about its failure; None for a code of no kind of ours."""
+    return _KIND_BY_EXIT.get(code)
+
+
 def exit_code_for(exc: BaseException) -> int:
     """Map any exception to the process exit code."""
     if isinstance(exc, DponeError):

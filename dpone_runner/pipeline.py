@@ -27,12 +27,10 @@ from dpone_protocol.config import Redactor
 from dpone_protocol.errors import (
     EXIT_CODES,
     ConfigError,
-    DataError,
     DponeError,
     ErrorKind,
-    FatalError,
     ProtocolError,
-    TransientError,
+    kind_for_exit,
 )
 from dpone_runner.catalog_prep import prepare_catalog
 from dpone_runner.contracts import ContractStage, RunContext, parse_contracts
@@ -46,13 +44,6 @@ from state.merge import merge_state
 from state.store import RunRecord, StateStore, new_lock, utc_now
 
 log = logging.getLogger("dpone.run")
-_ERROR_BY_EXIT = {code: kind for kind, code in EXIT_CODES.items()}
-_ERROR_CLASS = {
-    ErrorKind.CONFIG: ConfigError,
-    ErrorKind.DATA: DataError,
-    ErrorKind.TRANSIENT: TransientError,
-    ErrorKind.FATAL: FatalError,
-}
 
 
 STOPPING = "stopped by the runner"
@@ -309,12 +300,13 @@ class Run:
         self.report.status = "success"
 
     def _failure(self, connector: Connector, rc: int) -> PipelineFailed:
-        kind = _ERROR_BY_EXIT.get(rc, ErrorKind.FATAL)
+        known = kind_for_exit(rc)
+        kind = known or ErrorKind.FATAL
         why = connector.killed_for or connector.last_error() or "no error message"
         how = f"killed by signal {-rc}" if rc < 0 else f"exit {rc}"
         message = f"{connector.name} failed ({how}): {why}"
         self.report.error = self.redactor(message)
-        return PipelineFailed(kind, message, EXIT_CODES[kind] if rc < 0 else (rc if rc in _ERROR_BY_EXIT else None))
+        return PipelineFailed(kind, message, EXIT_CODES[kind] if rc < 0 else (rc if known else None))
 
 
 def prepare(

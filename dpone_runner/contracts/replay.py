@@ -19,7 +19,7 @@ import orjson
 
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import (
-    EXIT_CODES,
+    ERROR_CLASSES,
     ConfigError,
     DataError,
     DponeError,
@@ -27,6 +27,7 @@ from dpone_protocol.errors import (
     FatalError,
     ProtocolError,
     TransientError,
+    kind_for_exit,
 )
 from dpone_runner.contracts.quarantine import MARKER, REPLAYED_SUFFIX, RunContext, safe_name, summarize
 from dpone_runner.contracts.spec import ContractSet
@@ -37,7 +38,6 @@ from dpone_runner.pump import Pump, TargetChannel
 from dpone_runner.state_commit import StateLedger
 
 log = logging.getLogger("dpone.replay")
-_ERROR_BY_EXIT = {code: kind for kind, code in EXIT_CODES.items()}
 _ERROR_CLASS: dict[ErrorKind, type[DponeError]] = {
     ErrorKind.CONFIG: ConfigError,
     ErrorKind.DATA: DataError,
@@ -123,7 +123,7 @@ def replay(project: Project, contracts: ContractSet, path: Path, target: Plugin,
         raise failure
     rc = connector.proc.returncode
     if rc != 0:
-        error = _ERROR_CLASS[_ERROR_BY_EXIT.get(rc, ErrorKind.FATAL)]
+        error = ERROR_CLASSES[kind_for_exit(rc) or ErrorKind.FATAL]
         raise error(f"{target.name} failed (exit {rc}): {connector.last_error() or 'no error message'}")
     # Done with: a second replay of the same rows would load them twice into an append target.
     result.renamed_to = path.with_name(path.name + REPLAYED_SUFFIX)

@@ -14,7 +14,7 @@ from targets.duckdb import ddl
 from targets.duckdb.connector import connect, error_types
 from targets.duckdb.type_map import DUCKDB, duckdb_type, normalize
 from targets.framework.loader import Loader, StreamPlan
-from targets.framework.schema_evolution import Action, DestinationColumn, SchemaPlan
+from targets.framework.schema_evolution import DestinationColumn, SchemaPlan, change_statements
 
 log = logging.getLogger(__name__)
 SHADOW_SUFFIX = "__dpone_new"
@@ -53,16 +53,7 @@ class DuckDBLoader(Loader):
         target = self._table(table)
         if schema.creates:
             return [ddl.create_table(target, schema.table_columns)]
-        statements = []
-        for change in schema.ddl:
-            assert change.column is not None
-            if change.action in (Action.ADD_COLUMN, Action.NEW_COLUMN):
-                statements.append(ddl.add_column(target, change.column, str(change.wanted)))
-            elif change.action in (Action.WIDEN, Action.CAST):
-                statements.append(ddl.alter_type(target, change.column, str(change.wanted)))
-            elif change.action is Action.RELAX:
-                statements.append(ddl.drop_not_null(target, change.column))
-        return statements
+        return change_statements(schema, target, ddl)
 
     def _in_transaction(self, statements: list[str]) -> None:
         self.conn.execute("BEGIN")

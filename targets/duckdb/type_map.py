@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from dpone_protocol.json_schema import ColumnType, Logical
+from targets.framework.schema_evolution import Dialect
 
 _SIMPLE = {
     Logical.STRING: "VARCHAR",
@@ -90,26 +91,5 @@ def casts(existing: str, incoming: str) -> bool:
     return incoming == "VARCHAR" and (existing in _TEXT_CASTABLE or _decimal(existing) is not None)
 
 
-class DuckDBDialect:
-    """DuckDB's type rules for the schema-evolution planner. Names match case-insensitively, as in DuckDB."""
-
-    def column_type(self, column: ColumnType) -> str:
-        return duckdb_type(column)
-
-    def holds(self, existing: str, incoming: str) -> bool:
-        return holds(existing, incoming)
-
-    def widens(self, existing: str, incoming: str) -> bool:
-        return widens(existing, incoming)
-
-    def casts(self, existing: str, incoming: str) -> bool:
-        return casts(existing, incoming)
-
-    def column_name(self, name: str) -> str:
-        return name
-
-    def column_key(self, name: str) -> str:
-        return name.lower()
-
-
-DUCKDB = DuckDBDialect()
+# Names keep their case and match case-insensitively, as in DuckDB.
+DUCKDB = Dialect(duckdb_type, holds, widens, casts, column_key=str.lower)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -104,26 +104,30 @@ def _choice(kind: type[_E], value: Any, name: str) -> _E:
         ) from None
 
 
-class Dialect(Protocol):
-    """A destination's type rules, as its target knows them."""
+def _same(name: str) -> str:
+    return name
 
-    def column_type(self, column: ColumnType) -> str:
-        """The destination type of a logical column."""
 
-    def holds(self, existing: str, incoming: str) -> bool:
-        """Every value of `incoming` fits losslessly in an `existing` column."""
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """A destination's type rules, as its target knows them (functions of its type map)."""
 
-    def widens(self, existing: str, incoming: str) -> bool:
-        """Altering an `existing` column to `incoming` is a compatible widening that keeps every value."""
+    column_type: Callable[[ColumnType], str]  # the destination type of a logical column
+    holds: Callable[[str, str], bool]  # (existing, incoming): every incoming value fits the column
+    widens: Callable[[str, str], bool]  # altering existing -> incoming is a widening that keeps every value
+    casts: Callable[[str, str], bool]  # converting stored values keeps every one (on_type_change: cast)
+    column_name: Callable[[str], str] = _same  # the name the destination stores (e.g. truncated)
+    column_key: Callable[[str], str] = _same  # what two names share to be one column (e.g. case-folded)
 
-    def casts(self, existing: str, incoming: str) -> bool:
-        """Converting stored `existing` values to `incoming` keeps every value (for on_type_change: cast)."""
 
-    def column_name(self, name: str) -> str:
-        """The name the destination stores for `name` (e.g. truncated to its identifier limit)."""
+class DdlText(Protocol):
+    """The SQL a target renders for each kind of column change (its ddl module)."""
 
-    def column_key(self, name: str) -> str:
-        """What two names must share to be the same column (e.g. case-folded where names ignore case)."""
+    def add_column(self, table: str, column: str, type_: str) -> str: ...
+
+    def alter_type(self, table: str, column: str, type_: str) -> str: ...
+
+    def drop_not_null(self, table: str, column: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +240,21 @@ def render_plan(plan: Mapping[str, Any]) -> str:
 
 class SchemaDriftError(DataError):
     """The incoming schema drifted in a way the stream's policy does not allow."""
+
+
+def change_statements(schema: SchemaPlan, table: str, ddl: DdlText) -> list[str]:
+    """The DDL of a plan's changes to an existing `table` (creating a table is the target's own)."""
+    statements = []
+    for change in schema.ddl:
+        if change.column is None:
+            continue  # CREATE TABLE
+        if change.action in (Action.ADD_COLUMN, Action.NEW_COLUMN):
+            statements.append(ddl.add_column(table, change.column, str(change.wanted)))
+        elif change.action in (Action.WIDEN, Action.CAST):
+            statements.append(ddl.alter_type(table, change.column, str(change.wanted)))
+        elif change.action is Action.RELAX:
+            statements.append(ddl.drop_not_null(table, change.column))
+    return statements
 
 
 def plan_schema(

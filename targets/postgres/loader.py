@@ -17,7 +17,7 @@ from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
 from targets.framework.loader import Loader, StreamPlan
-from targets.framework.schema_evolution import Action, DestinationColumn, SchemaPlan
+from targets.framework.schema_evolution import DestinationColumn, SchemaPlan, change_statements
 from targets.postgres import ddl
 from targets.postgres.type_map import POSTGRES, pg_type
 
@@ -117,16 +117,7 @@ class PostgresLoader(Loader):
                 self._unique_keys[ddl.truncated(table)] = True  # the primary key we are about to create
             pk = ddl.pg_name(ddl.truncated(table), "_pkey") if keys else None
             return [ddl.create_table(target, schema.table_columns, keys, pk)]
-        statements = []
-        for change in schema.ddl:
-            assert change.column is not None
-            if change.action in (Action.ADD_COLUMN, Action.NEW_COLUMN):
-                statements.append(ddl.add_column(target, change.column, str(change.wanted)))
-            elif change.action in (Action.WIDEN, Action.CAST):
-                statements.append(ddl.alter_type(target, change.column, str(change.wanted)))
-            elif change.action is Action.RELAX:
-                statements.append(ddl.drop_not_null(target, change.column))
-        return statements
+        return change_statements(schema, target, ddl)
 
     def flush_schema(self, table: str) -> None:
         statements = self.take_schema(table)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from dpone_protocol.json_schema import ColumnType, Logical
+from targets.framework.schema_evolution import Dialect
 from targets.postgres.ddl import truncated
 
 _SIMPLE = {
@@ -113,26 +114,4 @@ def casts(existing: str, incoming: str) -> bool:
     return False
 
 
-class PostgresDialect:
-    """PostgreSQL's type rules for the schema-evolution planner."""
-
-    def column_type(self, column: ColumnType) -> str:
-        return pg_type(column)
-
-    def holds(self, existing: str, incoming: str) -> bool:
-        return holds(existing, incoming)
-
-    def widens(self, existing: str, incoming: str) -> bool:
-        return widens(existing, incoming)
-
-    def casts(self, existing: str, incoming: str) -> bool:
-        return casts(existing, incoming)
-
-    def column_name(self, name: str) -> str:
-        return truncated(name)
-
-    def column_key(self, name: str) -> str:
-        return truncated(name)
-
-
-POSTGRES = PostgresDialect()
+POSTGRES = Dialect(pg_type, holds, widens, casts, column_name=truncated, column_key=truncated)
