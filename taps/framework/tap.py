@@ -166,7 +166,8 @@ class _StreamSync:
             return None
         encoding = batch_config.get("encoding") or {}
         if encoding.get("format", "jsonl") != "jsonl":
-            raise ConfigError("batch_config.encoding.format: taps write 'jsonl' (gzip) batch files")
+            raise ConfigError("batch_config.encoding.format: taps write 'jsonl' batch files (gzip or plain)")
+        compression = encoding.get("compression", "gzip")
         storage = batch_config.get("storage") or {}
         root = storage.get("root")
         if not root:
@@ -176,6 +177,8 @@ class _StreamSync:
             storage.get("prefix", ""),
             self.stream.name,
             int(batch_config.get("batch_size") or 1_000_000),
+            # "none" (the SDK's word; null too): plain .jsonl, for when compressing costs more than disk.
+            "none" if compression is None else str(compression),
         )
 
     def run(self) -> dict[str, Any]:
@@ -227,8 +230,6 @@ class _StreamSync:
                     tracker.observe(record)
                 if self.batch is not None:
                     self.batch.write(record)
-                    if self.batch.full():
-                        self._flush_batch()
                 elif version is None:
                     writer.write_record(name, record, extracted)
                 else:
@@ -237,8 +238,6 @@ class _StreamSync:
                 # Serialized by the source: no decoding here; the stream tracks its own position.
                 if self.batch is not None:
                     self.batch.write_encoded(row.json)
-                    if self.batch.full():
-                        self._flush_batch()
                 else:
                     out.write(head + row.json + tail)
             else:
@@ -249,7 +248,9 @@ class _StreamSync:
                 continue
             rows += 1
             since_state += 1
-            if since_state >= self.every_rows or (
+            # In BATCH mode a checkpoint closes the file: one comes when the file is full, not every
+            # state_every_rows rows (which would cap batch_size at it).
+            if (self.batch.full() if self.batch is not None else since_state >= self.every_rows) or (
                 not rows & 1023 and time.monotonic() - last_state >= self.every_seconds
             ):
                 since_state = 0

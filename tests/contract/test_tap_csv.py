@@ -134,6 +134,28 @@ def test_batch_output_writes_gzip_jsonl_and_manifest(run_tap, csv_dir, tmp_path)
     assert kinds.index("BATCH") < len(kinds) - 1 - kinds[::-1].index("STATE")
 
 
+def test_batch_files_hold_batch_size_rows_whatever_the_state_cadence(run_tap, csv_dir, tmp_path):
+    config = {
+        **people_config(csv_dir),
+        "state_every_rows": 1,  # applies to RECORD output; in BATCH mode the files set the cadence
+        "batch_config": {
+            "encoding": {"format": "jsonl", "compression": "none"},
+            "storage": {"root": str(tmp_path / "batches")},
+            "batch_size": 3,
+        },
+    }
+    result = run_tap(CsvTap, config)
+    assert result.rc == 0, result.stderr
+    batches = result.of_type("BATCH")
+    assert [b["encoding"] for b in batches] == [{"format": "jsonl", "compression": "none"}] * 2
+    files = [Path(uri.removeprefix("file://")) for b in batches for uri in b["manifest"]]
+    assert [f.suffix for f in files] == [".jsonl", ".jsonl"]
+    assert [len(f.read_bytes().splitlines()) for f in files] == [3, 1]
+    # Each BATCH is followed by the STATE that covers it.
+    kinds = [m["type"] for m in result.messages if m["type"] in ("BATCH", "STATE")]
+    assert kinds == ["BATCH", "STATE", "BATCH", "STATE"]
+
+
 def test_about_json_and_markdown(run_tap):
     result = run_tap(CsvTap, None, "--about", "--format", "json")
     about = json.loads(result.stdout)
