@@ -365,6 +365,25 @@ def test_cdc_delete_records(run_target, pg, hard):
         assert got == [(1, when), (2, None), (9, when)]
 
 
+def test_metadata_columns_carry_each_records_own_values(run_target, pg):
+    """Batches with one extraction time and version, and batches that mix them and deletes."""
+    first, second = "2024-06-01T00:00:00+00:00", "2024-06-02T12:30:00+00:00"
+    uniform = [record("people", {"id": i, "name": "u"}, time_extracted=first, version=7) for i in (1, 2)]
+    mixed = [
+        record("people", {"id": 3, "name": "m"}, time_extracted=first, version=7),
+        record("people", {"id": 4, "name": "m", "_sdc_deleted_at": second}, time_extracted=second, version=8),
+    ]
+    config = pg.config(batch_size_rows=2)
+    ok(run_target(PostgresTarget, config, lines(schema("people", PROPS), *uniform, *mixed, state({"s": 1}))))
+    got = pg.rows("SELECT id, _sdc_extracted_at, _sdc_table_version, _sdc_deleted_at FROM people ORDER BY id")
+    at = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+    later = dt.datetime(2024, 6, 2, 12, 30, tzinfo=dt.UTC)
+    assert got == [(1, at, 7, None), (2, at, 7, None), (3, at, 7, None), (4, later, 8, later)]
+    # A batch without time_extracted or version: nulls, as before.
+    ok(run_target(PostgresTarget, config, lines(schema("people", PROPS), record("people", {"id": 5, "name": "n"}))))
+    assert pg.rows("SELECT _sdc_extracted_at, _sdc_table_version FROM people WHERE id = 5") == [(None, None)]
+
+
 # -- types ------------------------------------------------------------------------------------------
 
 TYPE_PROPS = {
