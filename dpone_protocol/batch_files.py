@@ -122,11 +122,20 @@ class JsonlBatchWriter:
 
     def write_encoded(self, record_json: bytes) -> None:
         """A record already serialized as one JSON object."""
-        self._pending.append(record_json + b"\n")
-        self._pending_bytes += len(record_json) + 1
+        self.write_line(record_json + b"\n")
+
+    def write_line(self, line: bytes) -> None:
+        """A record serialized as one JSON object, newline included (as COPY sends rows)."""
+        self._pending.append(line)
+        self._pending_bytes += len(line)
         self._rows += 1
         if self._pending_bytes >= _WRITE_CHUNK:
             self._spill()
+
+    @property
+    def rows(self) -> int:
+        """Rows in the files not yet closed."""
+        return self._rows
 
     def full(self) -> bool:
         return self._rows >= self.max_rows

@@ -4,9 +4,35 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
-from dpone_protocol.messages import ActivateVersionMessage
+from dpone_protocol.batch_files import JsonlBatchWriter
+from dpone_protocol.messages import ActivateVersionMessage, BatchEncoding
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSpec:
+    """Where and how BATCH files go (the tap's batch_config), for a stream that writes them itself."""
+
+    root: Path
+    prefix: str
+    stream: str
+    max_rows: int
+    compression: str
+
+    def writer(self, part: str = "") -> JsonlBatchWriter:
+        """A writer of this stream's files; `part` tells apart files written at the same time."""
+        return JsonlBatchWriter(self.root, f"{self.prefix}{part}", self.stream, self.max_rows, self.compression)
+
+
+@dataclass(slots=True)
+class WrittenBatch:
+    """Batch files a stream wrote and closed itself: the tap announces them, then checkpoints."""
+
+    manifest: list[str]
+    rows: int
+    encoding: BatchEncoding
 
 
 @dataclass(slots=True)
@@ -20,6 +46,9 @@ class ReadContext:
     start_value: Any = None  # last committed replication-key value (read rows >= it)
     bookmark: dict[str, Any] = field(default_factory=dict)  # the stream's whole bookmark
     version: int | None = None  # set by a stream: RECORDs carry it (for ACTIVATE_VERSION)
+    # Set in BATCH mode when rows need no per-row work by the tap (no stream map projects them):
+    # a stream may then write the files itself and yield WrittenBatch.
+    batch: BatchSpec | None = None
 
 
 @dataclass(slots=True)
@@ -43,7 +72,9 @@ class Stream:
     valid_replication_keys: ClassVar[list[str]] = []
     is_sorted: bool = False
 
-    def records(self, ctx: ReadContext) -> Iterator[dict[str, Any] | EncodedRecord | ActivateVersionMessage]:
+    def records(
+        self, ctx: ReadContext
+    ) -> Iterator[dict[str, Any] | EncodedRecord | ActivateVersionMessage | WrittenBatch]:
         """Rows as dicts or pre-encoded JSON; an ActivateVersionMessage starts (or completes) a version:
         RECORDs that follow carry it."""
         raise NotImplementedError

@@ -15,14 +15,14 @@ from typing import Any, ClassVar
 
 import orjson
 
-from dpone_protocol.batch_files import JsonlBatchWriter, uri_to_path
+from dpone_protocol.batch_files import uri_to_path
 from dpone_protocol.catalog import INCREMENTAL, Catalog, CatalogEntry, standard_metadata
 from dpone_protocol.codec import MessageWriter
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.messages import BatchMessage, RecordMessage, SchemaMessage, StateMessage
 from dpone_protocol.settings import Setting
 from taps.framework.bookmarks import BookmarkTracker, get_bookmark, start_value, with_bookmark
-from taps.framework.stream import EncodedRecord, ReadContext, Stream
+from taps.framework.stream import BatchSpec, EncodedRecord, ReadContext, Stream, WrittenBatch
 from taps.framework.stream_maps import StreamMap, StreamMaps, check_unique_names
 
 log = logging.getLogger(__name__)
@@ -159,9 +159,10 @@ class _StreamSync:
         config = tap.config
         self.every_rows = int(config.get("state_every_rows") or 10_000)
         self.every_seconds = float(config.get("state_every_seconds") or 60)
-        self.batch = self._batch_writer(config.get("batch_config"))
+        self.batch_spec = self._batch_spec(config.get("batch_config"))
+        self.batch = self.batch_spec.writer() if self.batch_spec is not None else None
 
-    def _batch_writer(self, batch_config: Any) -> JsonlBatchWriter | None:
+    def _batch_spec(self, batch_config: Any) -> BatchSpec | None:
         if not batch_config:
             return None
         encoding = batch_config.get("encoding") or {}
@@ -172,9 +173,9 @@ class _StreamSync:
         root = storage.get("root")
         if not root:
             raise ConfigError("batch_config.storage.root is required, e.g. 'file:///tmp/dpone-batches'")
-        return JsonlBatchWriter(
+        return BatchSpec(
             Path(uri_to_path(root)),
-            storage.get("prefix", ""),
+            str(storage.get("prefix", "")),
             self.stream.name,
             int(batch_config.get("batch_size") or 1_000_000),
             # "none" (the SDK's word; null too): plain .jsonl, for when compressing costs more than disk.
@@ -196,13 +197,16 @@ class _StreamSync:
         project = selected != all_props
         schema = stream.stream_schema(method, entry.selected_schema())
         keys = entry.effective_key_properties()
-        ctx = ReadContext(self.tap.config, selected, method, rk, start, bookmark)
+        smap = self.map
+        mapped = smap is not None and not smap.identity
+        # Files the stream may write itself: rows then reach them without passing through this loop.
+        direct = None if mapped else self.batch_spec
+        ctx = ReadContext(self.tap.config, selected, method, rk, start, bookmark, batch=direct)
         tracker = BookmarkTracker(rk, start, stream.is_sorted, stream.bookmark_key)
         source: Iterable[Any] = stream.records(ctx)
         name = stream.name
         track = rk
-        smap = self.map
-        if smap is not None and not smap.identity:
+        if smap is not None and mapped:
             # The map projects and tracks the bookmark itself; without one the loop below is untouched.
             source = smap.rows(source, selected if project else None, tracker if rk else None)
             name, schema, keys = smap.name, smap.schema, smap.key_properties
@@ -234,6 +238,14 @@ class _StreamSync:
                     writer.write_record(name, record, extracted)
                 else:
                     writer.write(RecordMessage(name, record, version, extracted))
+            elif isinstance(row, WrittenBatch):
+                # Files the stream wrote and closed: announce them, then the STATE that covers them.
+                writer.write(BatchMessage(name, row.encoding, row.manifest))
+                rows += row.rows
+                since_state = 0
+                last_state = time.monotonic()
+                self._checkpoint(tracker, final=False)
+                continue
             elif isinstance(row, EncodedRecord):
                 # Serialized by the source: no decoding here; the stream tracks its own position.
                 if self.batch is not None:

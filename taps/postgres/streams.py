@@ -18,8 +18,9 @@ from dpone_drivers.postgres import classify, driver_errors
 from dpone_protocol.catalog import FULL_TABLE, INCREMENTAL
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.messages import ActivateVersionMessage
-from taps.framework.stream import EncodedRecord, ReadContext, Stream
+from taps.framework.stream import BatchSpec, EncodedRecord, ReadContext, Stream, WrittenBatch
 from taps.postgres.discovery import Table
+from taps.postgres.range_reads import read_in_ranges
 
 log = logging.getLogger(__name__)
 XMIN = "XMIN"
@@ -154,10 +155,50 @@ class PostgresStream(Stream):
             where = f" WHERE ({', '.join(keys)}) > ({', '.join(['%s'] * len(pk))})"
             params = list(resume)
             log.info("stream %s: resuming the full table after primary key %s", self.name, resume)
-        yield from self._copy(ctx.selected, keys, where, params)
+        connections = int(self.tap.config.get("batch_read_connections") or 1)
+        if ctx.batch is not None and self._integer_key() is not None:
+            yield from self._ranges_into_files(ctx, ctx.batch, where, params, connections)
+        else:
+            yield from self._copy(ctx.selected, keys, where, params)
         ctx.version = None
         # Rows of older versions (deleted in the source since) can now be removed downstream.
         yield ActivateVersionMessage(self.name, version)
+
+    def _integer_key(self) -> str | None:
+        """The primary key's column when it is one integer column: the table can be read in ranges."""
+        pk = self.table.primary_key
+        if len(pk) != 1:
+            return None
+        types = self.schema["properties"][pk[0]].get("type")
+        return pk[0] if types == "integer" or (isinstance(types, list) and "integer" in types) else None
+
+    def _ranges_into_files(
+        self, ctx: ReadContext, spec: BatchSpec, resume_where: str, params: list[Any], connections: int
+    ) -> Iterator[WrittenBatch]:
+        key = self._integer_key()
+        assert key is not None
+        column = f"{_SRC}.{q(key)}"
+        bounds = f"SELECT min({column}), max({column}) FROM {self.table.qualified} AS {_SRC}{resume_where}"
+        select = (
+            f"SELECT row_to_json({_ROW})::text FROM {self.table.qualified} AS {_SRC} "
+            f"CROSS JOIN LATERAL (SELECT {self._columns_sql(ctx.selected)}) AS {_ROW} "
+            f"WHERE {column} BETWEEN %s AND %s ORDER BY {column}"
+        )
+
+        def on_file(last_key: bytes) -> None:
+            self._last_key = last_key
+
+        yield from read_in_ranges(
+            self.tap.conn,
+            self.tap.new_connection,
+            f"COPY ({select}) TO STDOUT {_COPY_OUT}",
+            (bounds, params),
+            key,
+            spec,
+            connections,
+            self.tap.redactor,
+            on_file,
+        )
 
     def _incremental(self, ctx: ReadContext) -> Iterator[EncodedRecord]:
         rk = ctx.replication_key

@@ -27,6 +27,13 @@ class PostgresTap(Tap):
             "replication_slot", "string", "Logical replication slot for LOG_BASED streams (wal2json).", default="dpone"
         ),
         Setting("create_replication_slot", "boolean", "Create the slot on first use if it is missing.", default=True),
+        Setting(
+            "batch_read_connections",
+            "integer",
+            "BATCH output of a FULL_TABLE stream with an integer primary key: read key ranges over this many "
+            "connections at once, in one snapshot, straight into the files.",
+            default=2,
+        ),
     )
 
     def __init__(self, config: Mapping[str, Any]) -> None:
@@ -40,6 +47,10 @@ class PostgresTap(Tap):
         if self._conn is None:
             self._conn = connect(self.config, self.redactor, APPLICATION_NAME, autocommit=True)
         return self._conn
+
+    def new_connection(self) -> Any:
+        """Another connection with the same settings (a range reader's)."""
+        return connect(self.config, self.redactor, APPLICATION_NAME, autocommit=True)
 
     def discover_streams(self) -> list[Stream]:
         try:
