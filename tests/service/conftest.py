@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,3 +103,36 @@ def postgres_server() -> Iterator[PostgresServer]:
             capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+# -- a database of the session server per test module, and a schema of it per test (tap tests) ------
+
+
+@pytest.fixture(scope="module")
+def server(postgres_server: PostgresServer) -> Any:
+    from tests.service.test_tap_postgres import Server
+
+    return Server(postgres_server.host, postgres_server.port, postgres_server.user)
+
+
+@pytest.fixture(scope="module")
+def database(server: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    from tests.service.test_tap_postgres import drop_database, make_database
+
+    name = make_database(server, request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_"))
+    try:
+        yield name
+    finally:
+        drop_database(server, name)
+
+
+@pytest.fixture
+def src(server: Any, database: str, run_tap: Any, tmp_path: Path) -> Iterator[Any]:
+    """A schema of its own in the module's database, and the tap pointed at it."""
+    from tests.service.test_tap_postgres import Source
+
+    source = Source(server.dsn(database), server.config(database), run_tap, tmp_path)
+    try:
+        yield source
+    finally:
+        source.close()

@@ -25,7 +25,6 @@ from targets.postgres.target import PostgresTarget
 from tests.conftest import Run
 from tests.service.test_tap_postgres import (
     BYTES,
-    Server,
     Source,
     create_every_type,
     drop_database,
@@ -230,29 +229,6 @@ def compare(source: psycopg.Connection[Any], src_table: str, dest: psycopg.Conne
 
 
 # -- fixtures -----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server(postgres_server) -> Server:
-    return Server(postgres_server.host, postgres_server.port, postgres_server.user)
-
-
-@pytest.fixture(scope="module")
-def database(server) -> Iterator[str]:
-    name = make_database(server, "round_trip")
-    try:
-        yield name
-    finally:
-        drop_database(server, name)
-
-
-@pytest.fixture
-def src(server, database, run_tap, tmp_path) -> Iterator[Source]:
-    source = Source(server.dsn(database), server.config(database), run_tap, tmp_path)
-    try:
-        yield source
-    finally:
-        source.close()
 
 
 @pytest.fixture

@@ -229,29 +229,6 @@ class Source:
         self.conn.close()
 
 
-@pytest.fixture(scope="module")
-def server(postgres_server) -> Server:
-    return Server(postgres_server.host, postgres_server.port, postgres_server.user)
-
-
-@pytest.fixture(scope="module")
-def database(server) -> Iterator[str]:
-    name = make_database(server, "tap_pg")
-    try:
-        yield name
-    finally:
-        drop_database(server, name)
-
-
-@pytest.fixture
-def src(server, database, run_tap, tmp_path) -> Iterator[Source]:
-    source = Source(server.dsn(database), server.config(database), run_tap, tmp_path)
-    try:
-        yield source
-    finally:
-        source.close()
-
-
 # -- a table with every supported type --------------------------------------------------------------
 
 EVERY_TYPE_DDL = """

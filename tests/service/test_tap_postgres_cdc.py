@@ -25,12 +25,9 @@ from taps.postgres import cdc
 from tests.conftest import Run
 from tests.service.test_tap_postgres import (
     EVERY_TYPE_VALUES,
-    Server,
     Source,
     create_every_type,
-    drop_database,
     error_line,
-    make_database,
     ok,
     q,
     records,
@@ -128,20 +125,6 @@ class Cdc(Source):
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s", (self.slot,)
         )
         super().close()
-
-
-@pytest.fixture(scope="module")
-def server(postgres_server) -> Server:
-    return Server(postgres_server.host, postgres_server.port, postgres_server.user)
-
-
-@pytest.fixture(scope="module")
-def database(server) -> Iterator[str]:
-    name = make_database(server, "tap_pg_cdc")
-    try:
-        yield name
-    finally:
-        drop_database(server, name)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,32 +13,9 @@ import pytest
 
 from dpone_protocol.batch_files import uri_to_path
 from taps.postgres.range_reads import KeyRange, split
-from tests.service.test_tap_postgres import Server, Source, drop_database, make_database, ok
+from tests.service.test_tap_postgres import ok
 
 pytestmark = pytest.mark.service
-
-
-@pytest.fixture(scope="module")
-def server(postgres_server) -> Server:
-    return Server(postgres_server.host, postgres_server.port, postgres_server.user)
-
-
-@pytest.fixture(scope="module")
-def database(server) -> Iterator[str]:
-    name = make_database(server, "tap_pg_ranges")
-    try:
-        yield name
-    finally:
-        drop_database(server, name)
-
-
-@pytest.fixture
-def src(server, database, run_tap, tmp_path) -> Iterator[Source]:
-    source = Source(server.dsn(database), server.config(database), run_tap, tmp_path)
-    try:
-        yield source
-    finally:
-        source.close()
 
 
 def batch_config(tmp_path: Path, compression: str = "none", size: int = 4) -> dict[str, Any]:
