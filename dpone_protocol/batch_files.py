@@ -26,9 +26,18 @@ def uri_to_path(uri: str) -> Path:
     raise ConfigError(f"BATCH file {uri!r}: only local file:// URIs are supported")
 
 
+def _gzip() -> Any:
+    """ISA-L's gzip where it is installed (the same files, compressed about 4x faster), else zlib's."""
+    try:
+        from isal import igzip  # noqa: PLC0415 - optional, and only BATCH files need it
+    except ImportError:
+        return gzip
+    return igzip
+
+
 def _open_jsonl(path: Path, compression: str | None) -> IO[bytes]:
     if compression == "gzip" or (compression is None and path.suffix == ".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return _gzip().open(path, "rb")  # type: ignore[no-any-return]
     return path.open("rb")
 
 
@@ -107,7 +116,7 @@ class JsonlBatchWriter:
         self._files.append(path.resolve().as_uri())
         if gz:
             # Level 1: these files are read once, soon; speed beats size.
-            return gzip.open(path, "wb", compresslevel=1)  # type: ignore[return-value]
+            return _gzip().open(path, "wb", compresslevel=1)  # type: ignore[no-any-return]
         return path.open("wb")
 
     def _spill(self) -> None:
