@@ -53,15 +53,15 @@ SCHEMA_MESSAGE: dict[str, Any] = {
     "bookmark_properties": ["id"],
 }
 
-_FIRST = (
+FIRST_NAMES = (
     "Ada", "Alan", "Barbara", "Claude", "Donald", "Edsger", "Frances", "Grace", "Hedy", "Ivan",
     "John", "Katherine", "Leslie", "Margaret", "Niklaus", "Radia", "Sophie", "Tim", "Vint", "Zoë",
 )  # fmt: skip
-_LAST = (
+LAST_NAMES = (
     "Lovelace", "Turing", "Liskov", "Shannon", "Knuth", "Dijkstra", "Allen", "Hopper", "Lamarr",
     "Sutherland", "Backus", "Johnson", "Lamport", "Hamilton", "Wirth", "Perlman", "Wilson", "Cerf",
 )  # fmt: skip
-_COUNTRIES = ("US", "DE", "FR", "GB", "JP", "BR", "IN", "CA", "ES", "NL", "SE", "PL")
+COUNTRIES = ("US", "DE", "FR", "GB", "JP", "BR", "IN", "CA", "ES", "NL", "SE", "PL")
 
 
 def iter_records(n: int, seed: int = DEFAULT_SEED) -> Iterator[dict[str, Any]]:
@@ -69,13 +69,13 @@ def iter_records(n: int, seed: int = DEFAULT_SEED) -> Iterator[dict[str, Any]]:
     rng = random.Random(seed)
     rand, choice, uniform = rng.random, rng.choice, rng.uniform
     for i in range(1, n + 1):
-        first, last = choice(_FIRST), choice(_LAST)
+        first, last = choice(FIRST_NAMES), choice(LAST_NAMES)
         updated = _EPOCH + dt.timedelta(seconds=i * 7, milliseconds=int(rand() * 1000))
         yield {
             "id": i,
             "name": f"{first} {last}",
             "email": f"{first.lower()}.{last.lower()}{i}@example.com",
-            "country": choice(_COUNTRIES),
+            "country": choice(COUNTRIES),
             "score": uniform(-1000.0, 1000.0),
             "amount": round(uniform(0.0, 100_000.0), 2),
             "active": rand() < 0.7,

@@ -45,18 +45,20 @@ if __package__ in (None, ""):
 
 import orjson
 
+from bench.paths import BIN, WORK_DIR, shown
 from bench.records import DEFAULT_SEED, write_stream
 
-WORK_DIR = Path(__file__).resolve().parent / ".work"
-BIN = Path(sys.executable).parent
 ENV = {**os.environ, "DPONE_LOG_LEVEL": "WARNING"}
 
 
-def input_file(rows: int, seed: int) -> Path:
+def input_file(rows: int, seed: int, *, say_reused: bool = False) -> Path:
     """The Singer stream, generated once (same name as bench/codec.py's, so they share it)."""
     path = WORK_DIR / f"records-{rows}-seed{seed}.jsonl"
-    if not path.exists():
-        print(f"generating {rows:,} records into {path} ...", flush=True)
+    if path.exists():
+        if say_reused:
+            print(f"reusing {shown(path)}")
+    else:
+        print(f"generating {rows:,} records into {shown(path)} ...", flush=True)
         write_stream(path, rows, seed)
     return path
 
