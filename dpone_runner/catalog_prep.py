@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import subprocess
 from pathlib import Path
 
 import orjson
@@ -11,6 +10,7 @@ import orjson
 from dpone_protocol.catalog import Catalog, apply_selection
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError
+from dpone_runner.processes import run_to_end
 from dpone_runner.project import Plugin
 
 DISCOVER_TIMEOUT_SECONDS = 600
@@ -21,24 +21,14 @@ def prepare_catalog(plugin: Plugin, command: str, config_path: Path, workdir: Pa
     caps = set(plugin.capabilities)
     if caps and not caps & {"catalog", "properties", "discover"}:
         return []
+    discovered = run_to_end(
+        [command, "--config", str(config_path), "--discover"],
+        f"{plugin.name} --discover",
+        DISCOVER_TIMEOUT_SECONDS,
+        redactor,
+    )
     try:
-        proc = subprocess.run(
-            [command, "--config", str(config_path), "--discover"],
-            capture_output=True,
-            timeout=DISCOVER_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise ConfigError(f"{plugin.name} --discover did not finish in {DISCOVER_TIMEOUT_SECONDS}s") from None
-    if proc.returncode != 0:
-        last = redactor(
-            proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:][0]
-            if proc.stderr.strip()
-            else "no error message"
-        )
-        raise ConfigError(f"{plugin.name} --discover failed (exit {proc.returncode}): {last}")
-    try:
-        catalog = Catalog.from_dict(orjson.loads(proc.stdout))
+        catalog = Catalog.from_dict(orjson.loads(discovered))
     except orjson.JSONDecodeError:
         raise ConfigError(f"{plugin.name} --discover did not print a JSON catalog") from None
     if plugin.select:

@@ -15,9 +15,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dpone_protocol.config import Redactor
+from dpone_protocol.errors import ConfigError
 from dpone_runner.project import Limits
 
 STOP_GRACE_SECONDS = 5.0
+
+
+def run_to_end(argv: Sequence[str], what: str, timeout: float, redactor: Redactor, stdin: bytes | None = None) -> bytes:
+    """A connector command that answers and exits (`--discover`, `--schema-plan`): its stdout.
+
+    A failure is a ConfigError naming `what` and the last line the connector printed, redacted.
+    """
+    try:
+        proc = subprocess.run(list(argv), input=stdin, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"{what} did not finish in {timeout:g}s") from None
+    if proc.returncode != 0:
+        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        last = redactor(lines[-1]) if lines else "no error message"
+        raise ConfigError(f"{what} failed (exit {proc.returncode}): {last}")
+    return proc.stdout
 
 
 _LEVEL_WORDS = (

@@ -8,7 +8,6 @@ owns its dialect and reads its tables; the runner only collects and renders the 
 from __future__ import annotations
 
 import fnmatch
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from dpone_protocol.errors import ConfigError, DataError
 from dpone_protocol.messages import SchemaMessage
 from dpone_runner.catalog_prep import prepare_catalog
 from dpone_runner.filters import apply_chain, build_filters
+from dpone_runner.processes import run_to_end
 from dpone_runner.project import EXTRACTORS, LOADERS, Plugin, Project
 from targets.framework.schema_evolution import render_plan
 
@@ -57,24 +57,10 @@ def _schemas(project: Project, tap: Plugin, workdir: Path, streams: Sequence[str
 
 def _target_plans(project: Project, target: Plugin, schemas: bytes, workdir: Path, redactor: Redactor) -> Any:
     config = _private_json(workdir / f"{target.name}-config.json", target.config)
+    argv = [target.command(project.root), "--config", str(config), "--schema-plan", "--format", "json"]
+    plans = run_to_end(argv, f"{target.name} --schema-plan", PLAN_TIMEOUT_SECONDS, redactor, stdin=schemas)
     try:
-        proc = subprocess.run(
-            [target.command(project.root), "--config", str(config), "--schema-plan", "--format", "json"],
-            input=schemas,
-            capture_output=True,
-            timeout=PLAN_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise ConfigError(f"{target.name} --schema-plan did not finish in {PLAN_TIMEOUT_SECONDS}s") from None
-    if proc.returncode != 0:
-        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise ConfigError(
-            f"{target.name} --schema-plan failed (exit {proc.returncode}): "
-            f"{redactor(lines[-1]) if lines else 'no error message'}"
-        )
-    try:
-        return orjson.loads(proc.stdout)
+        return orjson.loads(plans)
     except orjson.JSONDecodeError:
         raise ConfigError(f"{target.name} --schema-plan did not print a JSON plan") from None
 
