@@ -30,12 +30,6 @@ class Batch:
     size_bytes: int = 0
     first_at: float = 0.0
 
-    def add(self, record: dict[str, Any], size: int) -> None:
-        if not self.records:
-            self.first_at = time.monotonic()
-        self.records.append(record)
-        self.size_bytes += size
-
     def __len__(self) -> int:
         return len(self.records)
 

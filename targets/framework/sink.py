@@ -80,8 +80,6 @@ class Sink(ABC):
         self.policy = policy
         self.add_metadata = bool(config.get("add_record_metadata", True))
         self.batch = Batch()
-        self._max_rows = policy.max_rows
-        self._max_bytes = policy.max_bytes
         self.version: int | None = None
         self._clock = _Clock()
         self.schema: dict[str, Any] = {}
@@ -135,13 +133,14 @@ class Sink(ABC):
             record["_sdc_table_version"] = version
         if version is not None:
             self.version = version
-        batch = self.batch  # Batch.add and Batch.is_full, inlined: this runs once per record
+        batch = self.batch  # Batch.is_full, inlined with the append: this runs once per record
         records = batch.records
         if not records:
             batch.first_at = time.monotonic()
         records.append(record)
         batch.size_bytes += size
-        return len(records) >= self._max_rows or batch.size_bytes >= self._max_bytes
+        policy = self.policy
+        return len(records) >= policy.max_rows or batch.size_bytes >= policy.max_bytes
 
     def is_full(self) -> bool:
         return self.batch.is_full(self.policy)
