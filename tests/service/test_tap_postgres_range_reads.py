@@ -121,3 +121,32 @@ def test_a_text_key_reads_through_one_connection_as_before(src, tmp_path):
     run = ok(src.sync(src.catalog("tags"), batch_config=batch_config(tmp_path, size=2), batch_read_connections=4))
     rows = [r["name"] for b in run.of_type("BATCH") for uri in b["manifest"] for r in file_rows(uri)]
     assert rows == ["a", "b", "c"]
+
+
+def test_a_failing_reader_stops_the_run_and_announces_nothing_past_it(src, tmp_path, monkeypatch):
+    """A range reader's connection drops: the tap exits with the reason, and the last STATE it wrote
+    covers only files of the ranges before the failed one, so a resumed run re-reads the rest."""
+    import psycopg
+
+    from taps.postgres import range_reads
+
+    src.sql(
+        "CREATE TABLE items (id int PRIMARY KEY, v text)",
+        "INSERT INTO items SELECT g, 'v' FROM generate_series(1, 20) g",
+    )
+    stream = src.stream("items")
+    read = range_reads.RangeReader._read
+
+    def second_range_drops(self: Any) -> None:
+        if self.part == "r1-":
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        read(self)
+
+    monkeypatch.setattr(range_reads.RangeReader, "_read", second_range_drops)
+    run = src.sync(src.catalog("items"), batch_config=batch_config(tmp_path), batch_read_connections=2)
+    assert run.rc == 75, run.stderr  # transient: the next run resumes
+    assert "reading the table in key ranges" in run.stderr and "server closed the connection" in run.stderr
+    announced = [uri_to_path(u).name for b in run.of_type("BATCH") for u in b["manifest"]]
+    assert announced and all(name.startswith("r0-") for name in announced)
+    marks = [s["bookmarks"][stream].get("last_pk") for s in run.states]
+    assert max(m[0] for m in marks if m) <= 10  # never past the first range (ids 1..10)
