@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dpone_protocol.codec import DEFAULT_CODEC
-from dpone_protocol.errors import ConfigError
+from dpone_protocol.errors import ConfigError, DataError
 from dpone_protocol.json_schema import ColumnType
 from dpone_protocol.messages import SchemaMessage
 from dpone_protocol.settings import Setting
 from targets.framework.batching import BatchPolicy
 from targets.framework.capabilities import APPEND, OVERWRITE, UPSERT, TargetCapabilities
 from targets.framework.committer import Committer
+from targets.framework.encoded_rows import EncodedRows, LineRouter, RowEncoder
 from targets.framework.schema_evolution import (
     SCHEMA_EVOLUTION_SETTING,
     DestinationColumn,
@@ -92,6 +93,18 @@ class Loader(ABC):
     @abstractmethod
     def bulk_load(self, plan: StreamPlan, staging: str, records: list[dict[str, Any]]) -> None:
         """Load records into staging with the destination's fast path."""
+
+    def bulk_load_encoded(self, plan: StreamPlan, staging: str, rows: EncodedRows) -> None:
+        """Load a batch taken from this loader's row encoder (already in the bulk format) into staging."""
+        raise NotImplementedError(f"{type(self).__name__} gives no row encoder")
+
+    def row_encoder(self, plan: StreamPlan, policy: BatchPolicy, *, metadata: bool) -> RowEncoder | None:
+        """An encoder that keeps this stream's batches in the bulk format, or None for decoded records."""
+        return None
+
+    def line_router(self) -> LineRouter | None:
+        """The router that feeds RECORD lines to the streams' encoders, when row_encoder gives any."""
+        return None
 
     @abstractmethod
     def finalize(self, plan: StreamPlan, staging: str, table: str) -> None:
@@ -233,6 +246,7 @@ class LoaderSink(Sink):
         self.committer = loader.committer() if loader.background_commit else None
         self.shadow: str | None = None
         self.plan: StreamPlan | None = None
+        self.encoder: RowEncoder | None = None  # the batch, when the loader encodes rows itself
         super().__init__(config, schema, policy)
 
     def _settle(self) -> None:
@@ -253,6 +267,17 @@ class LoaderSink(Sink):
         )
         if not self.plan_only:
             self._evolve(self.plan)
+            self._set_encoder(self.plan)
+
+    def _set_encoder(self, plan: StreamPlan) -> None:
+        # Called after a drain (or before any row): the previous encoder holds nothing.
+        self.encoder = self.loader.row_encoder(plan, self.policy, metadata=self.add_metadata)
+        router = self.loader.line_router()
+        if router is not None:
+            if self.encoder is not None:
+                router.register(self.stream, self.encoder)
+            else:
+                router.unregister(self.stream)
 
     def schema_plan(self) -> SchemaPlan:
         """What the planner decides for the current schema, without changing anything."""
@@ -278,9 +303,44 @@ class LoaderSink(Sink):
         if plan.method != OVERWRITE or self.shadow is not None:
             self.loader.queue_schema(schema.table, self.loader.schema_statements(plan, schema, schema.table))
 
-    def write_batch(self, records: list[dict[str, Any]]) -> None:
+    # -- batches held by the loader's encoder ---------------------------------------------------
+    def add_record(
+        self, record: dict[str, Any], version: int | None, time_extracted: str | None, size: int, line: int
+    ) -> bool:
+        encoder = self.encoder
+        if encoder is None:
+            return super().add_record(record, version, time_extracted, size, line)
+        for key in self.key_properties:
+            if record.get(key) is None:
+                raise DataError(f"line {line}, stream {self.stream!r}: record has no value for key property {key!r}")
+        try:
+            return encoder.add(record, version, time_extracted, size)
+        except ValueError as exc:
+            raise DataError(f"line {line}, stream {self.stream!r}: {exc}") from None
+
+    def is_full(self) -> bool:
+        return self.encoder.is_full() if self.encoder is not None else super().is_full()
+
+    def has_rows(self) -> bool:
+        return self.encoder.rows > 0 if self.encoder is not None else super().has_rows()
+
+    def batch_age(self) -> float:
+        return self.encoder.age() if self.encoder is not None else super().batch_age()
+
+    def drain(self) -> None:
+        encoder = self.encoder
+        if encoder is None:
+            super().drain()
+        elif encoder.rows:
+            rows, duplicates = encoder.rows, bool(encoder.duplicates)
+            self.write_batch(EncodedRows(encoder.take(), rows, duplicates))
+
+    def write_batch(self, records: list[dict[str, Any]] | EncodedRows) -> None:
         plan = self.plan
         assert plan is not None
+        if isinstance(records, EncodedRows):
+            self._submit(plan, records)  # renames and duplicate keys are the encoder's and loader's
+            return
         if plan.renames:
             renames = plan.renames.items()
             for record in records:
@@ -289,12 +349,15 @@ class LoaderSink(Sink):
                         record[dest] = record.pop(source)
         if plan.merges:
             records = _dedupe_last(records, plan.key_properties)
+        self._submit(plan, records)
+
+    def _submit(self, plan: StreamPlan, records: list[dict[str, Any]] | EncodedRows) -> None:
         if self.committer is not None:
             self.committer.submit(lambda: self._write_with_retries(plan, records))
         else:
             self._write_with_retries(plan, records)
 
-    def _write_with_retries(self, plan: StreamPlan, records: list[dict[str, Any]]) -> None:
+    def _write_with_retries(self, plan: StreamPlan, records: list[dict[str, Any]] | EncodedRows) -> None:
         attempts = max(1, int(self.config.get("max_retries", 3)) + 1)
         for attempt in range(1, attempts + 1):
             try:
@@ -320,12 +383,15 @@ class LoaderSink(Sink):
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _load(self, plan: StreamPlan, records: list[dict[str, Any]]) -> None:
+    def _load(self, plan: StreamPlan, records: list[dict[str, Any]] | EncodedRows) -> None:
         if plan.method == OVERWRITE and self.shadow is None:
             self.shadow = self.loader.begin_replace(plan)
         staging = self.loader.prepare_staging(plan)
         try:
-            self.loader.bulk_load(plan, staging, records)
+            if isinstance(records, EncodedRows):
+                self.loader.bulk_load_encoded(plan, staging, records)
+            else:
+                self.loader.bulk_load(plan, staging, records)
             self.loader.finalize(plan, staging, self.shadow or plan.table)
         finally:
             self.loader.cleanup(plan, staging)

@@ -33,7 +33,9 @@ class LoaderTarget(Target):
         return self.loader
 
     def make_sink(self, schema: SchemaMessage) -> Sink:
-        return LoaderSink(self.config, schema, self.policy, self._shared_loader())
+        loader = self._shared_loader()
+        self.router = loader.line_router()
+        return LoaderSink(self.config, schema, self.policy, loader)
 
     def plan_schemas(self, source: IO[bytes], out: IO[bytes], fmt: str) -> None:
         """--schema-plan: what each SCHEMA would change in the destination; nothing is changed."""

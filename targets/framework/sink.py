@@ -145,6 +145,13 @@ class Sink(ABC):
     def is_full(self) -> bool:
         return self.batch.is_full(self.policy)
 
+    def has_rows(self) -> bool:
+        """True while records received are only in memory."""
+        return bool(self.batch.records)
+
+    def batch_age(self) -> float:
+        return self.batch.age()
+
     def drain(self) -> None:
         """Commit the current batch; afterwards nothing received so far is only in memory."""
         records = self.batch.records

@@ -25,6 +25,7 @@ from dpone_protocol.messages import (
 from dpone_protocol.settings import Setting
 from targets.framework.batching import BatchPolicy
 from targets.framework.capabilities import TargetCapabilities
+from targets.framework.encoded_rows import ADDED_FULL, LineRouter
 from targets.framework.sink import Sink
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class Target:
         self._state_after_drain: dict[str, Any] | None = None
         self._exact_streams: set[str] = set()
         self.records_in = 0
+        # Set by a target whose loader encodes RECORD lines itself (see encoded_rows.py).
+        self.router: LineRouter | None = None
 
     # -- hooks ------------------------------------------------------------------
     def make_sink(self, schema: SchemaMessage) -> Sink:
@@ -120,10 +123,20 @@ class Target:
         sinks = self.sinks
         exact = self._exact_streams
         loads = DEFAULT_CODEC.loads
+        feed = None
         line = 0
         for raw in stdin:
             line += 1
-            if raw.startswith(_RECORD_HEAD) and not exact:
+            if feed is not None:
+                added = feed(raw)  # the loader's own encoder: no decoding at all
+                if added:
+                    self.records_in += 1
+                    if added == ADDED_FULL or (
+                        not self.records_in & 4095 and (self._state_after_commit or self._state_after_drain) is not None
+                    ):
+                        self._after_add(added == ADDED_FULL, writer)
+                    continue
+            elif raw.startswith(_RECORD_HEAD) and not exact:
                 obj: Any
                 try:
                     obj = loads(raw)
@@ -151,6 +164,8 @@ class Target:
             stripped = raw.strip()
             if stripped:
                 self._handle(stripped, line, writer)
+                # A SCHEMA may have brought the loader, and with it a router.
+                feed = self.router.feed if self.router is not None else None
 
     def _handle(self, raw: bytes, line: int, writer: MessageWriter) -> None:
         codec = DEFAULT_CODEC
@@ -170,7 +185,7 @@ class Target:
             self.records_in += 1
             self._after_record(sink, writer)
         elif isinstance(message, StateMessage):
-            if any(s.batch.records for s in self.sinks.values()):
+            if any(s.has_rows() for s in self.sinks.values()):
                 # Records before this state are still in memory: it waits for the next drain.
                 self._state_after_drain = message.value
             else:
@@ -190,7 +205,10 @@ class Target:
             self._on_batch(message, line, writer)
 
     def _after_record(self, sink: Sink, writer: MessageWriter) -> None:
-        if sink.is_full():
+        self._after_add(sink.is_full(), writer)
+
+    def _after_add(self, full: bool, writer: MessageWriter) -> None:
+        if full:
             # Draining every sink lets the pending state go out: it covers all streams.
             self._drain_all(writer)
             self._emit_state(writer)
@@ -236,7 +254,7 @@ class Target:
             sink.drain()
 
     def _drain_if_old(self, writer: MessageWriter) -> None:
-        if any(s.batch.age() >= self.policy.max_age_seconds for s in self.sinks.values()):
+        if any(s.batch_age() >= self.policy.max_age_seconds for s in self.sinks.values()):
             self._drain_all(writer)
             self._emit_state(writer)
 

@@ -16,9 +16,11 @@ from dpone_drivers.postgres import classify, connect, driver_errors, jsonb_wrapp
 from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
+from targets.framework.batching import BatchPolicy
+from targets.framework.encoded_rows import EncodedRows, LineRouter, RowEncoder
 from targets.framework.loader import Loader, StreamPlan
 from targets.framework.schema_evolution import DestinationColumn, SchemaPlan, change_statements
-from targets.postgres import ddl
+from targets.postgres import copy_rows, ddl
 from targets.postgres.type_map import POSTGRES, pg_type
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class PostgresLoader(Loader):
         self._unique_keys: dict[str, bool] = {}  # table -> a unique index exactly on the key columns
         self._overlapping: set[str] = set()  # tables where a batch's keys already existed: MERGE from now on
         self._errors = driver_errors()
+        self._router: LineRouter | None = None
         self.conn = self._connect()
 
     # -- plumbing ---------------------------------------------------------------
@@ -159,9 +162,47 @@ class PostgresLoader(Loader):
 
         return dump
 
+    def _copy_columns(self, plan: StreamPlan) -> dict[str, str]:
+        """What COPY fills, in order: the load times are staging's defaults."""
+        return {c: t for c, t in self._wanted(plan).items() if c not in LOAD_TIME_COLUMNS}
+
+    # -- the fast path: rows encoded from the input lines (copy_rows.py) --------------------------
+    def row_encoder(self, plan: StreamPlan, policy: BatchPolicy, *, metadata: bool) -> RowEncoder | None:
+        if not copy_rows.available():
+            return None
+        columns = self._copy_columns(plan)
+        self._stream = plan.stream
+        encoder: RowEncoder = copy_rows.make_encoder(
+            plan,
+            list(columns),
+            list(columns.values()),
+            metadata=metadata,
+            nul_policy=self.nul_policy,
+            policy=policy,
+            json_dumps=self._jsonb_dumps(),
+        )
+        return encoder
+
+    def line_router(self) -> LineRouter | None:
+        if self._router is None and copy_rows.available():
+            self._router = copy_rows.make_router()
+        return self._router
+
+    def bulk_load_encoded(self, plan: StreamPlan, staging: str, rows: EncodedRows) -> None:
+        self._stream = plan.stream
+        data = rows.data
+        if rows.duplicates and plan.merges:
+            columns = list(self._copy_columns(plan))
+            data = copy_rows.dedupe_last(data, [columns.index(k) for k in plan.key_properties])
+        try:
+            with self.conn.cursor() as cur, cur.copy(ddl.copy_into(staging, list(self._copy_columns(plan)))) as copy:
+                copy.write(data)
+        except self._errors as exc:
+            raise classify(exc, self.redactor, f"stream {plan.stream!r}: COPY into staging") from None
+
     def bulk_load(self, plan: StreamPlan, staging: str, records: list[dict[str, Any]]) -> None:
         self._stream = plan.stream
-        wanted = {c: t for c, t in self._wanted(plan).items() if c not in LOAD_TIME_COLUMNS}
+        wanted = self._copy_columns(plan)
         columns = list(wanted)
         json_at = [i for i, t in enumerate(wanted.values()) if t == "jsonb"]
         text_at = [i for i, t in enumerate(wanted.values()) if t == "text" or t.startswith("character varying")]
