@@ -14,7 +14,7 @@ import operator
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,8 +147,17 @@ class Loader(ABC):
     def committer(self) -> Committer:
         """The one background thread of this loader: every sink sharing the connection queues on it."""
         if self._committer is None:
-            self._committer = Committer(f"{type(self).__name__}-commit")
+            self._committer = Committer(f"{type(self).__name__}-commit", self.lanes)
         return self._committer
+
+    # Connections that load batches side by side (see committer.py); lane(0) is the loader itself.
+    lanes: int = 1
+
+    def lane(self, index: int) -> Loader:
+        """The loader of lane `index`: its own connection, this loader's schema queue and caches."""
+        if index != 0:
+            raise ValueError(f"{type(self).__name__} has one lane")
+        return self
 
 
 log = logging.getLogger(__name__)
@@ -279,20 +288,22 @@ class LoaderSink(Sink):
             else:
                 router.unregister(self.stream)
 
-    def schema_plan(self) -> SchemaPlan:
+    def schema_plan(self, loader: Loader | None = None) -> SchemaPlan:
         """What the planner decides for the current schema, without changing anything."""
         assert self.plan is not None
+        loader = loader or self.loader
         table = self.shadow or self.plan.table
-        existing = self.loader.describe_table(table)
+        existing = loader.describe_table(table)
         return plan_schema(
-            self.stream, table, self.columns, self.key_properties, existing, self.loader.dialect, self.plan.evolution
+            self.stream, table, self.columns, self.key_properties, existing, loader.dialect, self.plan.evolution
         )
 
-    def _evolve(self, plan: StreamPlan) -> None:
+    def _evolve(self, plan: StreamPlan, loader: Loader | None = None) -> None:
+        loader = loader or self.loader
         # DDL still queued for this table (another stream loading into it, or this stream's previous
         # SCHEMA without rows) runs first, so this plan starts from the table it will really meet.
-        self.loader.flush_schema(self.shadow or plan.table)
-        schema = self.schema_plan()
+        loader.flush_schema(self.shadow or plan.table)
+        schema = self.schema_plan(loader)
         schema.check()
         plan.columns = schema.load_columns
         plan.table_columns = schema.table_columns
@@ -301,7 +312,7 @@ class LoaderSink(Sink):
             log.info("stream %s: schema plan for %s: %s", self.stream, schema.table, change.describe())
         # A full refresh builds a fresh shadow from the planned columns; only a live shadow is altered.
         if plan.method != OVERWRITE or self.shadow is not None:
-            self.loader.queue_schema(schema.table, self.loader.schema_statements(plan, schema, schema.table))
+            loader.queue_schema(schema.table, loader.schema_statements(plan, schema, schema.table))
 
     # -- batches held by the loader's encoder ---------------------------------------------------
     def add_record(
@@ -352,23 +363,36 @@ class LoaderSink(Sink):
         self._submit(plan, records)
 
     def _submit(self, plan: StreamPlan, records: list[dict[str, Any]] | EncodedRows) -> None:
+        if plan.method == OVERWRITE and self.shadow is None:
+            self._settle()  # the loader's connection is ours alone only when nothing is in flight
+            self.shadow = self.loader.begin_replace(plan)
+        table = self.shadow or plan.table
         if self.committer is not None:
-            self.committer.submit(lambda: self._write_with_retries(plan, records))
+            self.committer.submit(
+                lambda lane, turn: self._write_with_retries(plan, records, table, self.loader.lane(lane), turn)
+            )
         else:
-            self._write_with_retries(plan, records)
+            self._write_with_retries(plan, records, table, self.loader, lambda: None)
 
-    def _write_with_retries(self, plan: StreamPlan, records: list[dict[str, Any]] | EncodedRows) -> None:
+    def _write_with_retries(
+        self,
+        plan: StreamPlan,
+        records: list[dict[str, Any]] | EncodedRows,
+        table: str,
+        loader: Loader,
+        turn: Callable[[], None],
+    ) -> None:
         attempts = max(1, int(self.config.get("max_retries", 3)) + 1)
         for attempt in range(1, attempts + 1):
             try:
                 if attempt > 1:
                     # Inside the try: a failed reconnect is one more transient error to retry.
-                    self.loader.reconnect()
-                    self._evolve(plan)  # the failed transaction took the queued schema changes with it
-                self._load(plan, records)
+                    loader.reconnect()
+                    self._evolve(plan, loader)  # the failed transaction took the queued schema changes with it
+                self._load(plan, records, table, loader, turn)
                 return
             except Exception as exc:
-                if attempt == attempts or not self.loader.is_transient(exc):
+                if attempt == attempts or not loader.is_transient(exc):
                     raise
                 # The batch is still in memory and nothing of it was committed: do it all again.
                 delay = min(30.0, 2.0 ** (attempt - 1))
@@ -383,21 +407,35 @@ class LoaderSink(Sink):
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _load(self, plan: StreamPlan, records: list[dict[str, Any]] | EncodedRows) -> None:
-        if plan.method == OVERWRITE and self.shadow is None:
-            self.shadow = self.loader.begin_replace(plan)
-        staging = self.loader.prepare_staging(plan)
+    @staticmethod
+    def _load(
+        plan: StreamPlan,
+        records: list[dict[str, Any]] | EncodedRows,
+        table: str,
+        loader: Loader,
+        turn: Callable[[], None],
+    ) -> None:
+        staging = loader.prepare_staging(plan)
         try:
             if isinstance(records, EncodedRows):
-                self.loader.bulk_load_encoded(plan, staging, records)
+                loader.bulk_load_encoded(plan, staging, records)
             else:
-                self.loader.bulk_load(plan, staging, records)
-            self.loader.finalize(plan, staging, self.shadow or plan.table)
+                loader.bulk_load(plan, staging, records)
+            turn()  # the batch before this one commits first
+            loader.finalize(plan, staging, table)
         finally:
-            self.loader.cleanup(plan, staging)
+            loader.cleanup(plan, staging)
 
     def pending_commit(self) -> bool:
         return self.shadow is not None or (self.committer is not None and self.committer.busy)
+
+    def commit_mark(self) -> int:
+        return self.committer.submitted if self.committer is not None else 0
+
+    def is_committed(self, mark: int) -> bool:
+        if self.shadow is not None:
+            return False  # a full refresh is visible only once swapped in
+        return self.committer is None or self.committer.has_committed(mark)
 
     def settle(self) -> None:
         self._settle()

@@ -176,6 +176,14 @@ class Sink(ABC):
         """True while loaded data is not yet visible (e.g. a full refresh awaiting its swap)."""
         return False
 
+    def commit_mark(self) -> int:
+        """A token for "every batch handed over so far"; see is_committed."""
+        return 0
+
+    def is_committed(self, mark: int) -> bool:
+        """True once the batches handed over up to `mark` are committed and visible."""
+        return not self.pending_commit()
+
     def settle(self) -> None:
         """Wait for work in flight (a background commit), raising its error."""
 

@@ -58,10 +58,11 @@ class Target:
         self.config = config
         self.policy = BatchPolicy.from_config(dict(config))
         self.sinks: dict[str, Sink] = {}
-        # The newest state whose records are all handed to sinks (it waits for batches in flight),
-        # and a newer one whose records are partly still in memory (it waits for the next drain).
-        self._state_after_commit: dict[str, Any] | None = None
-        self._state_after_drain: dict[str, Any] | None = None
+        # States whose records are all handed to sinks, oldest first, each with the commit mark of
+        # every sink it waits for (batches may still be loading); and the newest state whose
+        # records are partly still in memory (it waits for the next drain).
+        self._states_after_commit: list[tuple[Any, list[tuple[Sink, int]]]] = []
+        self._state_after_drain: Any = None
         self._exact_streams: set[str] = set()
         self.records_in = 0
         # Set by a target whose loader encodes RECORD lines itself (see encoded_rows.py).
@@ -131,9 +132,7 @@ class Target:
                 added = feed(raw)  # the loader's own encoder: no decoding at all
                 if added:
                     self.records_in += 1
-                    if added == ADDED_FULL or (
-                        not self.records_in & 4095 and (self._state_after_commit or self._state_after_drain) is not None
-                    ):
+                    if added == ADDED_FULL or (not self.records_in & 4095 and self._states_waiting()):
                         self._after_add(added == ADDED_FULL, writer)
                     continue
             elif raw.startswith(_RECORD_HEAD) and not exact:
@@ -155,10 +154,7 @@ class Target:
                             line,
                         )
                         self.records_in += 1
-                        if full or (
-                            not self.records_in & 4095
-                            and (self._state_after_commit or self._state_after_drain) is not None
-                        ):
+                        if full or (not self.records_in & 4095 and self._states_waiting()):
                             self._after_record(sink, writer)
                         continue
             stripped = raw.strip()
@@ -190,10 +186,10 @@ class Target:
                 self._state_after_drain = message.value
             else:
                 # Everything before it is handed over: it waits only for batches in flight.
-                self._state_after_commit = message.value
                 self._state_after_drain = None
+                self._hold_for_commit(message.value)
             self._emit_state(writer)
-            if self._state_after_commit is not None or self._state_after_drain is not None:
+            if self._states_waiting():
                 self._drain_if_old(writer)
         elif isinstance(message, SchemaMessage):
             self._on_schema(message, line)
@@ -212,7 +208,7 @@ class Target:
             # Draining every sink lets the pending state go out: it covers all streams.
             self._drain_all(writer)
             self._emit_state(writer)
-        elif not self.records_in & 4095 and (self._state_after_commit or self._state_after_drain) is not None:
+        elif not self.records_in & 4095 and self._states_waiting():
             self._emit_state(writer)  # a batch committing in the background may have finished
             self._drain_if_old(writer)
 
@@ -259,23 +255,35 @@ class Target:
             self._emit_state(writer)
 
     def _drain_all(self, writer: MessageWriter) -> None:
-        # Batches in flight first: a state they cover goes out before new batches start.
-        for sink in self.sinks.values():
-            sink.settle()
-        self._emit_state(writer)
+        self._emit_state(writer)  # whatever batches in flight have committed meanwhile
         for sink in self.sinks.values():
             sink.drain()
         if self._state_after_drain is not None:
-            self._state_after_commit, self._state_after_drain = self._state_after_drain, None
+            self._hold_for_commit(self._state_after_drain)
+            self._state_after_drain = None
+        self._emit_state(writer)  # a drain may have waited for an older batch to commit
+
+    def _states_waiting(self) -> bool:
+        return bool(self._states_after_commit) or self._state_after_drain is not None
+
+    def _hold_for_commit(self, value: Any) -> None:
+        """`value`'s records are all handed to sinks: it goes out once the batches they are in commit."""
+        marks = [(sink, sink.commit_mark()) for sink in self.sinks.values()]
+        held = self._states_after_commit
+        if held and held[-1][1] == marks:
+            held[-1] = (value, marks)  # no batch handed over since the last one: the newer state replaces it
+        else:
+            held.append((value, marks))
 
     def _emit_state(self, writer: MessageWriter) -> None:
         """Echo the newest state whose records are all committed, if any."""
-        if self._state_after_commit is None:
-            return
-        if any(s.pending_commit() for s in self.sinks.values()):
-            return  # a batch still committing, or a full refresh waiting for its swap
-        # The bare value, as singer-python and SDK targets print it: Meltano stores the line as is and
-        # hands it to the tap as its next --state, which third-party taps read as the value itself.
-        writer.write_raw(DEFAULT_CODEC.dumps(self._state_after_commit))
-        writer.flush()
-        self._state_after_commit = None
+        held = self._states_after_commit
+        for at in range(len(held) - 1, -1, -1):
+            value, marks = held[at]
+            if all(sink.is_committed(mark) for sink, mark in marks):
+                # The bare value, as singer-python and SDK targets print it: Meltano stores the line as
+                # is and hands it to the tap as its next --state, which third-party taps read as the value.
+                writer.write_raw(DEFAULT_CODEC.dumps(value))
+                writer.flush()
+                del held[: at + 1]  # older states are covered by this one
+                return

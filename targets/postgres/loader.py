@@ -41,19 +41,38 @@ class PostgresLoader(Loader):
     stamps_load_times = True  # staging defaults them to now(): nothing to set per row in Python
     background_commit = True  # finalize waits on the server: decode the next batch meanwhile
 
-    def __init__(self, config: Mapping[str, Any], redactor: Redactor, *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        redactor: Redactor,
+        *,
+        read_only: bool = False,
+        primary: PostgresLoader | None = None,
+    ) -> None:
         self.config = config
         self.redactor = redactor
         self.schema = str(config.get("default_target_schema") or "public")
         self.keep_staging = bool(config.get("keep_staging", False))
         self.nul_policy = str(config.get("nul_character_policy") or "strip")
         self.read_only = read_only
+        # Kept staging is one named table per target table: one lane, or two batches would share it.
+        self.lanes = 1 if self.keep_staging else max(1, int(config.get("load_connections") or 2))
+        self._lanes: list[PostgresLoader] = []  # lanes 1.. (lane 0 is this loader)
         self._stream = ""  # the stream being loaded, for messages
-        self._unique_keys: dict[str, bool] = {}  # table -> a unique index exactly on the key columns
-        self._overlapping: set[str] = set()  # tables where a batch's keys already existed: MERGE from now on
+        # Shared by every lane: what one lane learns about a table or queues for it holds for all.
+        self._unique_keys: dict[str, bool] = primary._unique_keys if primary else {}  # a unique index on the key
+        self._overlapping: set[str] = primary._overlapping if primary else set()  # keys existed: MERGE from now on
+        self._pending_ddl = primary._pending_ddl if primary and primary._pending_ddl is not None else {}
         self._errors = driver_errors()
         self._router: LineRouter | None = None
         self.conn = self._connect()
+
+    def lane(self, index: int) -> PostgresLoader:
+        if index == 0:
+            return self
+        while len(self._lanes) < index:
+            self._lanes.append(PostgresLoader(self.config, self.redactor, read_only=self.read_only, primary=self))
+        return self._lanes[index - 1]
 
     # -- plumbing ---------------------------------------------------------------
     def _connect(self) -> Any:
@@ -331,5 +350,7 @@ class PostgresLoader(Loader):
         )
 
     def close(self) -> None:
+        for lane in self._lanes:
+            lane.close()
         if not self.conn.closed:
             self.conn.close()

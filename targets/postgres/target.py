@@ -30,6 +30,13 @@ class PostgresTarget(LoaderTarget):
             ),
             Setting("batch_size_rows", "integer", "Commit a stream's batch at this many records.", default=40_000),
             Setting("temp_buffers_mb", "integer", "Session temp_buffers for staging, in MB.", default=256),
+            Setting(
+                "load_connections",
+                "integer",
+                "Connections loading batches: the next batch is copied into staging on one while the previous "
+                "one is merged on another (batches still commit in order). 1 loads one batch at a time.",
+                default=2,
+            ),
         )
     )
 

@@ -226,8 +226,8 @@ def test_overwrite_swaps_a_shadow_in_and_holds_state_until_then(tmp_path, run_ta
     def during_the_run(out: io.BytesIO) -> None:
         # Two batches are in the shadow; readers still see the old table, whole.
         assert pg.rows("SELECT id, name FROM people ORDER BY id") == [(1, "old"), (2, "old"), (3, "old")]
-        # Batches commit in the background: the shadow holds whole batches, the second maybe not yet.
-        assert pg.rows("SELECT id FROM people__dpone_new ORDER BY id") in ([(7,), (8,)], [(7,), (8,), (9,), (10,)])
+        # Batches commit in the background (two lanes): the shadow holds whole batches, maybe none yet.
+        assert pg.rows("SELECT id FROM people__dpone_new ORDER BY id") in ([], [(7,), (8,)], [(7,), (8,), (9,), (10,)])
         assert b"STATE" not in out.getvalue()  # the mid-stream state covers shadow rows only
 
     result = run_hooked(
@@ -822,10 +822,11 @@ def test_state_is_echoed_only_after_the_records_before_it_commit(tmp_path, pg):
         parts += [lines(*people((n, f"p{n}")), state({"n": n})), snapshot]
     result = run_hooked(tmp_path, config, *parts)
     ok(result)
-    # Batches commit in the background, so states are echoed one batch later, coalesced to the
-    # newest one covered; the snapshot hook checked each echoed state against the committed rows.
+    # Batches commit in the background, two in flight, so states are echoed up to two batches later,
+    # coalesced to the newest one covered; the snapshot hook checked each echoed state against the
+    # committed rows.
     echoed = [s["n"] for s in result.states]
-    assert echoed == sorted(set(echoed)) and echoed[-1] == 7 and len(echoed) >= 3
+    assert echoed == sorted(set(echoed)) and echoed[-1] == 7 and len(echoed) >= 2
     assert all(count >= (states[-1] if states else 0) for states, count in seen)
     assert pg.scalar("SELECT count(*) FROM people") == 7
 
