@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # System packages the test suite needs: PostgreSQL server binaries (with wal2json) for the
-# throwaway servers the service tests start. Idempotent; skips apt when already present.
+# throwaway servers the service tests start, and a C compiler with the Python headers for
+# target-postgres's COPY encoder (setup.py). Idempotent; skips apt when all are present.
 set -euo pipefail
+PYTHON="${PYTHON:-python3.11}"
 have_pg() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v psql >/dev/null 2>&1; }
-if have_pg; then
+have_cc() {
+    command -v gcc >/dev/null 2>&1 &&
+        [ -f "$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]
+}
+if have_pg && have_cc; then
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -15,9 +21,12 @@ sudo=""
 echo "installing PostgreSQL server binaries with apt-get" >&2
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    postgresql postgresql-client postgresql-15-wal2json >/dev/null
+    postgresql postgresql-client postgresql-15-wal2json gcc libc6-dev >/dev/null
+# The headers of a Debian-packaged Python (a Python built from source, e.g. pyenv's, has its own).
+have_cc || DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-dev >/dev/null
 # Debian starts a cluster on install; tests run their own servers, so stop it.
 if command -v pg_ctlcluster >/dev/null 2>&1; then
     $sudo pg_ctlcluster --force 15 main stop >/dev/null 2>&1 || true
 fi
 have_pg
+have_cc || { echo "no C compiler or Python headers: target-postgres would load without its COPY encoder" >&2; exit 1; }

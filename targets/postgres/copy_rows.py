@@ -45,6 +45,17 @@ def available() -> bool:
     return _module() is not None
 
 
+def missing_reason() -> str | None:
+    """Why the fast path is off, when it is off by accident (not by DPONE_PURE_PYTHON)."""
+    if available() or os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
+        return None
+    return (
+        "the COPY row encoder (targets/postgres/_copyrows.c) was not built when dpone was installed, "
+        "so records load through the slower decoded path; install a C compiler and the Python headers "
+        "(Debian: apt-get install gcc python3-dev) and reinstall dpone"
+    )
+
+
 def column_kind(pg_type: str) -> int:
     """How the encoder treats a column's JSON values, by the column's PostgreSQL type."""
     module = _module()

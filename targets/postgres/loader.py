@@ -65,6 +65,7 @@ class PostgresLoader(Loader):
         self._pending_ddl = primary._pending_ddl if primary and primary._pending_ddl is not None else {}
         self._errors = driver_errors()
         self._router: LineRouter | None = None
+        self._warned = False
         self.conn = self._connect()
 
     def lane(self, index: int) -> PostgresLoader:
@@ -203,8 +204,12 @@ class PostgresLoader(Loader):
         return encoder
 
     def line_router(self) -> LineRouter | None:
-        if self._router is None and copy_rows.available():
-            self._router = copy_rows.make_router()
+        if self._router is None:
+            if copy_rows.available():
+                self._router = copy_rows.make_router()
+            elif (reason := copy_rows.missing_reason()) is not None and not self._warned:
+                log.warning(reason)
+                self._warned = True
         return self._router
 
     def bulk_load_encoded(self, plan: StreamPlan, staging: str, rows: EncodedRows) -> None:

@@ -1,0 +1,119 @@
+"""The background committer: lanes load side by side, final steps commit in submission order."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from targets.framework.committer import Committer
+
+
+class Log:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.events: list[str] = []
+
+    def add(self, event: str) -> None:
+        with self.lock:
+            self.events.append(event)
+
+
+def batch(log: Log, name: str, *, load_s: float = 0.0, final_s: float = 0.0, fail: str = "") -> Callable:
+    def work(lane: int, turn: Callable[[], None]) -> None:
+        log.add(f"{name} load on {lane}")
+        time.sleep(load_s)
+        if fail == "load":
+            raise RuntimeError(f"{name} failed loading")
+        turn()
+        time.sleep(final_s)
+        if fail == "final":
+            raise RuntimeError(f"{name} failed committing")
+        log.add(f"{name} commit")
+
+    return work
+
+
+def commits(log: Log) -> list[str]:
+    return [e.split()[0] for e in log.events if e.endswith("commit")]
+
+
+def test_final_steps_commit_in_submission_order_even_when_a_later_load_is_faster() -> None:
+    log, committer = Log(), Committer(lanes=2)
+    committer.submit(batch(log, "a", load_s=0.2))
+    committer.submit(batch(log, "b"))  # loads at once on the other lane, then waits its turn
+    committer.wait()
+    assert commits(log) == ["a", "b"]
+    assert log.events.index("b load on 1") < log.events.index("a commit")  # the loads overlapped
+    assert committer.submitted == committer.committed == 2
+
+
+def test_at_most_lanes_batches_are_in_flight() -> None:
+    log, committer = Log(), Committer(lanes=2)
+    running = []
+    for name in "abcde":
+        committer.submit(batch(log, name, load_s=0.02, final_s=0.02))
+        running.append(sum(1 for b in committer._flight if not b.done.is_set()))
+    committer.wait()
+    assert max(running) <= 2
+    assert commits(log) == list("abcde")
+
+
+def test_one_lane_loads_one_batch_at_a_time() -> None:
+    log, committer = Log(), Committer(lanes=1)
+    for name in "abc":
+        committer.submit(batch(log, name, load_s=0.01))
+    committer.wait()
+    assert log.events == ["a load on 0", "a commit", "b load on 0", "b commit", "c load on 0", "c commit"]
+
+
+@pytest.mark.parametrize("fail", ["load", "final"])
+def test_a_failed_batch_cancels_the_ones_after_it_and_is_raised(fail: str) -> None:
+    log, committer = Log(), Committer(lanes=2)
+    committer.submit(batch(log, "a"))
+    committer.wait()
+    committer.submit(batch(log, "b", load_s=0.1, fail=fail))
+    committer.submit(batch(log, "c"))  # loaded, but must never commit after b failed
+    with pytest.raises(RuntimeError, match="b failed"):
+        committer.wait()
+    assert commits(log) == ["a"]
+    assert committer.committed == 1 and committer.has_committed(1) and not committer.has_committed(2)
+    assert not committer.busy  # the error was raised once; the committer is usable again
+
+
+def test_an_error_is_raised_at_the_next_submit() -> None:
+    log, committer = Log(), Committer(lanes=2)
+    committer.submit(batch(log, "a", fail="final"))
+    committer._flight[0].done.wait()
+    with pytest.raises(RuntimeError, match="a failed"):
+        committer.submit(batch(log, "b"))
+    assert commits(log) == []
+
+
+def test_the_first_error_in_submission_order_wins() -> None:
+    log, committer = Log(), Committer(lanes=2)
+    committer.submit(batch(log, "a", load_s=0.15, fail="load"))
+    committer.submit(batch(log, "b", fail="load"))  # fails first in time, second in order
+    with pytest.raises(RuntimeError, match="a failed"):
+        committer.wait()
+
+
+def test_marks_tell_which_batches_have_committed() -> None:
+    log, committer = Log(), Committer(lanes=2)
+    gate = threading.Event()
+
+    def held(lane: int, turn: Callable[[], None]) -> None:
+        turn()
+        gate.wait(5)
+
+    committer.submit(batch(log, "a"))
+    committer.wait()
+    committer.submit(held)
+    mark = committer.submitted
+    assert committer.has_committed(1) and not committer.has_committed(mark)
+    assert committer.busy
+    gate.set()
+    committer.wait()
+    assert committer.has_committed(mark) and not committer.busy
