@@ -179,14 +179,19 @@ def test_connection_killed_mid_copy_without_retries_fails_and_changes_nothing(ru
     assert place.scalar(f'SELECT count(*) FROM "{place.table}" WHERE id > 0') == 0
 
 
-def test_connection_killed_mid_copy_is_retried_and_every_row_lands_once(run_target, tmp_path, place, big_input):
+@pytest.mark.parametrize("batch_rows", [ROWS * 2, ROWS // 10], ids=["one-batch", "two-lanes-busy"])
+def test_connection_killed_mid_copy_is_retried_and_every_row_lands_once(
+    run_target, tmp_path, place, big_input, batch_rows
+):
+    # With small batches the other lane is copying or merging its own batch while this one retries.
     preload(run_target, place)
-    proc = start(tmp_path, place.config(batch_size_rows=ROWS * 2, max_retries=2), big_input)
+    proc = start(tmp_path, place.config(batch_size_rows=batch_rows, max_retries=2), big_input)
     assert terminate_during_copy(place, proc) == 1
     rc = proc.wait()
     assert rc == 0, proc.stderr
     assert "retry 1/2" in proc.stderr
-    assert proc.states == [FINAL_STATE]
+    assert proc.states[-1] == FINAL_STATE
+    assert [s["upto"] for s in proc.states] == sorted({s["upto"] for s in proc.states})
     table = f'"{place.table}"'
     assert place.scalar(f"SELECT count(*) FROM {table}") == ROWS + 5
     assert place.scalar(f"SELECT count(DISTINCT id) FROM {table}") == ROWS + 5
@@ -196,9 +201,12 @@ def test_connection_killed_mid_copy_is_retried_and_every_row_lands_once(run_targ
     )
 
 
-def test_sigkilled_target_leaves_whole_batches_and_its_last_state_covered(tmp_path, place, big_input):
+@pytest.mark.parametrize(("lanes", "after_states"), [(1, 3), (2, 3), (2, 9)])
+def test_sigkilled_target_leaves_whole_batches_and_its_last_state_covered(
+    tmp_path, place, big_input, lanes, after_states
+):
     batch = 10_000
-    proc = start(tmp_path, place.config(batch_size_rows=batch), big_input)
+    proc = start(tmp_path, place.config(batch_size_rows=batch, load_connections=lanes), big_input)
     deadline = time.monotonic() + 30
     with psycopg.connect(place.server.dsn, autocommit=True) as conn:
         while True:
@@ -207,7 +215,7 @@ def test_sigkilled_target_leaves_whole_batches_and_its_last_state_covered(tmp_pa
                 "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND state = 'active' AND query LIKE %s",
                 (APPLICATION_NAME, place.copy_query()),
             ).fetchall()
-            if copying and len(proc.states) >= 3:
+            if copying and len(proc.states) >= after_states:
                 proc.popen.send_signal(signal.SIGKILL)
                 break
             time.sleep(0.002)
