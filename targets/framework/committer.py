@@ -54,7 +54,7 @@ class Committer:
             batch = self._flight.pop(0)
             if batch.thread is not None:
                 batch.thread.join()
-            if batch.ok and not self._errors:
+            if batch.ok:  # ok means every batch before it committed too (see turn)
                 self.committed = batch.seq
 
     def _raise_first_error(self) -> None:

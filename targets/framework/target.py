@@ -101,6 +101,7 @@ class Target:
 
     def run(self, stdin: IO[bytes] | Iterable[bytes], stdout: IO[bytes]) -> None:
         writer = MessageWriter(stdout)
+        failed = True
         try:
             self._read(stdin, writer)
             self._drain_all(writer)
@@ -109,14 +110,25 @@ class Target:
             for sink in self.sinks.values():
                 sink.finish()
             self._emit_state(writer)
+            failed = False
         finally:
             for sink in self.sinks.values():
                 try:
-                    sink.close()
+                    sink.close()  # waits for batches in flight
                 except Exception:  # closing must not hide the error that got us here
                     log.exception("closing sink %s failed", sink.stream)
+            if failed:
+                self._emit_after_failure(writer)
             self.close()
         log.info("loaded %d records into %d streams", self.records_in, len(self.sinks))
+
+    def _emit_after_failure(self, writer: MessageWriter) -> None:
+        """A run that fails still echoes the newest state whose batches committed before the failure:
+        the next run then resumes from there instead of reloading them."""
+        try:
+            self._emit_state(writer)
+        except Exception:  # e.g. stdout closed: the error that stopped the run is the one to report
+            log.debug("echoing the last committed state after the failure failed", exc_info=True)
 
     def _read(self, stdin: IO[bytes] | Iterable[bytes], writer: MessageWriter) -> None:
         """The message loop. A well-formed RECORD of a known stream is handled inline: no message

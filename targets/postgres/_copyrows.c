@@ -39,6 +39,7 @@ static int buf_grow(Buf *b, Py_ssize_t extra) {
 }
 
 static inline int buf_put(Buf *b, const char *s, Py_ssize_t n) {
+    if (n == 0) return 0; /* an empty value into a buffer not allocated yet: memcpy wants no NULL */
     if (b->len + n > b->cap && buf_grow(b, n) < 0) return -1;
     memcpy(b->data + b->len, s, (size_t)n);
     b->len += n;
@@ -55,6 +56,7 @@ static void buf_free(Buf *b) { PyMem_Free(b->data); b->data = NULL; b->len = b->
 
 /* Bytes COPY text needs escaped: backslash, newline, carriage return, tab (the delimiter). */
 static int put_copy_escaped(Buf *b, const char *s, Py_ssize_t n) {
+    if (n == 0) return 0;
     if (b->len + 2 * n > b->cap && buf_grow(b, 2 * n) < 0) return -1;
     char *o = b->data + b->len;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -219,9 +221,23 @@ static P scan_string(P p, P e, Buf *out, int copy, int *flags) {
 #define NUM_FRACTION 1 /* has a fraction or an exponent: Python would have made it a float */
 #define NUM_NEG_ZERO 2 /* "-0": Python prints it as 0 */
 #define NUM_BIG 4      /* more digits than 64 bits hold: orjson makes it a float */
+#define NUM_TINY 8     /* not zero, but below 1e-306: a double may round it to 0 */
+
+/* True when the number's text is past the largest double (orjson refuses it as infinite). */
+static int overflows_double(P start, P end) {
+    char text[64];
+    if (end - start >= (Py_ssize_t)sizeof(text)) return 1; /* a long spelling near the limit: not ours */
+    memcpy(text, start, (size_t)(end - start));
+    text[end - start] = 0;
+    double v = PyOS_string_to_double(text, NULL, NULL); /* locale-independent, correctly rounded */
+    if (v == -1.0 && PyErr_Occurred()) { PyErr_Clear(); return 1; }
+    return Py_IS_INFINITY(v);
+}
 
 static P scan_number(P p, P e, int *nflags) {
     P start = p;
+    Py_ssize_t int_digits = 0, frac_digits = 0, lead_zeros = 0, exponent = 0;
+    int nonzero = 0;
     *nflags = 0;
     if (p < e && *p == '-') p++;
     if (p >= e) return NULL;
@@ -229,21 +245,43 @@ static P scan_number(P p, P e, int *nflags) {
     else if (*p >= '1' && *p <= '9') {
         P digits = p;
         while (p < e && *p >= '0' && *p <= '9') p++;
-        if (p - digits > 18) *nflags |= NUM_BIG;
+        int_digits = p - digits;
+        nonzero = 1;
+        if (int_digits > 18) *nflags |= NUM_BIG;
     } else return NULL;
-    if (p - start == 2 && start[0] == '-' && start[1] == '0') *nflags |= NUM_NEG_ZERO;
     if (p < e && *p == '.') {
         p++;
         if (p >= e || *p < '0' || *p > '9') return NULL;
+        P digits = p;
         while (p < e && *p >= '0' && *p <= '9') p++;
+        frac_digits = p - digits;
+        if (!nonzero) {
+            while (digits + lead_zeros < p && digits[lead_zeros] == '0') lead_zeros++;
+            nonzero = digits + lead_zeros < p;
+        }
         *nflags |= NUM_FRACTION;
     }
     if (p < e && (*p == 'e' || *p == 'E')) {
         p++;
+        int negative = p < e && *p == '-';
         if (p < e && (*p == '+' || *p == '-')) p++;
         if (p >= e || *p < '0' || *p > '9') return NULL;
-        while (p < e && *p >= '0' && *p <= '9') p++;
+        /* Saturated: 10^9 is past any double either way, and past any line's count of digits. */
+        for (; p < e && *p >= '0' && *p <= '9'; p++)
+            exponent = exponent < 100000000 ? exponent * 10 + (*p - '0') : 1000000000;
+        if (negative) exponent = -exponent;
         *nflags |= NUM_FRACTION;
+    }
+    if (p - start == 2 && start[0] == '-' && start[1] == '0') *nflags |= NUM_NEG_ZERO; /* only the integer -0 */
+    /* numeric and jsonb refuse more than 16383 digits after the point (1e-16384), where the decoded
+       value is a float, 0.0 or not: leave it to the decoded path. */
+    if (frac_digits - exponent > 16383) return NULL;
+    if (nonzero) {
+        /* The value is 0.d... times 10^magnitude, d not 0. orjson refuses a number a double cannot
+           hold (1e400) where the server would store it in numeric or jsonb: such a line is not ours. */
+        Py_ssize_t magnitude = (int_digits ? int_digits : -lead_zeros) + exponent;
+        if (magnitude > 309 || (magnitude == 309 && overflows_double(start, p))) return NULL;
+        if (magnitude < -306) *nflags |= NUM_TINY;
     }
     return p;
 }
@@ -302,6 +340,7 @@ typedef struct {
     char *name;
     Py_ssize_t len;
     int column, kind;
+    Py_ssize_t at; /* its place in declaration order */
 } Field;
 
 typedef struct {
@@ -423,6 +462,10 @@ static int parse_value(Encoder *enc, P *pp, P e, int column, int kind) {
         if (!(end = scan_number(p, e, &nflags))) return PARSE_NO;
         /* Into text, Python would print a float, -0 or a huge integer its own way. */
         if (kind == KIND_TEXT && nflags) return PARSE_NO;
+        /* -0 is the integer 0 once decoded: float8 would keep the sign, boolean would refuse it. */
+        if ((kind == KIND_FLOAT || kind == KIND_BOOL) && (nflags & NUM_NEG_ZERO)) return PARSE_NO;
+        /* Decoded, 1e-400 is 0.0; written as is, float8 refuses it as out of range. */
+        if (kind == KIND_FLOAT && (nflags & NUM_TINY)) return PARSE_NO;
         if (buf_put(s, (const char *)p, end - p) < 0) return PARSE_ERR;
     } else {
         return PARSE_NO; /* an object or array for a scalar column: the decoded path reports it */
@@ -471,7 +514,7 @@ static int parse_record(Encoder *enc, P *pp, P e) {
         }
         if (!f) f = lookup_field(enc, name, n);
         if (f) {
-            guess = (f - enc->order) + 1;
+            guess = f->at + 1; /* f may be the hash table's copy: its place, not its address */
             int r = parse_value(enc, &p, e, f->column, f->kind);
             if (r != PARSE_OK) { rc = r; goto done; }
         } else {
@@ -487,7 +530,24 @@ done:
     return rc;
 }
 
+/* The garbage collector's view: json_dumps usually closes over the loader, which holds the Router
+   that holds this Encoder; without it that cycle, and the loader with it, would never be freed. */
+static int Encoder_traverse(Encoder *enc, visitproc visit, void *arg) {
+    Py_VISIT(enc->json_dumps);
+    Py_VISIT(enc->to_text);
+    Py_VISIT(enc->seen_keys);
+    return 0;
+}
+
+static int Encoder_clear(Encoder *enc) {
+    Py_CLEAR(enc->json_dumps);
+    Py_CLEAR(enc->to_text); /* add() refuses from now on (encoder_ready) */
+    Py_CLEAR(enc->seen_keys);
+    return 0;
+}
+
 static void Encoder_dealloc(Encoder *enc) {
+    PyObject_GC_UnTrack(enc);
     if (enc->fields)
         for (Py_ssize_t i = 0; i <= enc->mask; i++) PyMem_Free(enc->fields[i].name);
     if (enc->order)
@@ -502,9 +562,7 @@ static void Encoder_dealloc(Encoder *enc) {
     buf_free(&enc->scratch);
     buf_free(&enc->keytext);
     buf_free(&enc->keybuf);
-    Py_XDECREF(enc->json_dumps);
-    Py_XDECREF(enc->to_text);
-    Py_XDECREF(enc->seen_keys);
+    Encoder_clear(enc);
     Py_TYPE(enc)->tp_free((PyObject *)enc);
 }
 
@@ -574,20 +632,28 @@ static int Encoder_init(Encoder *enc, PyObject *args, PyObject *kwds) {
         long column = PyLong_AsLong(value);
         if (!s || (column == -1 && PyErr_Occurred())) return -1;
         if (column < 0 || column >= ncolumns) { PyErr_SetString(PyExc_ValueError, "field column out of range"); return -1; }
-        Field f = {NULL, n, (int)column, enc->kinds[column]};
-        if (!(f.name = copy_name(s, n))) return -1;
-        enc->order[at] = f;
-        if (!(enc->order[at].name = copy_name(s, n))) return -1;
-        at++;
+        Field f = {NULL, n, (int)column, enc->kinds[column], at};
         Py_ssize_t i = (Py_ssize_t)(hash_bytes(s, n) & (uint64_t)enc->mask);
         while (enc->fields[i].name) i = (i + 1) & enc->mask;
+        if (!(f.name = copy_name(s, n))) return -1;
         enc->fields[i] = f;
+        if (!(f.name = copy_name(s, n))) return -1;
+        enc->order[at++] = f;
     }
+    if (track && enc->nkeys && !(enc->seen_keys = PySet_New(NULL))) return -1;
+    /* Set last: an Encoder with to_text is one whose __init__ finished (see encoder_ready). */
     Py_INCREF(json_dumps);
     enc->json_dumps = json_dumps;
     Py_INCREF(to_text);
     enc->to_text = to_text;
-    if (track && enc->nkeys && !(enc->seen_keys = PySet_New(NULL))) return -1;
+    return 0;
+}
+
+/* False, with ValueError, for an Encoder made without __init__, whose __init__ failed, or cleared
+   by the garbage collector: it has no field table or callables to use. */
+static int encoder_ready(Encoder *enc) {
+    if (enc->to_text) return 1;
+    PyErr_SetString(PyExc_ValueError, "Encoder is not initialized");
     return 0;
 }
 
@@ -639,6 +705,7 @@ static PyObject *Encoder_add(Encoder *enc, PyObject *args) {
     PyObject *record, *version, *extracted;
     Py_ssize_t size;
     if (!PyArg_ParseTuple(args, "O!OOn", &PyDict_Type, &record, &version, &extracted, &size)) return NULL;
+    if (!encoder_ready(enc)) return NULL;
     begin_row(enc);
     PyObject *key, *value;
     Py_ssize_t pos = 0;
@@ -735,11 +802,14 @@ static PyTypeObject EncoderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "targets.postgres._copyrows.Encoder",
     .tp_basicsize = sizeof(Encoder),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "One stream's batch of COPY text rows.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Encoder_init,
     .tp_dealloc = (destructor)Encoder_dealloc,
+    .tp_traverse = (traverseproc)Encoder_traverse,
+    .tp_clear = (inquiry)Encoder_clear,
+    .tp_free = PyObject_GC_Del,
     .tp_methods = Encoder_methods,
     .tp_members = Encoder_members,
 };
@@ -759,12 +829,28 @@ typedef struct {
     Buf key, stream, extracted;
 } Router;
 
-static void Router_dealloc(Router *r) {
-    for (Py_ssize_t i = 0; i < r->nroutes; i++) {
-        PyMem_Free(r->routes[i].name);
-        Py_DECREF(r->routes[i].enc);
+static int Router_traverse(Router *r, visitproc visit, void *arg) {
+    for (Py_ssize_t i = 0; i < r->nroutes; i++) Py_VISIT(r->routes[i].enc);
+    return 0;
+}
+
+static int Router_clear(Router *r) {
+    /* Detached first: dropping an encoder may run Python code that uses this router. */
+    Route *routes = r->routes;
+    Py_ssize_t n = r->nroutes;
+    r->routes = NULL;
+    r->nroutes = r->cap = r->last = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyMem_Free(routes[i].name);
+        Py_DECREF(routes[i].enc);
     }
-    PyMem_Free(r->routes);
+    PyMem_Free(routes);
+    return 0;
+}
+
+static void Router_dealloc(Router *r) {
+    PyObject_GC_UnTrack(r);
+    Router_clear(r);
     buf_free(&r->key);
     buf_free(&r->stream);
     buf_free(&r->extracted);
@@ -785,12 +871,13 @@ static PyObject *Router_register(Router *r, PyObject *args) {
     const char *s;
     Py_ssize_t n;
     Encoder *enc;
-    if (!PyArg_ParseTuple(args, "s#O!", &s, &n, &EncoderType, &enc)) return NULL;
+    if (!PyArg_ParseTuple(args, "s#O!", &s, &n, &EncoderType, &enc) || !encoder_ready(enc)) return NULL;
     Py_ssize_t i = find_route(r, s, n);
     Py_INCREF(enc);
     if (i >= 0) {
-        Py_DECREF(r->routes[i].enc);
+        Encoder *old = r->routes[i].enc; /* replaced before it goes: freeing it may run Python code */
         r->routes[i].enc = enc;
+        Py_DECREF(old);
         Py_RETURN_NONE;
     }
     if (r->nroutes == r->cap) {
@@ -812,10 +899,11 @@ static PyObject *Router_unregister(Router *r, PyObject *args) {
     if (!PyArg_ParseTuple(args, "s#", &s, &n)) return NULL;
     Py_ssize_t i = find_route(r, s, n);
     if (i >= 0) {
-        PyMem_Free(r->routes[i].name);
-        Py_DECREF(r->routes[i].enc);
+        Route gone = r->routes[i];
         r->routes[i] = r->routes[--r->nroutes];
         r->last = 0;
+        PyMem_Free(gone.name);
+        Py_DECREF(gone.enc);
     }
     Py_RETURN_NONE;
 }
@@ -943,10 +1031,13 @@ static PyTypeObject RouterType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "targets.postgres._copyrows.Router",
     .tp_basicsize = sizeof(Router),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Routes RECORD lines to their stream's Encoder.",
     .tp_new = PyType_GenericNew,
     .tp_dealloc = (destructor)Router_dealloc,
+    .tp_traverse = (traverseproc)Router_traverse,
+    .tp_clear = (inquiry)Router_clear,
+    .tp_free = PyObject_GC_Del,
     .tp_methods = Router_methods,
 };
 
