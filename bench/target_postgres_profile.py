@@ -24,7 +24,7 @@ from bench.pyspy import SAMPLE_RATE, Categories, ensure_py_spy, print_samples, r
 from bench.runner_overhead import input_file
 from bench.target_postgres_bench import DATABASE, Bench, measure
 
-_PHASES = ("describe_table", "prepare_staging", "bulk_load", "finalize", "cleanup")
+_PHASES = ("describe_table", "prepare_staging", "bulk_load", "bulk_load_encoded", "finalize", "cleanup")
 
 
 def _in_process(config: Path, singer: Path) -> None:
@@ -66,23 +66,26 @@ def _timed_phases(config: Path, singer: Path) -> tuple[float, dict[str, float]]:
 
 
 # Where a py-spy sample is spent: the first category whose test matches its stack (outermost to leaf).
+_DECODED = ("decode_line", "from_dict", "add_record")
 _SAMPLE_CATEGORIES: Categories = (
+    # Load-lane threads (committer.py): each batch's staging, COPY, turn and finalize.
+    ("lanes: waiting for the batch before to commit", lambda s: "_write_with_retries" in s and "turn" in s),
+    ("lanes: finalize (INSERT or MERGE, commit)", lambda s: "_write_with_retries" in s and "finalize" in s),
+    ("lanes: COPY into staging", lambda s: "_write_with_retries" in s and "bulk_load" in s),
+    ("lanes: staging DDL, connect", lambda s: "_write_with_retries" in s),
+    ("lanes: idle (no batch to load)", lambda s: "committer" in s.lower() and "Target.run" not in s),
     ("start-up: imports, connect, CREATE SCHEMA/TABLE", lambda s: "Target.run" not in s),
-    ("server: finalize (key probe + INSERT or MERGE, commit)", lambda s: "PostgresLoader.finalize" in s),
-    ("server: staging DDL (create/drop temp table)", lambda s: "prepare_staging" in s or "Loader.cleanup" in s),
+    # The main thread.
+    ("main: waiting for a free lane", lambda s: "Committer.submit" in s),
+    ("main: waiting for the last batches (end of input)", lambda s: "settle" in s or "Committer.wait" in s),
+    ("main: server work of the decoded path", lambda s: "PostgresLoader" in s),
+    ("batch: dedupe last per key (decoded path)", lambda s: "_dedupe_last" in s),
+    ("batch: taking the encoded batch, stamping", lambda s: "Sink.drain" in s or "LoaderSink.drain" in s),
     (
-        "COPY: sending, waiting for the server",
-        lambda s: "bulk_load" in s and any(k in s for k in ("Copy._put", "wait", "__exit__", "finish")),
+        "input: decoded path (orjson, messages, Sink.add)",
+        lambda s: any(k in s for k in ("decode_line", "from_dict", "add_record")),
     ),
-    ("COPY: psycopg formatting rows (write_row, C)", lambda s: "bulk_load" in s and "write_row" in s),
-    ("COPY: building row lists from dicts (loader)", lambda s: "bulk_load" in s),
-    ("batch: dedupe last per key", lambda s: "_dedupe_last" in s),
-    ("batch: stamping _sdc_batched_at", lambda s: "Sink.drain" in s and "write_batch" not in s),
-    ("input: reading lines (MessageReader.frames)", lambda s: "frames" in s),
-    ("input: orjson decode (decode_line)", lambda s: "decode_line" in s),
-    ("input: message objects (from_dict)", lambda s: "from_dict" in s),
-    ("input: Sink.add (key check, metadata, batch append)", lambda s: "Sink.add" in s),
-    ("input: the loop itself (_handle, is_full, STATE)", lambda s: True),
+    ("input: the loop, with the C encoder's feed()", lambda s: True),
 )
 
 
@@ -113,9 +116,12 @@ def profile(args: argparse.Namespace, server: PgServer) -> None:
     bench.verify("dpone (timed)", schema)
     rest = total - sum(spent.values())
     print(f"\nphases, {args.rows:,} rows in-process, no profiler: {total:.2f}s in all")
+    print("(loader steps are summed over the load lanes, which run side by side with each other and")
+    print("with the main thread: their sum can exceed the run)")
     print("| phase | seconds | share |")
     print("|---|---:|---:|")
-    print(f"| read + decode + Sink.add + batching (outside the loader) | {rest:.2f} | {rest / total:.0%} |")
+    if rest >= 0:
+        print(f"| read + decode + Sink.add + batching (outside the loader) | {rest:.2f} | {rest / total:.0%} |")
     for name in _PHASES:
         print(f"| loader.{name} | {spent[name]:.2f} | {spent[name] / total:.0%} |")
 

@@ -1,6 +1,6 @@
 """target-postgres's fast path: RECORD lines encoded straight into COPY text by a C extension.
 
-`_copyrows` (built from `_copyrows.c` at install time) parses each RECORD line and appends its
+`_copyrows` (built from `copyrows/*.c` at install time) parses each RECORD line and appends its
 row, in COPY text format, to the stream's batch: no dict, no per-value Python object, and every
 digit of a number kept. A line it is not sure about goes through the decoded path, which adds
 the decoded record to the same batch (so arrival order holds) or raises the precise error.
@@ -50,7 +50,7 @@ def missing_reason() -> str | None:
     if available() or os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
         return None
     return (
-        "the COPY row encoder (targets/postgres/_copyrows.c) was not built when dpone was installed, "
+        "the COPY row encoder (targets/postgres/copyrows/) was not built when dpone was installed, "
         "so records load through the slower decoded path; install a C compiler and the Python headers "
         "(Debian: apt-get install gcc python3-dev) and reinstall dpone"
     )

@@ -56,7 +56,10 @@ class PostgresLoader(Loader):
         self.nul_policy = str(config.get("nul_character_policy") or "strip")
         self.read_only = read_only
         # Kept staging is one named table per target table: one lane, or two batches would share it.
-        self.lanes = 1 if self.keep_staging else max(1, int(config.get("load_connections") or 2))
+        # Without the encoder, batches are record dicts: a second one in flight costs more memory
+        # than the lane saves time (the decoded path is bound by the client's CPU).
+        lanes = max(1, int(config.get("load_connections") or 2))
+        self.lanes = 1 if self.keep_staging or not copy_rows.available() else lanes
         self._lanes: list[PostgresLoader] = []  # lanes 1.. (lane 0 is this loader)
         self._stream = ""  # the stream being loaded, for messages
         # Shared by every lane: what one lane learns about a table or queues for it holds for all.

@@ -1,4 +1,4 @@
-"""target-postgres with its COPY row encoder (`_copyrows.c`) and without it load the same rows.
+"""target-postgres with its COPY row encoder (`copyrows/*.c`) and without it load the same rows.
 
 The same input, written to be awkward (every column type, numbers past a float's digits,
 escapes and unicode, NULs under each policy, keys repeated within a batch of an upsert, batches

@@ -1,4 +1,4 @@
-"""target-postgres's COPY row encoder: `_copyrows.c`, wrapped by `targets/postgres/copy_rows.py`.
+"""target-postgres's COPY row encoder: `copyrows/*.c`, wrapped by `targets/postgres/copy_rows.py`.
 
 The property everything here comes back to: when `Router.feed()` takes a RECORD line, the row it
 appends is the row `Encoder.add()` appends for the decoded line (a number kept as written, a JSON
