@@ -87,6 +87,12 @@ def keys_overlap(table: str, staging: str, keys: list[str]) -> str:
     return f"SELECT EXISTS (SELECT 1 FROM {staging} AS s JOIN {table} AS t ON {on})"
 
 
+def dedupe_staging(staging: str, keys: list[str]) -> str:
+    """Keep the last row per key in a staging table filled by one COPY (its ctid order is arrival order)."""
+    same = " AND ".join(f"a.{q(k)} = b.{q(k)}" for k in keys)
+    return f"DELETE FROM {staging} AS a USING {staging} AS b WHERE {same} AND a.ctid < b.ctid"
+
+
 def merge(table: str, staging: str, columns: list[str], keys: list[str], hard_delete: bool) -> str:
     """One statement: update matched keys, insert new ones; CDC deletes as hard deletes on request."""
     on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in keys)

@@ -34,6 +34,7 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 LOAD_TIME_COLUMNS = ("_sdc_received_at", "_sdc_batched_at")
+CARDINALITY_VIOLATION = "21000"  # MERGE: a target row matched by two staging rows
 
 
 class PostgresLoader(Loader):
@@ -278,7 +279,7 @@ class PostgresLoader(Loader):
         insert = ddl.insert(target, staging, columns, "_sdc_deleted_at IS NULL" if hard else "")
         name = ddl.truncated(table)
         if name in self._overlapping:
-            self._transaction([*schema, (merge, None)], doing)
+            self._merge([*schema, (merge, None)], staging, plan.key_properties, doing)
             return
         unique = self._has_unique_key(name, plan.key_properties)
         try:
@@ -300,7 +301,21 @@ class PostgresLoader(Loader):
                 raise classify(exc, self.redactor, doing) from None
             # Some keys exist: merge this batch, and the rest of this run's batches straight away.
             self._overlapping.add(name)
-            self._transaction([*schema, (merge, None)], doing)
+            self._merge([*schema, (merge, None)], staging, plan.key_properties, doing)
+
+    def _merge(self, statements: list[tuple[str, Any]], staging: str, keys: list[str], doing: str) -> None:
+        """The merge transaction. A batch can hold one key twice under two spellings that only the server
+        finds equal (10 and 10.0 in a numeric key): MERGE refuses to update a row twice, so the earlier
+        row is dropped from staging and the merge runs again."""
+        try:
+            with self.conn.transaction():
+                for sql, params in statements:
+                    self.conn.execute(sql, params)
+        except self._errors as exc:
+            if getattr(exc, "sqlstate", None) != CARDINALITY_VIOLATION:
+                raise classify(exc, self.redactor, doing) from None
+            self._exec(ddl.dedupe_staging(staging, keys), doing=doing)
+            self._transaction(statements, doing)
 
     def _has_unique_key(self, table: str, keys: list[str]) -> bool:
         if table not in self._unique_keys:

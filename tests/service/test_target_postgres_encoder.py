@@ -21,7 +21,7 @@ from targets.framework.encoded_rows import NOT_HANDLED
 from targets.postgres import copy_rows
 from targets.postgres.loader import LOAD_TIME_COLUMNS
 from targets.postgres.target import PostgresTarget
-from tests.conftest import record, schema, state
+from tests.conftest import lines, record, schema, state
 from tests.service.test_target_postgres import Pg
 
 pytestmark = pytest.mark.service
@@ -232,3 +232,30 @@ def test_the_encoder_and_the_pure_python_path_load_the_same_rows(
     assert pg.scalar("SELECT count(*) FROM fast_float WHERE f::text = '-0' OR g::text = '-0'") == pg.scalar(
         "SELECT count(*) FROM pure_float WHERE f::text = '-0' OR g::text = '-0'"
     )
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["encoder", "pure-python"])
+def test_one_key_in_two_spellings_within_a_batch_keeps_the_later_row(
+    run_target: Any, pg: Pg, monkeypatch: pytest.MonkeyPatch, pure: bool
+) -> None:
+    # 10 and 10.0 are one numeric key to the server. The encoder keeps literals as they came and
+    # compares keys by their text, so the batch reaches MERGE with the key twice; the loader then
+    # keeps the later row in staging and merges again.
+    if pure:
+        monkeypatch.setenv(copy_rows.PURE_PYTHON_ENV, "1")
+    else:
+        monkeypatch.delenv(copy_rows.PURE_PYTHON_ENV, raising=False)
+    props = {"k": {"type": "number"}, "v": {"type": ["string", "null"]}}
+    first = (schema("nums", props, keys=["k"]), record("nums", {"k": 10, "v": "old"}))
+    assert run_target(PostgresTarget, pg.config(), lines(*first)).rc == 0
+    data = lines(
+        schema("nums", props, keys=["k"]),
+        record("nums", {"k": 10, "v": "a"}),
+        record("nums", {"k": 10.0, "v": "b"}),  # written as 10.0
+        record("nums", {"k": 11, "v": "c"}),
+        state({"done": True}),
+    )
+    result = run_target(PostgresTarget, pg.config(), data)
+    assert result.rc == 0, result.stderr
+    assert result.states == [{"done": True}]
+    assert pg.rows("SELECT k::text, v FROM nums ORDER BY k") == [("10", "b"), ("11", "c")]
