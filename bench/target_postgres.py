@@ -3,6 +3,7 @@
     python bench/target_postgres.py [--rows 1000000] [--repeat 1] [--skip-pipelinewise] [--skip-meltanolabs]
     python bench/target_postgres.py --rows-memory 10000000 [--memory-only]   # peak RSS on a piped 10M stream
     python bench/target_postgres.py --profile bench/.work/target-postgres.prof  # where our target's time goes
+    python bench/target_postgres.py --batch-input   # also: our target reading the rows from BATCH files
 
 One throwaway PostgreSQL 15 server (bench/pg_server.py, stock settings: fsync on, default
 shared_buffers, max_wal_size, ...) is started for the run. Every tool loads the same rows, the
@@ -22,6 +23,9 @@ load the table is checked (row count, sums over five columns, equal across tools
   one transaction (``\\timing`` of the \\copy, INSERT and COMMIT).
 - ``dpone target-postgres``: the ``target-postgres`` console script of this venv, stdin = the
   Singer file, default settings (upsert on key ``id``, batches of 50,000 rows, metadata columns).
+- ``dpone target-postgres, BATCH jsonl.gz input`` (``--batch-input``): the same rows as SDK BATCH
+  messages, gzip JSONL files of 200,000 rows each (written once under bench/.work/), a STATE after
+  each; the time includes decompressing them.
 - ``pipelinewise-target-postgres``: in its own Python 3.9 venv under bench/.work/, its defaults
   (batches of 100,000 rows, upsert on the key; no metadata columns unless asked, so it writes 10
   columns where ours writes 15).
@@ -62,6 +66,7 @@ from bench.target_postgres_bench import (
     TABLE,
     Bench,
     Measured,
+    batch_input,
     csv_file,
     measure,
 )
@@ -96,6 +101,9 @@ def compare(args: argparse.Namespace, server: PgServer) -> dict[str, Result]:
         ("psql staged (\\copy to temp + INSERT, keyed table)", bench.psql_staged),
         ("dpone target-postgres", bench.dpone),
     ]
+    if args.batch_input:
+        batches = batch_input(args.rows, args.seed)
+        tools.append(("dpone target-postgres, BATCH jsonl.gz input", lambda: bench.dpone_batch(batches)))
     skipped: list[str] = []
     if args.skip_pipelinewise:
         skipped.append("pipelinewise-target-postgres: skipped (--skip-pipelinewise)")
@@ -232,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--skip-pipelinewise", action="store_true", help="leave out pipelinewise-target-postgres")
     parser.add_argument("--skip-meltanolabs", action="store_true", help="leave out meltanolabs-target-postgres")
+    parser.add_argument(
+        "--batch-input", action="store_true", help="also time our target reading the rows from BATCH files (jsonl.gz)"
+    )
     parser.add_argument(
         "--meltanolabs-copy", action="store_true", help="run meltanolabs-target-postgres with use_copy: true"
     )

@@ -78,6 +78,41 @@ def csv_file(rows: int, seed: int) -> Path:
     return path
 
 
+BATCH_FILE_ROWS = 200_000
+
+
+def batch_input(rows: int, seed: int) -> Path:
+    """The same records as SDK BATCH messages: gzip JSONL files of 200,000 rows, a STATE after each."""
+    from dpone_protocol.batch_files import JsonlBatchWriter
+
+    root = WORK_DIR / f"batch-{rows}-seed{seed}"
+    singer = root / "messages.jsonl"
+    if singer.exists():
+        print(f"reusing {shown(singer)}")
+        return singer
+    print(f"writing the same {rows:,} records as BATCH files under {shown(root)} ...", flush=True)
+    root.mkdir(parents=True, exist_ok=True)
+    writer = JsonlBatchWriter(root, "part-", STREAM, max_rows=BATCH_FILE_ROWS)
+    lines = [orjson.dumps(SCHEMA_MESSAGE)]
+
+    def announce(upto: int) -> None:
+        manifest = writer.close()
+        batch = {"type": "BATCH", "stream": STREAM, "encoding": {"format": "jsonl", "compression": "gzip"}}
+        lines.append(orjson.dumps({**batch, "manifest": manifest}))
+        lines.append(orjson.dumps({"type": "STATE", "value": {"upto": upto}}))
+
+    for n, record in enumerate(iter_records(rows, seed), start=1):
+        writer.write(record)
+        if writer.full():
+            announce(n)
+    if writer.rows:
+        announce(rows)
+    tmp = singer.with_name(f".{singer.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(b"\n".join(lines) + b"\n")
+    tmp.replace(singer)
+    return singer
+
+
 def column_ddl() -> str:
     """The 10 columns with the PostgreSQL types our target gives them (from its own type map)."""
     from dpone_protocol.json_schema import stream_columns
@@ -166,10 +201,12 @@ class Bench:
         self.verify(schema, schema)
         return result
 
-    def _singer_target(self, name: str, argv: list[str], schema: str, env: dict[str, str] | None = None) -> Measured:
+    def _singer_target(
+        self, name: str, argv: list[str], schema: str, env: dict[str, str] | None = None, source: Path | None = None
+    ) -> Measured:
         self.fresh_schema(schema)
         out, err = self.logs / f"{name}.stdout", self.logs / f"{name}.stderr"
-        with self.singer.open("rb") as src, out.open("wb") as fo, err.open("wb") as fe:
+        with (source or self.singer).open("rb") as src, out.open("wb") as fo, err.open("wb") as fe:
             done = measure(argv, src, fo, fe, env)
         if done.returncode != 0:
             raise SystemExit(f"error: {name} failed ({done.returncode}); stderr ends with:\n{tail(err)}")
@@ -183,6 +220,13 @@ class Bench:
         schema = "bench_dpone"
         config = self.config_file("dpone", {**self.server.config(DATABASE), "default_target_schema": schema})
         return self._singer_target("dpone", [str(BIN / "target-postgres"), "--config", str(config)], schema)
+
+    def dpone_batch(self, source: Path) -> Measured:
+        """Our target reading the same rows from BATCH files (jsonl.gz) instead of RECORD lines."""
+        schema = "bench_dpone_batch"
+        config = self.config_file("dpone-batch", {**self.server.config(DATABASE), "default_target_schema": schema})
+        argv = [str(BIN / "target-postgres"), "--config", str(config)]
+        return self._singer_target("dpone-batch", argv, schema, source=source)
 
     def pipelinewise(self) -> Measured:
         schema = "bench_pipelinewise"

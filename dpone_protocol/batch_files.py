@@ -57,12 +57,21 @@ def iter_jsonl_lines(uri: str, encoding: BatchEncoding) -> Iterator[bytes]:
 
 
 def iter_batch_records(
-    uri: str, encoding: BatchEncoding, loads: Callable[[bytes], Any] = orjson.loads
+    uri: str,
+    encoding: BatchEncoding,
+    loads: Callable[[bytes], Any] = orjson.loads,
+    take: Callable[[bytes], bool] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Decoded records of one batch file, whatever its format (`loads` decodes JSONL lines)."""
+    """Decoded records of one batch file, whatever its format (`loads` decodes JSONL lines).
+
+    `take`, for JSONL files, may consume a raw line itself (returning True): a loader that encodes
+    rows from bytes. The lines it declines are decoded and yielded as usual.
+    """
     fmt = encoding.format
     if fmt == "jsonl":
         for n, line in enumerate(iter_jsonl_lines(uri, encoding), start=1):
+            if take is not None and take(line):
+                continue
             try:
                 yield loads(line)
             except ValueError as exc:

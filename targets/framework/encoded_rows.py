@@ -31,6 +31,9 @@ class RowEncoder(Protocol):
     def add(self, record: dict[str, Any], version: int | None, time_extracted: str | None, size: int) -> bool:
         """Append a decoded record; True when the batch is full. ValueError names a bad value."""
 
+    def feed_record(self, line: bytes) -> bool:
+        """Append a bare record object's JSON (a BATCH file line); False to have it decoded instead."""
+
     def take(self) -> bytes:
         """The batch so far; the encoder starts a new one."""
 

@@ -329,6 +329,9 @@ class LoaderSink(Sink):
         except ValueError as exc:
             raise DataError(f"line {line}, stream {self.stream!r}: {exc}") from None
 
+    def add_raw_record(self, line: bytes) -> bool:
+        return self.encoder is not None and self.encoder.feed_record(line)
+
     def is_full(self) -> bool:
         return self.encoder.is_full() if self.encoder is not None else super().is_full()
 

@@ -145,6 +145,10 @@ class Sink(ABC):
     def is_full(self) -> bool:
         return self.batch.is_full(self.policy)
 
+    def add_raw_record(self, line: bytes) -> bool:
+        """A BATCH file's record line, taken without decoding (True), or left to be decoded."""
+        return False
+
     def has_rows(self) -> bool:
         """True while records received are only in memory."""
         return bool(self.batch.records)

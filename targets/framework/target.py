@@ -249,9 +249,16 @@ class Target:
 
     def _on_batch(self, message: BatchMessage, line: int, writer: MessageWriter) -> None:
         sink = self._sink_for(message.stream, line)
+
+        def take(raw: bytes) -> bool:  # the sink's own encoder, when it has one: no decoding
+            if not sink.add_raw_record(raw):
+                return False
+            self._count_batch_record(sink)
+            return True
+
         for uri in message.manifest:
             codec = EXACT_CODEC if sink.exact_numbers else DEFAULT_CODEC
-            for record in iter_batch_records(uri, message.encoding, codec.loads):
+            for record in iter_batch_records(uri, message.encoding, codec.loads, take):
                 sink.add(RecordMessage(message.stream, record), 64, line)
                 self._count_batch_record(sink)
         sink.drain()

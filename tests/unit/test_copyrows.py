@@ -1260,3 +1260,42 @@ def test_mutated_lines_never_crash_and_agree_when_taken() -> None:
         if pair.check(data) is not None:
             taken += 1
     assert taken > 300
+
+
+# -- feed_record: the lines of a JSONL BATCH file (bare record objects) ------------------------------
+def test_feed_record_takes_a_bare_record_as_add_does() -> None:
+    columns = {"id": INT, "name": TEXT, "amount": DECIMAL, "tags": JSON, "_sdc_deleted_at": TEXT}
+    fed, ref = encoder(columns, keys=("id",), envelope=True), encoder(columns, keys=("id",), envelope=True)
+    lines = [
+        b'{"id": 1, "name": "a\\tb \\u00e9", "amount": 1.5, "tags": ["x"]}',
+        b'  {"name":null,"id":2,"_sdc_deleted_at":"2024-01-01T00:00:00Z"}  \r\n',
+        b'{"id":3,"amount":"12345678901234567890.5","extra":{"deep":[1,2]}}',
+    ]
+    for line in lines:
+        assert fed.feed_record(line) is True
+        ref.add(orjson.loads(line), None, None, len(line))
+    assert fed.rows == ref.rows == 3 and fed.nbytes == ref.nbytes
+    got, want = fed.take().split(b"\n"), ref.take().split(b"\n")
+    # add() gets 1.5 as a float and prints it again; feed keeps the literal: equal here by chance of
+    # the spelling, and the JSON column differs only by orjson's spacing.
+    assert [row.split(b"\t")[:3] for row in got] == [row.split(b"\t")[:3] for row in want]
+    assert got[0].split(b"\t")[-2:] == [b"\\N", b"\\N"]  # no extraction time, no version in a BATCH file
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"id": 1',  # truncated
+        b'{"id": 1} x',  # trailing garbage
+        b'[{"id": 1}]',  # not an object
+        b'{"id": null}',  # no key: the decoded path names the line
+        b'{"name": "no key"}',
+        b'{"id": 1, "name": "nul \\u0000"}',  # the decoded path applies the NUL policy
+        b"",
+    ],
+)
+def test_feed_record_declines_and_leaves_the_batch_untouched(line: bytes) -> None:
+    enc = encoder({"id": INT, "name": TEXT}, keys=("id",))
+    assert enc.feed_record(b'{"id": 0}') is True
+    assert enc.feed_record(line) is False
+    assert enc.rows == 1 and enc.take() == b"0\t\\N\n"

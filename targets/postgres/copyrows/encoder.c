@@ -386,6 +386,26 @@ static PyObject *Encoder_add(Encoder *enc, PyObject *args) {
     return PyBool_FromLong(enc->rows >= enc->max_rows || enc->nbytes >= enc->max_bytes);
 }
 
+/* feed_record(line) -> bool: a bare record object (a line of a JSONL BATCH file) into a row, as
+   feed() takes a RECORD line; False leaves the batch untouched for the decoded path. */
+static PyObject *Encoder_feed_record(Encoder *enc, PyObject *arg) {
+    char *data;
+    Py_ssize_t size;
+    if (PyBytes_AsStringAndSize(arg, &data, &size) < 0 || !encoder_ready(enc)) return NULL;
+    P p = skip_ws((P)data, (P)data + size), e = (P)data + size;
+    begin_row(enc);
+    int rc = parse_record(enc, &p, e);
+    if (rc == PARSE_ERR) return NULL;
+    if (rc == PARSE_NO || skip_ws(p, e) != e) Py_RETURN_FALSE;
+    /* No envelope: no extraction time, no version (as a decoded BATCH record gets). */
+    if (enc->extracted_at >= 0) enc->len[enc->extracted_at] = -1;
+    if (enc->version_at >= 0) enc->len[enc->version_at] = -1;
+    if (!keys_present(enc)) Py_RETURN_FALSE;
+    if (commit_row(enc) < 0) return NULL;
+    enc->nbytes += size;
+    Py_RETURN_TRUE;
+}
+
 static PyObject *Encoder_take(Encoder *enc, PyObject *Py_UNUSED(ignored)) {
     PyObject *data = PyBytes_FromStringAndSize(enc->out.data ? enc->out.data : "", enc->out.len);
     if (!data) return NULL;
@@ -409,6 +429,8 @@ static PyObject *Encoder_age(Encoder *enc, PyObject *Py_UNUSED(ignored)) {
 static PyMethodDef Encoder_methods[] = {
     {"add", (PyCFunction)Encoder_add, METH_VARARGS,
      "add(record, version, time_extracted, size) -> full: append a decoded record"},
+    {"feed_record", (PyCFunction)Encoder_feed_record, METH_O,
+     "feed_record(line) -> taken: a bare record object's JSON into a row, or False for the decoded path"},
     {"take", (PyCFunction)Encoder_take, METH_NOARGS, "take() -> bytes: the batch's COPY text; starts a new batch"},
     {"is_full", (PyCFunction)Encoder_full, METH_NOARGS, "True when the batch reached max_rows or max_bytes"},
     {"age", (PyCFunction)Encoder_age, METH_NOARGS, "seconds since the batch's first row (0 when empty)"},
