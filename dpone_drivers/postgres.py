@@ -50,6 +50,10 @@ def connect(config: Mapping[str, Any], redactor: Redactor, application_name: str
     params = conninfo(config)
     timeout = int(config.get("connect_timeout") or 30)
     try:
+        # UTF-8 whatever the database's encoding: JSON is UTF-8, and rows travel as bytes both ways
+        # (the tap frames the server's text, the target's encoder sends the input's); the server
+        # converts, and refuses a character the database cannot hold.
+        options.setdefault("client_encoding", "UTF8")
         return psycopg.connect(**params, **options, application_name=application_name, connect_timeout=timeout)
     except psycopg.OperationalError as exc:
         raise classify(exc, redactor, "connecting to PostgreSQL") from None
