@@ -35,6 +35,10 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 LOAD_TIME_COLUMNS = ("_sdc_received_at", "_sdc_batched_at")
 CARDINALITY_VIOLATION = "21000"  # MERGE: a target row matched by two staging rows
+NUL_REFUSED = (
+    "a string holds a NUL character (\\u0000), which PostgreSQL cannot store; set nul_character_policy to strip "
+    "or replace"
+)
 
 
 class PostgresLoader(Loader):
@@ -167,13 +171,12 @@ class PostgresLoader(Loader):
 
     def _no_nul(self, text: str) -> str:
         if self.nul_policy == "fail":
-            raise DataError(
-                f"stream {self._stream!r}: a string holds a NUL character (\\u0000), which PostgreSQL cannot "
-                "store; set nul_character_policy to strip or replace"
-            )
+            raise DataError(f"stream {self._stream!r}: {NUL_REFUSED}")
         return text.replace(NUL, _NUL_REPLACEMENTS[self.nul_policy])
 
-    def _jsonb_dumps(self) -> Callable[[Any], str]:
+    def _jsonb_dumps(self, *, in_encoder: bool = False) -> Callable[[Any], str]:
+        """JSON text for a jsonb column, the NUL policy applied. In the encoder, a refused NUL is a
+        ValueError, which the sink reports with the line and the stream."""
         dumps = DEFAULT_CODEC.dumps  # Decimals (exact streams) stay bare numbers
 
         def dump(value: Any) -> str:
@@ -181,6 +184,8 @@ class PostgresLoader(Loader):
             if "\\u0000" not in text or not _ESCAPED_NUL.search(text):
                 return text
             if self.nul_policy == "fail":
+                if in_encoder:
+                    raise ValueError(NUL_REFUSED)
                 self._no_nul(NUL)  # raises with the explanation
             return _ESCAPED_NUL.sub(lambda m: m.group(1) + _JSON_NUL_REPLACEMENTS[self.nul_policy], text)
 
@@ -195,7 +200,6 @@ class PostgresLoader(Loader):
         if not copy_rows.available():
             return None
         columns = self._copy_columns(plan)
-        self._stream = plan.stream
         encoder: RowEncoder = copy_rows.make_encoder(
             plan,
             list(columns),
@@ -203,7 +207,7 @@ class PostgresLoader(Loader):
             metadata=metadata,
             nul_policy=self.nul_policy,
             policy=policy,
-            json_dumps=self._jsonb_dumps(),
+            json_dumps=self._jsonb_dumps(in_encoder=True),
         )
         return encoder
 
@@ -219,11 +223,11 @@ class PostgresLoader(Loader):
     def bulk_load_encoded(self, plan: StreamPlan, staging: str, rows: EncodedRows) -> None:
         self._stream = plan.stream
         data = rows.data
+        columns = list(self._copy_columns(plan))
         if rows.duplicates and plan.merges:
-            columns = list(self._copy_columns(plan))
             data = copy_rows.dedupe_last(data, [columns.index(k) for k in plan.key_properties])
         try:
-            with self.conn.cursor() as cur, cur.copy(ddl.copy_into(staging, list(self._copy_columns(plan)))) as copy:
+            with self.conn.cursor() as cur, cur.copy(ddl.copy_into(staging, columns)) as copy:
                 copy.write(data)
         except self._errors as exc:
             raise classify(exc, self.redactor, f"stream {plan.stream!r}: COPY into staging") from None
