@@ -63,7 +63,6 @@ int keys_present(Encoder *enc) {
     return 1;
 }
 
-
 /* Parse one value into the column's slot in scratch. */
 static int parse_value(Encoder *enc, P *pp, P e, int column, int kind) {
     P p = *pp;

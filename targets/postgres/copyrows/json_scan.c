@@ -60,7 +60,6 @@ void init_tables(void) {
     for (int c = 0; c < 256; c++) STRING_STOP[c] = (c == '"' || c == '\\' || c < 0x20 || c >= 0x80);
 }
 
-
 /*
  * Scan the string starting after its opening quote. With `out`, append its decoded value
  * (COPY-escaped when `copy` is set). Returns the position after the closing quote, or NULL
@@ -135,7 +134,6 @@ P scan_string(P p, P e, Buf *out, int copy, int *flags) {
         }
     }
 }
-
 
 /* True when the number's text is past the largest double (orjson refuses it as infinite). */
 static int overflows_double(P start, P end) {
