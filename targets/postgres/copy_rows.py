@@ -20,10 +20,10 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from targets.framework.batching import BatchPolicy
+from targets.framework.loader import StreamPlan
 
 if TYPE_CHECKING:
     from targets.postgres import _copyrows
-from targets.framework.loader import StreamPlan
 
 PURE_PYTHON_ENV = "DPONE_PURE_PYTHON"
 EXTRACTED_AT = "_sdc_extracted_at"
@@ -31,8 +31,12 @@ TABLE_VERSION = "_sdc_table_version"
 _NUL_POLICIES = ("strip", "replace", "fail")
 
 
+def _pure_python_asked() -> bool:
+    return os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0")
+
+
 def _module() -> ModuleType | None:
-    if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
+    if _pure_python_asked():
         return None
     try:
         from targets.postgres import _copyrows  # noqa: PLC0415 - compiled, optional
@@ -47,7 +51,7 @@ def available() -> bool:
 
 def missing_reason() -> str | None:
     """Why the fast path is off, when it is off by accident (not by DPONE_PURE_PYTHON)."""
-    if available() or os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
+    if available() or _pure_python_asked():
         return None
     return (
         "the COPY row encoder (targets/postgres/copyrows/) was not built when dpone was installed, "
