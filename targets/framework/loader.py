@@ -321,9 +321,7 @@ class LoaderSink(Sink):
         encoder = self.encoder
         if encoder is None:
             return super().add_record(record, version, time_extracted, size, line)
-        for key in self.key_properties:
-            if record.get(key) is None:
-                raise DataError(f"line {line}, stream {self.stream!r}: record has no value for key property {key!r}")
+        self.check_keys(record, line)
         try:
             return encoder.add(record, version, time_extracted, size)
         except ValueError as exc:
@@ -428,9 +426,6 @@ class LoaderSink(Sink):
             loader.finalize(plan, staging, table)
         finally:
             loader.cleanup(plan, staging)
-
-    def pending_commit(self) -> bool:
-        return self.shadow is not None or (self.committer is not None and self.committer.busy)
 
     def commit_mark(self) -> int:
         return self.committer.submitted if self.committer is not None else 0

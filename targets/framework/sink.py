@@ -122,9 +122,7 @@ class Sink(ABC):
         self, record: dict[str, Any], version: int | None, time_extracted: str | None, size: int, line: int
     ) -> bool:
         """Add a record to the batch; True when the batch is full."""
-        for key in self.key_properties:
-            if record.get(key) is None:
-                raise DataError(f"line {line}, stream {self.stream!r}: record has no value for key property {key!r}")
+        self.check_keys(record, line)
         if self.add_metadata:
             record["_sdc_extracted_at"] = time_extracted
             if self.stamp_load_times:
@@ -141,6 +139,11 @@ class Sink(ABC):
         batch.size_bytes += size
         policy = self.policy
         return len(records) >= policy.max_rows or batch.size_bytes >= policy.max_bytes
+
+    def check_keys(self, record: dict[str, Any], line: int) -> None:
+        for key in self.key_properties:
+            if record.get(key) is None:
+                raise DataError(f"line {line}, stream {self.stream!r}: record has no value for key property {key!r}")
 
     def is_full(self) -> bool:
         return self.batch.is_full(self.policy)
