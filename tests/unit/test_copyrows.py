@@ -1299,3 +1299,13 @@ def test_feed_record_declines_and_leaves_the_batch_untouched(line: bytes) -> Non
     assert enc.feed_record(b'{"id": 0}') is True
     assert enc.feed_record(line) is False
     assert enc.rows == 1 and enc.take() == b"0\t\\N\n"
+
+
+def test_a_missing_extension_is_explained_unless_the_pure_path_was_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(copy_rows.PURE_PYTHON_ENV, raising=False)
+    assert copy_rows.missing_reason() is None  # built here
+    monkeypatch.setattr(copy_rows, "_module", lambda: None)  # as on a machine without a C compiler
+    reason = copy_rows.missing_reason()
+    assert reason is not None and "was not built" in reason and "apt-get install gcc python3-dev" in reason
+    monkeypatch.setenv(copy_rows.PURE_PYTHON_ENV, "1")
+    assert copy_rows.missing_reason() is None  # asked for: nothing to warn about
