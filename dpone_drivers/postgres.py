@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,6 +20,11 @@ CONNECTION_SETTINGS: tuple[Setting, ...] = (
     Setting("dsn", "string", "A libpq connection string or URL instead of the fields above.", secret=True),
     Setting("connect_timeout", "integer", "Seconds to wait for a connection.", default=30),
 )
+_PLAIN_VALUE_RE = re.compile(r"[\w.+-]{1,16}")
+# libpq's words for a connection option it cannot use: a setting to fix, not a server to wait for.
+_BAD_OPTION_SIGNS = ("invalid port number", "invalid integer value", "invalid connection option", "invalid sslmode")
+# The server said who or what is wrong: retrying cannot help.
+_REFUSED_SIGNS = ("authentication failed", "does not exist", "no password", "no pg_hba.conf entry")
 
 
 def _psycopg() -> Any:
@@ -29,12 +35,33 @@ def _psycopg() -> Any:
     return psycopg
 
 
+def check_port(value: Any, where: str) -> None:
+    """libpq reports a bad port only when connecting, as a connection failure; it is a setting to fix."""
+    # A list ("5432,5433") goes with a list of hosts; an empty entry means the default port.
+    for entry in str(value).split(","):
+        part = entry.strip()
+        if part and not (part.isascii() and part.isdigit() and 1 <= int(part) <= 65535):
+            # The value is shown only when it cannot be a piece of a mis-parsed password.
+            shown = repr(part) if _PLAIN_VALUE_RE.fullmatch(part) else "a value that is not a number"
+            raise ConfigError(f"{where}: the port must be a number from 1 to 65535, got {shown}")
+
+
 def conninfo(config: Mapping[str, Any]) -> dict[str, Any]:
     if config.get("dsn"):
-        return {"conninfo": str(config["dsn"])}
+        dsn = str(config["dsn"])
+        try:
+            parsed = _psycopg().conninfo.conninfo_to_dict(dsn)
+        except _psycopg().ProgrammingError:
+            # libpq's message quotes the string around the mistake, which may be the password.
+            raise ConfigError("setting 'dsn' is not a valid libpq connection string or URL") from None
+        if "port" in parsed:
+            check_port(parsed["port"], "setting 'dsn'")
+        return {"conninfo": dsn}
+    port = config.get("port") or 5432
+    check_port(port, "setting 'port'")
     params: dict[str, Any] = {
         "host": config.get("host") or "localhost",
-        "port": int(config.get("port") or 5432),
+        "port": int(port),
         "user": config.get("user"),
         "dbname": config.get("database") or config.get("dbname"),
     }
@@ -80,17 +107,10 @@ def classify(exc: Exception, redactor: Redactor, doing: str) -> DponeError:
     ):
         return TransientError(message)
     if isinstance(exc, psycopg.OperationalError):
+        # A host name that does not resolve stays transient: DNS outages and services that are
+        # not registered yet look the same from here as a typo, and retrying costs little.
         lowered = text.lower()
-        if any(
-            sign in lowered
-            for sign in (
-                "authentication failed",
-                "does not exist",
-                "no password",
-                "could not translate host name",
-                "name or service not known",
-            )
-        ):
+        if any(sign in lowered for sign in _REFUSED_SIGNS + _BAD_OPTION_SIGNS):
             return ConfigError(message)
         return TransientError(message)
     if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):

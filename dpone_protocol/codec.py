@@ -130,6 +130,11 @@ class ExactCodec(OrjsonCodec):
 DEFAULT_CODEC: Codec = OrjsonCodec()
 EXACT_CODEC: Codec = ExactCodec()
 
+
+# What a relay (the runner) writes last when the process feeding it died: a fragment with no
+# final newline, so the reader sees a cut stream (InputCutError), never a clean end of input.
+CUT_MARK = b'{"type":"INPUT_CUT"'
+
 # The type and stream sit near the start of a line for every Singer implementation
 # we know of; peeking at them saves a full decode when a router only needs these two.
 _HEAD_RE = re.compile(rb'\{\s*"type"\s*:\s*"([A-Z_]+)"\s*(?:,\s*"stream"\s*:\s*"((?:[^"\\]|\\.)*)")?')

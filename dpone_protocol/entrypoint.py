@@ -15,6 +15,7 @@ from typing import IO
 
 from dpone_protocol.config import Redactor, install_redaction
 from dpone_protocol.errors import EXIT_INTERRUPTED, describe, exit_code_for
+from dpone_protocol.os_errors import classify_os_error
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -49,8 +50,16 @@ def guarded(program: Callable[[Redactor], int], who: str, stderr: IO[str] | None
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush at exit
         return EXIT_INTERRUPTED
     except Exception as exc:
-        if os.environ.get("DPONE_DEBUG"):
-            err.write(redactor("".join(traceback.format_exception(exc))))
-        err.write(redactor(f"{who}: {describe(exc)}") + "\n")
-        err.flush()
-        return exit_code_for(exc)
+        # A file that cannot be written, or a full disk, is no bug: name the path and the kind.
+        known = classify_os_error(exc) if isinstance(exc, OSError) else None
+        code = exit_code_for(known or exc)
+        # An exit above 128 is a signal that stopped the run (130 Ctrl-C, 143 SIGTERM): not an
+        # error of any kind, so no "fatal error" wording, which is kept for bugs.
+        line = f"{who}: {exc}" if code > 128 else f"{who}: {describe(known or exc)}"
+        # stderr may be gone too (the runner that read it was killed): the exit code still tells.
+        with contextlib.suppress(OSError, ValueError):
+            if os.environ.get("DPONE_DEBUG"):
+                err.write(redactor("".join(traceback.format_exception(exc))))
+            err.write(redactor(" ".join(line.split())) + "\n")
+            err.flush()
+        return code

@@ -16,6 +16,7 @@ class ErrorKind(enum.Enum):
     TRANSIENT = "transient"  # retry later; nothing was lost
     DATA = "data"  # fix or quarantine the input; the destination is unchanged
     FATAL = "fatal"  # a bug or an unrecoverable condition; report it
+    INPUT_CUT = "input cut"  # the sender died mid-stream: what its last state covers is committed; re-run
 
 
 # sysexits.h values, so shell scripts and orchestrators can branch on them.
@@ -24,6 +25,7 @@ EXIT_USAGE = 2
 EXIT_CODES: dict[ErrorKind, int] = {
     ErrorKind.DATA: 65,  # EX_DATAERR
     ErrorKind.FATAL: 70,  # EX_SOFTWARE
+    ErrorKind.INPUT_CUT: 74,  # EX_IOERR
     ErrorKind.TRANSIENT: 75,  # EX_TEMPFAIL
     ErrorKind.CONFIG: 78,  # EX_CONFIG
 }
@@ -58,6 +60,13 @@ class DataError(DponeError):
     kind = ErrorKind.DATA
 
 
+class InputCutError(DponeError):
+    """The input ended inside a line: the process writing it died or was stopped. Not bad data:
+    what the last complete STATE covers is committed and echoed, the rest is left for the next run."""
+
+    kind = ErrorKind.INPUT_CUT
+
+
 class FatalError(DponeError):
     """Unrecoverable: stop and report."""
 
@@ -85,6 +94,7 @@ ERROR_CLASSES: dict[ErrorKind, type[DponeError]] = {
     ErrorKind.DATA: DataError,
     ErrorKind.TRANSIENT: TransientError,
     ErrorKind.FATAL: FatalError,
+    ErrorKind.INPUT_CUT: InputCutError,
 }
 _KIND_BY_EXIT = {code: kind for kind, code in EXIT_CODES.items()}
 

@@ -17,7 +17,7 @@ from dpone_protocol.errors import DataError
 class Logical(enum.StrEnum):
     STRING = "string"
     INTEGER = "integer"
-    NUMBER = "number"  # binary floating point
+    NUMBER = "number"  # a JSON number: exact unless ColumnType.bits says the source is a binary float
     DECIMAL = "decimal"  # exact; singer.decimal strings or numbers with multipleOf
     BOOLEAN = "boolean"
     TIMESTAMP = "timestamp"  # format date-time; an offset is kept when present
@@ -34,7 +34,7 @@ class ColumnType:
     logical: Logical
     nullable: bool = True
     max_length: int | None = None  # strings
-    bits: int | None = None  # integers: 16, 32, 64, or None when unbounded
+    bits: int | None = None  # integers: 16, 32, 64, or None when unbounded; numbers: 32/64 for a declared float
     precision: int | None = None  # decimals
     scale: int | None = None
 
@@ -70,6 +70,21 @@ def _integer_bits(schema: dict[str, Any]) -> int | None:
     return None  # wider than 64 bits: an exact decimal
 
 
+# Hints that a number comes from a binary float (so a float column loses nothing): OpenAPI's
+# number formats and the source's SQL type. A number without one may carry any digits.
+_FLOAT_FORMATS = {"float": 32, "double": 64}
+_FLOAT_SQL_TYPES = {"real": 32, "float4": 32, "double precision": 64, "float8": 64, "double": 64, "float": 64}
+
+
+def _float_bits(schema: dict[str, Any]) -> int | None:
+    fmt, sql = schema.get("format"), schema.get("x-sql-datatype")
+    if isinstance(fmt, str) and fmt.lower() in _FLOAT_FORMATS:
+        return _FLOAT_FORMATS[fmt.lower()]
+    if isinstance(sql, str):
+        return _FLOAT_SQL_TYPES.get(sql.strip().lower())
+    return None
+
+
 def _decimal_from_limits(schema: dict[str, Any]) -> tuple[int | None, int | None]:
     """Precision and scale implied by multipleOf (scale) and maximum/minimum (integer digits)."""
     multiple = schema.get("multipleOf")
@@ -99,7 +114,7 @@ def _single(schema: dict[str, Any], kind: str) -> ColumnType:
         precision, scale = _decimal_from_limits(schema)
         if scale is not None:
             return ColumnType(Logical.DECIMAL, precision=precision, scale=scale)
-        return ColumnType(Logical.NUMBER)
+        return ColumnType(Logical.NUMBER, bits=_float_bits(schema))
     if kind == "boolean":
         return ColumnType(Logical.BOOLEAN)
     if kind == "object":

@@ -16,8 +16,11 @@ from dpone_runner.project import Plugin
 DISCOVER_TIMEOUT_SECONDS = 600
 
 
-def prepare_catalog(plugin: Plugin, command: str, config_path: Path, workdir: Path, redactor: Redactor) -> list[str]:
-    """Discover, select, override metadata; returns the tap arguments that pass the catalog."""
+def prepare_catalog(
+    plugin: Plugin, command: str, config_path: Path, workdir: Path, redactor: Redactor, *, cwd: Path | None = None
+) -> list[str]:
+    """Discover, select, override metadata; returns the tap arguments that pass the catalog.
+    cwd: the project directory, where the tap runs (relative paths in its config resolve there)."""
     caps = set(plugin.capabilities)
     if caps and not caps & {"catalog", "properties", "discover"}:
         return []
@@ -26,6 +29,7 @@ def prepare_catalog(plugin: Plugin, command: str, config_path: Path, workdir: Pa
         f"{plugin.name} --discover",
         DISCOVER_TIMEOUT_SECONDS,
         redactor,
+        cwd=cwd,
     )
     try:
         catalog = Catalog.from_dict(orjson.loads(discovered))

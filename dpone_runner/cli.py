@@ -82,11 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace, out: IO[str], redactor: Redactor) -> int:
     from dpone_runner import pipeline  # noqa: PLC0415 - keep --help fast
-    from dpone_runner.project import load_project, override_config  # noqa: PLC0415
+    from dpone_runner.project import load_project, override_config, state_backend_uri  # noqa: PLC0415
     from state.store import open_store  # noqa: PLC0415
 
     project = load_project(args.project)
-    store = open_store(args.state_backend or project.state_backend)
+    store = open_store(state_backend_uri(project.root, args.state_backend, project.state_backend))
     try:
         options = pipeline.RunOptions(args.pipeline_id, args.full_refresh, not args.no_progress)
         run = pipeline.prepare(project, store, args.tap, args.targets, options, redactor)
@@ -125,18 +125,39 @@ def _schema_plan(args: argparse.Namespace, out: IO[str], redactor: Redactor) -> 
     return 0
 
 
+def _read_stdin_json() -> Any:
+    data = sys.stdin.buffer.read()
+    if not data.strip():
+        # An empty pipe is a mistake upstream, not a request to erase the state.
+        raise ConfigError("no state on stdin: expected a JSON object")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"the state on stdin is not valid JSON: {exc}") from None
+
+
+def _stream_bookmark(value: dict[str, Any], pipeline: str, stream: str) -> Any:
+    bookmarks = value.get("bookmarks")
+    if not isinstance(bookmarks, dict) or stream not in bookmarks:
+        names = ", ".join(sorted(bookmarks)) if isinstance(bookmarks, dict) and bookmarks else "none"
+        raise ConfigError(f"the state of pipeline {pipeline!r} has no stream {stream!r} (streams: {names})")
+    return bookmarks[stream]
+
+
 def _state(args: argparse.Namespace, out: IO[str]) -> int:
-    from dpone_runner.project import load_project  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from dpone_runner.project import load_project, state_backend_uri  # noqa: PLC0415
     from state.merge import clear_stream, merge_state  # noqa: PLC0415
     from state.store import open_store  # noqa: PLC0415
 
-    backend = args.state_backend
-    if backend is None:
+    configured = None
+    if args.state_backend is None:
         try:
-            backend = load_project(args.project).state_backend
+            configured = load_project(args.project).state_backend
         except ConfigError:
-            backend = None  # no project here: the default store still works
-    store = open_store(backend)
+            configured = None  # no project there: the default store (in DIR) still works
+    store = open_store(state_backend_uri(Path(args.project).resolve(), args.state_backend, configured))
 
     def dump(value: Any) -> None:
         out.write(orjson.dumps(value, option=_PRETTY).decode() + "\n")
@@ -155,9 +176,9 @@ def _state(args: argparse.Namespace, out: IO[str]) -> int:
             found = store.get(args.pipeline_id)
             if found is None:
                 raise ConfigError(f"no saved state for pipeline {args.pipeline_id!r}")
-            dump(found.value.get("bookmarks", {}).get(args.stream) if args.stream else found.value)
+            dump(_stream_bookmark(found.value, args.pipeline_id, args.stream) if args.stream else found.value)
         elif action == "set":
-            value = orjson.loads(sys.stdin.buffer.read()) if args.file == "-" else load_json_file(args.file, "state")
+            value = _read_stdin_json() if args.file == "-" else load_json_file(args.file, "state")
             if not isinstance(value, dict):
                 raise ConfigError("state must be a JSON object")
             if args.stream:

@@ -1,8 +1,10 @@
 """One run: lock, start the target(s) and the tap, pump, shut down in order, save committed state.
 
 Shutdown order is what keeps the promise: whatever stops the tap (its own failure, Ctrl-C,
-a dead target), each target's stdin is closed cleanly so it commits what it received and
-echoes its state; only echoed states are saved, and only up to what every target echoed.
+a dead target, a broken contract), each target's input ends with a cut (CUT_MARK, no final
+newline) instead of a clean end, so it commits what the last state covers, echoes that state
+and exits 74 (never swapping a partial full refresh in); only echoed states are saved, and only
+up to what every target echoed. A clean tap exit closes the inputs cleanly.
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ log = logging.getLogger("dpone.run")
 
 STOPPING = "stopped by the runner"
 WATCH_SECONDS = 0.2
-PARTIAL_REFRESH = "stopped: the tap failed, and a partial full refresh must not replace the table"
 
 
 @dataclass(slots=True)
@@ -122,6 +123,7 @@ class Run:
         self.report = RunReport(self.id, uuid.uuid4().hex[:12])
         # Read before anything starts, so a bad contract is a config error with nothing to undo.
         self.contracts = parse_contracts(project.contracts, project.root)
+        self.filters = build_filters(project.filters, redactor)
         self.interrupted: int | None = None
         self._state: dict[str, Any] | None = None
         self._pump: Pump | None = None
@@ -171,6 +173,12 @@ class Run:
             self.report.state_before = self._state
             with self._workdir() as tmp, _signals_stop(self._on_signal):
                 self._run_in(tmp)
+        except Exception as exc:
+            # Whatever stopped it (a failed discovery, a target that would not start), the report
+            # of a failed run says why, as the run's one error line does.
+            if self.report.error is None:
+                self.report.error = self.redactor(" ".join(str(exc).split()) or type(exc).__name__)
+            raise
         finally:
             self.report.duration_seconds = round(time.monotonic() - started, 3)
             self.report.ended_at = utc_now()
@@ -191,7 +199,7 @@ class Run:
         target_cmds = [t.command(root) for t in self.targets]
         tap_config = _write_private(tmp / "tap-config.json", self.tap.config)
         tap_argv = [tap_cmd, "--config", str(tap_config)]
-        tap_argv += prepare_catalog(self.tap, tap_cmd, tap_config, tmp, self.redactor)
+        tap_argv += prepare_catalog(self.tap, tap_cmd, tap_config, tmp, self.redactor, cwd=root)
         if self._state and not self.options.full_refresh:
             tap_argv += ["--state", str(_write_private(tmp / "state.json", self._state))]
         env = {**os.environ, "DPONE_RUN_ID": self.report.run_id}
@@ -200,17 +208,19 @@ class Run:
         for n, (plugin, cmd) in enumerate(zip(self.targets, target_cmds, strict=True)):
             config = _write_private(tmp / f"target-{n}-config.json", plugin.config)
             targets.append(
-                start(plugin.name, [cmd, "--config", str(config)], limits, self.redactor, stdin=True, env=env)
+                start(plugin.name, [cmd, "--config", str(config)], limits, self.redactor, stdin=True, env=env, cwd=root)
             )
         ledger = StateLedger(len(targets), self._commit)
         channels = [TargetChannel(c, n, ledger) for n, c in enumerate(targets)]
-        tap = start(self.tap.name, tap_argv, limits, self.redactor, stdin=False, env=env)
+        tap = start(self.tap.name, tap_argv, limits, self.redactor, stdin=False, env=env, cwd=root)
         self._tap_proc = tap
         assert tap.proc.stdout is not None
         stage = ContractStage(self.contracts, RunContext(self.id, self.report.run_id)) if self.contracts else None
-        pump = Pump(tap.proc.stdout, channels, ledger, build_filters(self.project.filters), stage)
+        pump = Pump(tap.proc.stdout, channels, ledger, self.filters, stage)
         self._pump = pump
-        progress = Progress(pump.live_counts)
+        progress = Progress(
+            pump.live_counts, saved=lambda: ledger.saved_count, log_every=self.project.progress_interval_seconds
+        )
         if self.options.progress:
             progress.start()
         pump_error: DponeError | None = None
@@ -218,28 +228,32 @@ class Run:
         watch.start()
         try:
             pump.run()
-        except ProtocolError as exc:
-            pump_error = ProtocolError(
-                f"{self.tap.name} wrote invalid output: {exc.reason}", line=exc.line, stream=exc.stream
-            )
         except DponeError as exc:
-            # A contract stopped the run (enforce mode, or a contract that cannot apply to the stream):
-            # shut down as for invalid tap output, so what came before the bad record is committed.
-            pump_error = exc
-        finally:
-            progress.stop()
+            pump_error = self._pump_failure(exc)
         if pump_error is not None or pump.any_target_failed() or pump.stopped.is_set():
             tap.stop(STOPPING)
         tap_rc = tap.proc.wait()
-        tap_failed = pump_error is not None or tap_rc != 0 or self.interrupted is not None
-        for channel, plugin in zip(channels, self.targets, strict=True):
-            if tap_failed and plugin.config.get("load_method") == "overwrite":
-                # End of input means "complete" to a target: a full refresh would swap a partial
-                # table in. Stopped instead, it leaves the table as it was.
-                channel.connector.stop(PARTIAL_REFRESH)
-        # The tap is done or stopped: close every target's input so it commits and echoes.
+        cut = pump_error is not None or pump.stopped.is_set() or tap_rc != 0 or self.interrupted is not None
+        if not cut:
+            try:
+                pump.take_tail()
+            except DponeError as exc:
+                pump_error = self._pump_failure(exc)
+                cut = True
+        elif pump.tail:
+            log.warning(
+                "%s's output ended inside a line (%d bytes): dropped; the targets are told their input was cut",
+                self.tap.name,
+                len(pump.tail),
+            )
+        try:
+            pump.finish()
+        finally:
+            progress.stop()
+        # Every target's input ends: cleanly after a clean tap exit, else cut, so each commits
+        # what its last state covers and echoes it, and none takes a partial input for a whole one.
         for channel in channels:
-            channel.close()
+            channel.close(cut)
         for channel in channels:
             channel.connector.proc.wait()
             channel.join()
@@ -248,7 +262,16 @@ class Run:
         if tap.proc.stdout is not None:
             tap.proc.stdout.close()
         self._finish_report(pump, tap, [c.connector for c in channels], ledger)
-        self._raise_for_failure(pump_error, tap, tap_rc, [c.connector for c in channels])
+        self._raise_for_failure(pump_error, tap, tap_rc, [c.connector for c in channels], cut)
+
+    def _pump_failure(self, exc: DponeError) -> DponeError:
+        if isinstance(exc, ProtocolError):
+            return ProtocolError(
+                f"{self.tap.name} wrote invalid output: {exc.reason}", line=exc.line, stream=exc.stream
+            )
+        # A contract stopped the run (enforce mode, or a contract that cannot apply to the stream):
+        # shut down as for invalid tap output, so what the last state covers is committed.
+        return exc
 
     def _watch_targets(self, pump: Pump, tap: Connector) -> None:
         """A dead target stops the tap at once, even while the pump waits on a slow tap's next line."""
@@ -278,7 +301,7 @@ class Run:
         self.report.exit_codes = {tap.name: tap.proc.returncode, **{t.name: t.proc.returncode for t in targets}}
 
     def _raise_for_failure(
-        self, pump_error: DponeError | None, tap: Connector, tap_rc: int, targets: list[Connector]
+        self, pump_error: DponeError | None, tap: Connector, tap_rc: int, targets: list[Connector], cut: bool
     ) -> None:
         if self.interrupted is not None:
             self.report.status = "interrupted"
@@ -291,9 +314,11 @@ class Run:
         # The tap is the cause unless we stopped it because a target had failed.
         if tap_rc != 0 and tap.killed_for != STOPPING:
             raise self._failure(tap, tap_rc)
+        # A target told its input was cut answers 74 by design: that is the tap's failure, not its own.
+        expected = {0, EXIT_CODES[ErrorKind.INPUT_CUT]} if cut else {0}
         for target in targets:
             rc = target.proc.returncode
-            if rc != 0:
+            if rc not in expected:
                 raise self._failure(target, rc)
         if tap_rc != 0:
             raise self._failure(tap, tap_rc)
@@ -302,9 +327,7 @@ class Run:
     def _failure(self, connector: Connector, rc: int) -> PipelineFailed:
         known = kind_for_exit(rc)
         kind = known or ErrorKind.FATAL
-        why = connector.killed_for or connector.last_error() or "no error message"
-        how = f"killed by signal {-rc}" if rc < 0 else f"exit {rc}"
-        message = f"{connector.name} failed ({how}): {why}"
+        message = connector.describe_exit(rc)
         self.report.error = self.redactor(message)
         return PipelineFailed(kind, message, EXIT_CODES[kind] if rc < 0 else (rc if known else None))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -12,28 +13,41 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dpone_protocol.config import Redactor
-from dpone_protocol.errors import ConfigError
+from dpone_protocol.errors import ERROR_CLASSES, ConfigError, ErrorKind, kind_for_exit
 from dpone_runner.project import Limits
 
 STOP_GRACE_SECONDS = 5.0
 
 
-def run_to_end(argv: Sequence[str], what: str, timeout: float, redactor: Redactor, stdin: bytes | None = None) -> bytes:
+def run_to_end(
+    argv: Sequence[str],
+    what: str,
+    timeout: float,
+    redactor: Redactor,
+    stdin: bytes | None = None,
+    *,
+    cwd: Path | None = None,
+) -> bytes:
     """A connector command that answers and exits (`--discover`, `--schema-plan`): its stdout.
 
-    A failure is a ConfigError naming `what` and the last line the connector printed, redacted.
+    cwd: the project directory, where relative paths in the connector's config resolve.
+    A failure is an error of the connector's kind naming `what` and the last line it printed, redacted.
     """
     try:
-        proc = subprocess.run(list(argv), input=stdin, capture_output=True, timeout=timeout, check=False)
+        proc = subprocess.run(list(argv), input=stdin, capture_output=True, timeout=timeout, check=False, cwd=cwd)
     except subprocess.TimeoutExpired:
         raise ConfigError(f"{what} did not finish in {timeout:g}s") from None
     if proc.returncode != 0:
         lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         last = redactor(lines[-1]) if lines else "no error message"
-        raise ConfigError(f"{what} failed (exit {proc.returncode}): {last}")
+        # The connector's own kind carries over (a server that is down during discovery is
+        # transient, not a setting); a code of no kind of ours, or a signal, is fatal.
+        kind = kind_for_exit(proc.returncode) or ErrorKind.FATAL
+        raise ERROR_CLASSES[kind](f"{what} failed (exit {proc.returncode}): {last}")
     return proc.stdout
 
 
@@ -42,17 +56,37 @@ _LEVEL_WORDS = (
     ("ERROR", logging.ERROR),
     ("WARNING", logging.WARNING),
     ("WARN", logging.WARNING),
+    ("INFO", logging.INFO),
     ("DEBUG", logging.DEBUG),
 )
+# The one line every dpone connector ends a failure with (dpone_protocol.errors.describe):
+# "tap-postgres: data error: ...". Other Singer connectors have their own; this one is sure.
+_OWN_ERROR = re.compile(r"^[\w.\-/]+: (?:[a-z]+ )*error: ")
+
+
+def _word_at(head: str, word: str) -> int:
+    if head.startswith(word):
+        return 0
+    return min((i for i in (head.find(f" {word} "), head.find(f"{word}:")) if i >= 0), default=-1)
+
+
+def _declared_level(line: str) -> int | None:
+    """The level a connector's log format wrote near the start of the line (the first level word), if any."""
+    head = line[:80].upper()
+    found: tuple[int, int] | None = None
+    for word, level in _LEVEL_WORDS:
+        at = _word_at(head, word)
+        if at >= 0 and (found is None or at < found[0]):
+            found = (at, level)
+    return found[1] if found else None
 
 
 def _level_of(line: str) -> int:
     """A connector line's own level (its log format names it), so filtering by level keeps errors."""
-    head = line[:80].upper()
-    for word, level in _LEVEL_WORDS:
-        if f" {word} " in head or head.startswith(word) or f"{word}:" in head:
-            return level
-    if " error: " in line.lower():  # our one-line fatal messages: "tap-x: data error: ..."
+    declared = _declared_level(line)
+    if declared is not None:
+        return declared
+    if " error: " in f" {line.lower()}":  # our one-line fatal messages: "tap-x: data error: ..."
         return logging.ERROR
     return logging.INFO
 
@@ -105,10 +139,31 @@ class Connector:
     killed_for: str | None = None
 
     def last_error(self) -> str:
-        for line in reversed(self.stderr_tail):
+        """The line that says why the connector failed: its own error line if it printed one, else
+        the last line naming an error (a traceback's last line), else its last line; never a line
+        its log format marks INFO or DEBUG, which says what went well, not what went wrong."""
+        lines = list(self.stderr_tail)
+        for line in reversed(lines):
+            if _OWN_ERROR.match(line):
+                return line
+        telling = [line for line in lines if (_declared_level(line) or logging.ERROR) > logging.INFO]
+        for line in reversed(telling):
             if "error" in line.lower():
                 return line
-        return self.stderr_tail[-1] if self.stderr_tail else ""
+        return telling[-1] if telling else ""
+
+    def describe_exit(self, rc: int) -> str:
+        """Why it stopped, for the run's error: a signal is named as such (a log line is no reason)."""
+        if rc < 0:
+            try:
+                name = signal.Signals(-rc).name
+            except ValueError:
+                name = "an unknown signal"
+            if self.killed_for:
+                return f"{self.name} was stopped ({self.killed_for}): killed by signal {-rc} ({name})"
+            return f"{self.name} was killed by signal {-rc} ({name})"
+        why = self.killed_for or self.last_error() or "no error message"
+        return f"{self.name} failed (exit {rc}): {why}"
 
     def stop(self, reason: str) -> None:
         """SIGTERM, then SIGKILL after a grace period."""
@@ -136,9 +191,11 @@ def start(
     *,
     stdin: bool,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Connector:
     """Start a connector in its own process group, so a terminal's Ctrl-C reaches only the runner,
-    which then shuts the pipeline down in order."""
+    which then shuts the pipeline down in order. cwd: the project directory (as under Meltano),
+    where relative paths in the connector's config resolve."""
     proc = subprocess.Popen(
         list(argv),
         stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
@@ -147,6 +204,7 @@ def start(
         start_new_session=True,
         preexec_fn=_limiter(limits) if (limits.memory_mb or limits.cpu_seconds) else None,  # noqa: PLW1509
         env=env,
+        cwd=cwd,
     )
     connector = Connector(name, proc)
     logger = _child_logger()

@@ -17,9 +17,12 @@ from typing import Any
 
 from dpone_protocol.config import expand_env, load_config
 from dpone_protocol.errors import ConfigError
+from state.store import DEFAULT_BACKEND
 
 EXTRACTORS = "extractors"
 LOADERS = "loaders"
+DEFAULT_PROGRESS_INTERVAL = 30.0
+DEFAULT_FILES = {"sqlite": ".dpone/state.db", "file": ".dpone/state.json"}  # what open_store uses for an empty path
 
 
 @dataclass(slots=True)
@@ -34,7 +37,13 @@ class Plugin:
     capabilities: list[str] = field(default_factory=list)
 
     def command(self, project_root: Path) -> str:
-        """Absolute path of the executable: PATH, our own venv, then Meltano's plugin venv."""
+        """Absolute path of the executable: PATH, our own venv, then Meltano's plugin venv.
+        A relative path with a directory in it (`bin/tap-x`) is the project's own, as under Meltano."""
+        if os.sep in self.executable and not os.path.isabs(self.executable):
+            own = project_root / self.executable
+            if os.access(own, os.X_OK) and own.is_file():
+                return str(own)
+            raise ConfigError(f"{self.name}: executable {self.executable!r} not found in {project_root}")
         candidates = [
             shutil.which(self.executable),
             str(Path(sys.executable).parent / self.executable),
@@ -63,6 +72,8 @@ class Project:
     # As written in dpone.yml; checked by the commands that use it (dpone_runner.contracts.parse_contracts),
     # so a typo in a contract does not stop `dpone state` from finding the state store.
     contracts: Any = None
+    # Off a terminal, a progress log line this often while a run goes; 0: none.
+    progress_interval_seconds: float = DEFAULT_PROGRESS_INTERVAL
 
     def plugin(self, name: str, kind: str) -> Plugin:
         found = self.plugins.get(name)
@@ -110,6 +121,13 @@ def _plugin(entry: Mapping[str, Any], kind: str, env: Mapping[str, str]) -> Plug
     )
 
 
+def _seconds(settings: Mapping[str, Any], key: str, default: float) -> float:
+    value = settings.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"dpone.yml: {key} must be a number of seconds, 0 or more (0 turns it off), not {value!r}")
+    return float(value)
+
+
 def load_project(root: str | Path = ".", env: Mapping[str, str] | None = None) -> Project:
     root = Path(root).resolve()
     environ = os.environ if env is None else env
@@ -133,7 +151,37 @@ def load_project(root: str | Path = ".", env: Mapping[str, str] | None = None) -
         )
         project.filters = list(settings.get("filters") or [])
         project.contracts = settings.get("contracts")
+        project.progress_interval_seconds = _seconds(settings, "progress_interval_seconds", DEFAULT_PROGRESS_INTERVAL)
     return project
+
+
+def state_backend_uri(
+    root: Path, given: str | None, configured: str | None, env: Mapping[str, str] | None = None
+) -> str:
+    """The state store of a command run with `--project DIR`: `--state-backend`, else dpone.yml's
+    `state_backend`, else DPONE_STATE_BACKEND, else `.dpone/state.db`.
+
+    A relative path is the project's (DIR's) in dpone.yml and the default; in `--state-backend`
+    and DPONE_STATE_BACKEND, typed where the command runs, it is the current directory's.
+    """
+    environ = os.environ if env is None else env
+    if given:
+        return _absolute(given, Path.cwd())
+    if configured:
+        return _absolute(configured, root)
+    if environ.get("DPONE_STATE_BACKEND"):
+        return _absolute(environ["DPONE_STATE_BACKEND"], Path.cwd())
+    return _absolute(DEFAULT_BACKEND, root)
+
+
+def _absolute(uri: str, base: Path) -> str:
+    """sqlite:///rel, file:///rel (SQLAlchemy style: three slashes, then the path) made absolute."""
+    scheme, sep, rest = uri.partition("://")
+    if scheme not in ("sqlite", "file") or not sep:
+        return uri
+    path = rest[1:] if rest.startswith("/") else rest
+    path = path or DEFAULT_FILES[scheme]
+    return f"{scheme}:///{base / path}" if not os.path.isabs(path) else f"{scheme}:///{path}"
 
 
 def override_config(plugin: Plugin, path: str | None) -> None:

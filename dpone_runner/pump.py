@@ -5,7 +5,9 @@ bookkeeping) and forwarded as is, in chunks. A RECORD of a stream with a data co
 decoded once and checked (dpone_runner/contracts/); when it passes, its original bytes go on.
 With filters, every message is decoded and re-encoded, and contracts check what the filters
 put out. Each target has a bounded queue and its own writer thread: the slowest target sets
-the pace and memory stays bounded.
+the pace and memory stays bounded. A last line without its newline is held back until the
+tap's exit says what it is: the end of a message (exit 0), or a cut (the tap died), which each
+target then sees as CUT_MARK instead of the fragment.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from dpone_protocol.codec import DEFAULT_CODEC, Frame, decode_line
+from dpone_protocol.codec import CUT_MARK, DEFAULT_CODEC, Frame, decode_line
 from dpone_protocol.errors import ProtocolError
 from dpone_protocol.messages import MessageType, RecordMessage, SchemaMessage, StateMessage, from_dict
 from dpone_runner.contracts import ContractStage
@@ -65,8 +67,15 @@ class TargetChannel:
         if not self.failed.is_set():
             self._queue.put(chunk)
 
-    def close(self) -> None:
-        """No more input: the target commits what it has and echoes its last state."""
+    def close(self, cut: bool = False) -> None:
+        """No more input: the target commits what it has and echoes its last state.
+
+        cut: the input is incomplete (the tap died or was stopped). The target's input then ends
+        inside a line, so it commits only what the last state covers (never a full-refresh swap
+        of a partial table) and exits 74.
+        """
+        if cut:
+            self.send(CUT_MARK)
         self._queue.put(None)
 
     def join(self) -> None:
@@ -84,6 +93,9 @@ class TargetChannel:
                 continue  # keep draining so the pump never blocks on a dead target
             try:
                 stdin.write(chunk)
+                # A chunk is a checkpoint's worth or 256 KB: the target gets it now, not when the
+                # pipe's buffer happens to fill (a slow tap's states would wait for it).
+                stdin.flush()
             except (BrokenPipeError, OSError):
                 self.failed.set()
         try:
@@ -134,6 +146,7 @@ class Pump:
             contracts.attach(self._emit)
         self.counts = Counts()
         self.stopped = threading.Event()
+        self.tail = b""  # a last line without its newline, held back: see take_tail()
         self._buffer: list[bytes] = []
         self._size = 0
         # Rows counted on the fast path, by the stream name's bytes (decoded once, at the end).
@@ -165,38 +178,63 @@ class Pump:
         return any(c.failed.is_set() or c.connector.proc.poll() not in (None, 0) for c in self.channels)
 
     def run(self) -> None:
-        """Pump until the tap's stdout ends, a target fails, or stop() is called."""
+        """Pump until the tap's stdout ends, a target fails, or stop() is called.
+
+        A last line without its newline stays in self.tail; then take_tail() or a cut, and finish().
+        """
+        try:
+            self._pump(self.source)
+        finally:
+            self._flush()
+
+    def take_tail(self) -> None:
+        """The tap exited cleanly: its last line lacked only the newline; forward it as a message."""
+        tail, self.tail = self.tail, b""
+        if tail:
+            try:
+                self._pump((tail + b"\n",))
+            finally:
+                self._flush()
+
+    def finish(self) -> None:
+        """No more input: close the contract stage and settle the counts for the report."""
+        counts = self.counts
+        stage = self.contracts
+        if stage is not None:
+            stage.close()
+        for key, n in self._fast_counts.items():
+            counts.rows_in[key.decode()] += n
+        self._fast_counts.clear()
+        if not self.filters:
+            counts.rows_out = counts.rows_in.copy()
+            if stage is not None:
+                counts.rows_out.subtract(stage.dropped())
+
+    def _pump(self, source: Iterable[bytes]) -> None:
         counts = self.counts
         by_bytes = self._fast_counts
         stage = self.contracts
         # Filled by the stage as contracted streams' SCHEMAs go by; empty, it costs one test per RECORD.
         guards = stage.guards if stage is not None else {}
-        try:
-            for raw in self.source:
-                counts.lines += 1
-                counts.bytes_in += len(raw)
-                line = raw if raw.endswith(b"\n") else raw + b"\n"
-                if self.filters:
-                    self._filtered(line, counts.lines)
-                elif line.startswith(_RECORD_PREFIX) and b"\\" not in (name := line[27 : line.find(b'"', 27)]):
-                    by_bytes[name] = by_bytes.get(name, 0) + 1
-                    if not guards or (guard := guards.get(name)) is None or guard(line, counts.lines):
-                        self._emit(line)
-                elif line.strip():
-                    self._peeked(line, counts.lines)
-                if (not counts.lines & 1023 and self.any_target_failed()) or self.stopped.is_set():
-                    break
-        finally:
-            self._flush()
-            if stage is not None:
-                stage.close()
-            for key, n in by_bytes.items():
-                counts.rows_in[key.decode()] += n
-            by_bytes.clear()
-            if not self.filters:
-                counts.rows_out = counts.rows_in.copy()
-                if stage is not None:
-                    counts.rows_out.subtract(stage.dropped())
+        for raw in source:
+            if not raw.endswith(b"\n"):
+                # Only the last read lacks the newline: a message, or what a dying tap cut off.
+                self.tail = raw
+                break
+            counts.lines += 1
+            counts.bytes_in += len(raw)
+            line = raw
+            if self.filters:
+                self._filtered(line, counts.lines)
+            elif line.startswith(_RECORD_PREFIX) and b"\\" not in (name := line[27 : line.find(b'"', 27)]):
+                by_bytes[name] = by_bytes.get(name, 0) + 1
+                if not guards or (guard := guards.get(name)) is None or guard(line, counts.lines):
+                    self._emit(line)
+            elif line.strip():
+                self._peeked(line, counts.lines)
+            if (not counts.lines & 1023 and self.any_target_failed()) or self.stopped.is_set():
+                self.stopped.set()  # what the tap writes from here on is not forwarded: the input is cut
+                break
 
     def _peeked(self, line: bytes, number: int) -> None:
         """Any line but a plain RECORD: look at its type and stream, act on SCHEMA and STATE, forward it."""

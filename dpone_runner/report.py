@@ -3,6 +3,7 @@ and what the data contracts did."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -11,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
 import orjson
+
+progress_log = logging.getLogger("dpone.progress")
 
 
 @dataclass(slots=True)
@@ -69,6 +72,11 @@ class RunReport:
         lines = []
         for stream, found in self.contracts.items():
             rules = ", ".join(f"{rule} {n:,}" for rule, n in sorted(found["violations"].items()))
+            if found.get("stopped_at") is not None:
+                lines.append(
+                    f"  contract {stream} ({found['mode']}): stopped the run at line {found['stopped_at']:,} ({rules})"
+                )
+                continue
             if not rules:
                 lines.append(f"  contract {stream} ({found['mode']}): all rows passed")
                 continue
@@ -80,29 +88,46 @@ class RunReport:
 
 
 class Progress:
-    """A live one-line status on a terminal: rows per stream and the current rate."""
+    """Progress while a run goes. On a terminal: a live line (rows per stream, rate), redrawn in place.
+    Elsewhere (cron, CI, an orchestrator's log): one log line every `log_every` seconds (0: none),
+    so a long run shows it is alive and how far it got."""
 
     def __init__(
-        self, rows: Callable[[], dict[str, int]], stream: IO[str] | None = None, interval: float = 0.5
+        self,
+        rows: Callable[[], dict[str, int]],
+        stream: IO[str] | None = None,
+        interval: float = 0.5,
+        *,
+        saved: Callable[[], int] = lambda: 0,
+        log_every: float = 0.0,
     ) -> None:
         self.rows = rows  # the pump's live counts
+        self.saved = saved  # states saved so far
         self.out = stream or sys.stderr
         self.interval = interval
+        self.log_every = log_every
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         if self.out.isatty():
+            self._thread = threading.Thread(target=self._live, name="progress", daemon=True)
+        elif self.log_every > 0:
+            self._thread = threading.Thread(target=self._log, name="progress", daemon=True)
+        if self._thread is not None:
             self._thread.start()
 
     def stop(self) -> None:
-        if self._thread.is_alive():
-            self._stop.set()
-            self._thread.join()
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stop.set()
+        thread.join()
+        if self.out.isatty():
             self.out.write("\r\x1b[K")
             self.out.flush()
 
-    def _loop(self) -> None:
+    def _live(self) -> None:
         started = time.monotonic()
         while not self._stop.wait(self.interval):
             snapshot = self.rows()
@@ -111,3 +136,24 @@ class Progress:
             parts = "  ".join(f"{k} {v:,}" for k, v in sorted(snapshot.items()))
             self.out.write(f"\r\x1b[K{parts}  ({rate:,.0f} rows/s)")
             self.out.flush()
+
+    def _log(self) -> None:
+        started = last_at = time.monotonic()
+        last_total = 0
+        while not self._stop.wait(self.log_every):
+            now = time.monotonic()
+            snapshot = self.rows()
+            total = sum(snapshot.values())
+            rate = (total - last_total) / max(now - last_at, 1e-6)
+            last_total, last_at = total, now
+            streams = ", ".join(f"{k} {v:,}" for k, v in sorted(snapshot.items())) or "no records yet"
+            saved = self.saved()
+            progress_log.info(
+                "progress after %ds: %s records (%s); %s rows/s; %d state%s saved",
+                round(now - started),
+                f"{total:,}",
+                streams,
+                f"{rate:,.0f}",
+                saved,
+                "" if saved == 1 else "s",
+            )

@@ -38,7 +38,7 @@ def _private_json(path: Path, data: Any) -> Path:
 def _schemas(project: Project, tap: Plugin, workdir: Path, streams: Sequence[str], redactor: Redactor) -> bytes:
     command = tap.command(project.root)
     config = _private_json(workdir / "tap-config.json", tap.config)
-    argv = prepare_catalog(tap, command, config, workdir, redactor)
+    argv = prepare_catalog(tap, command, config, workdir, redactor, cwd=project.root)
     if not argv:
         raise ConfigError(f"{tap.name} cannot discover its streams, so there is no schema to plan")
     catalog = Catalog.from_dict(orjson.loads(Path(argv[1]).read_bytes()))
@@ -58,7 +58,8 @@ def _schemas(project: Project, tap: Plugin, workdir: Path, streams: Sequence[str
 def _target_plans(project: Project, target: Plugin, schemas: bytes, workdir: Path, redactor: Redactor) -> Any:
     config = _private_json(workdir / f"{target.name}-config.json", target.config)
     argv = [target.command(project.root), "--config", str(config), "--schema-plan", "--format", "json"]
-    plans = run_to_end(argv, f"{target.name} --schema-plan", PLAN_TIMEOUT_SECONDS, redactor, stdin=schemas)
+    what = f"{target.name} --schema-plan"
+    plans = run_to_end(argv, what, PLAN_TIMEOUT_SECONDS, redactor, stdin=schemas, cwd=project.root)
     try:
         return orjson.loads(plans)
     except orjson.JSONDecodeError:

@@ -27,6 +27,7 @@ class StateLedger:
         self._committed_seq = 0
         self.offered_count = 0
         self.committed: dict[str, Any] | None = None
+        self.saved_count = 0
 
     def offer(self, value: dict[str, Any]) -> None:
         """The pump forwarded this tap STATE to every target."""
@@ -61,3 +62,4 @@ class StateLedger:
     def _save(self, value: dict[str, Any]) -> None:
         self._commit(value)
         self.committed = value
+        self.saved_count += 1

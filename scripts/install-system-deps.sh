@@ -4,7 +4,10 @@
 # target-postgres's COPY encoder (setup.py). Idempotent; skips apt when all are present.
 set -euo pipefail
 PYTHON="${PYTHON:-python3.11}"
-have_pg() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v psql >/dev/null 2>&1; }
+have_pg() {
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v psql >/dev/null 2>&1 &&
+        ls /usr/lib/postgresql/*/lib/wal2json.so >/dev/null 2>&1 # the LOG_BASED tests decode with it
+}
 have_cc() {
     command -v gcc >/dev/null 2>&1 &&
         [ -f "$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]

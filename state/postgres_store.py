@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from dpone_drivers.postgres import check_port, classify
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError, FatalError, TransientError
 from state.merge import canonical
@@ -79,6 +80,7 @@ class PostgresStore:
             raise ConfigError(
                 f"invalid PostgreSQL state store DSN {self._redact(dsn)}: {self._redact(str(exc))}"
             ) from None
+        check_port(params.get("port", ""), "the PostgreSQL state store DSN")
         params.setdefault("connect_timeout", connect_timeout)
         self._params = params
         schema_id = self._psycopg.sql.Identifier(self.schema)
@@ -97,8 +99,11 @@ class PostgresStore:
             try:
                 self._conn = self._psycopg.connect(autocommit=True, **self._params)
             except self._psycopg.Error as exc:
-                message = self._redact(str(exc).strip())
-                raise TransientError(f"cannot connect to the PostgreSQL state store {self._where}: {message}") from None
+                # Classified like the connectors' connections: a wrong password or a missing
+                # database is a setting to fix (78), a server that does not answer is transient (75).
+                raise classify(
+                    exc, self._redact, f"cannot connect to the PostgreSQL state store {self._where}"
+                ) from None
         assert self._conn is not None
         return self._conn
 

@@ -13,7 +13,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from dpone_protocol.errors import ConfigError
+from dpone_protocol.errors import ConfigError, DponeError, ErrorKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +65,14 @@ def new_lock(pipeline_id: str, owner: str) -> LockInfo:
     return LockInfo(pipeline_id, owner, os.getpid(), socket.gethostname(), utc_now())
 
 
-class LockedError(ConfigError):
+class LockedError(DponeError):
     """Another run holds the pipeline's lock."""
 
     def __init__(self, lock: LockInfo) -> None:
         self.lock = lock
+        # A live holder finishes on its own: retry later (75). A holder known to be gone never
+        # will, so retrying would loop forever: an operator must break the lock (78).
+        self.kind = ErrorKind.CONFIG if lock.is_stale() else ErrorKind.TRANSIENT
         hint = f"; if no run is active, break it with `dpone state unlock {lock.pipeline_id}`"
         super().__init__(f"pipeline {lock.pipeline_id!r} is {lock.describe()}{hint}")
 

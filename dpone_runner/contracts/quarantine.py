@@ -42,6 +42,18 @@ def file_path(root: Path, context: RunContext, stream: str) -> Path:
     return root / safe_name(context.pipeline_id) / safe_name(stream) / f"{context.run_id}.jsonl"
 
 
+def make_private_dirs(path: Path) -> None:
+    """Create `path` and each missing parent 0700: they name pipelines and streams and hold source
+    rows. (`mkdir(parents=True, mode=...)` gives the parents the umask's mode, 0755 as a rule.)"""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another run: its mode is its own
+        directory.chmod(0o700)  # mkdir's mode is cut by the umask; 0700 is what the docs promise
+
+
 class Quarantine(Protocol):
     location: str
 
@@ -74,7 +86,7 @@ class FileQuarantine:
 
     def _open(self) -> IO[bytes]:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_private_dirs(self.path.parent)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
             raise ConfigError(f"quarantine file {self.path}: {exc.strerror}") from None

@@ -99,7 +99,13 @@ def replay(project: Project, contracts: ContractSet, path: Path, target: Plugin,
             fh.write(orjson.dumps(target.config))
         argv = [target.command(project.root), "--config", str(config)]
         connector = start(
-            target.name, argv, project.limits, redactor, stdin=True, env={**os.environ, "DPONE_RUN_ID": run_id}
+            target.name,
+            argv,
+            project.limits,
+            redactor,
+            stdin=True,
+            env={**os.environ, "DPONE_RUN_ID": run_id},
+            cwd=project.root,
         )
         ledger = StateLedger(1, lambda value: None)  # a replay never touches saved state
         channel = TargetChannel(connector, 0, ledger)
@@ -107,9 +113,11 @@ def replay(project: Project, contracts: ContractSet, path: Path, target: Plugin,
         failure: DataError | None = None
         try:
             pump.run()
+            pump.take_tail()  # a file edited by hand may lack its last newline
         except DataError as exc:
             failure = exc
         finally:
+            pump.finish()
             channel.close()
             connector.proc.wait()
             channel.join()

@@ -48,6 +48,7 @@ class ContractReport:
     warned: int = 0
     violations: dict[str, int] = field(default_factory=dict)
     quarantine: str | None = None  # the file or stream the bad records went to, once one did
+    stopped_at: int | None = None  # enforce: the line of the record that stopped the run
 
 
 class _Stream:
@@ -81,6 +82,29 @@ class _Stream:
                     self.contract.pattern,
                     self.name,
                     ", ".join(repr(u) for u in unknown),
+                )
+            self._warn_decimal_strings(properties)
+
+    def _warn_decimal_strings(self, properties: dict[str, Any]) -> None:
+        """`type: number` means a JSON number; an exact-decimal column comes as a string, so every
+        value would break the rule. Said once, at SCHEMA time, instead of once per record."""
+        for column in self.contract.columns:
+            declared = properties.get(column.name)
+            if column.type not in ("number", "integer") or not isinstance(declared, dict):
+                continue
+            types = declared.get("type")
+            types = [types] if isinstance(types, str) else types if isinstance(types, list) else []
+            if declared.get("format") == "singer.decimal" or (
+                "string" in types and not {"number", "integer"} & set(types)
+            ):
+                log.warning(
+                    "contracts.%s.columns.%s: type %s, but stream %r sends it as a string (%s); every value will "
+                    "break the rule: use type: decimal",
+                    self.contract.pattern,
+                    column.name,
+                    column.type,
+                    self.name,
+                    declared.get("format") or "no number format",
                 )
 
     def _keys(self, message: dict[str, Any], number: int) -> Sequence[str]:
@@ -134,12 +158,13 @@ class _Stream:
             if self.tracker is not None:
                 self.tracker.add(record)
             return True
-        mode = self.contract.mode
-        if mode == ENFORCE:
-            raise ContractViolation(self.name, number, violations[0])
         counts = self.report.violations
         for v in violations:
             counts[v.name] = counts.get(v.name, 0) + 1
+        mode = self.contract.mode
+        if mode == ENFORCE:
+            self.report.stopped_at = number  # counted, so the report says what stopped the run
+            raise ContractViolation(self.name, number, violations[0])
         if mode == QUARANTINE and self.sink is not None:
             self.sink.put(line, message, violations, number)
             self.report.quarantined += 1
@@ -217,7 +242,9 @@ class ContractStage:
             stream.close()
 
     def dropped(self) -> dict[str, int]:
-        return {name: s.report.quarantined for name, s in self._streams.items() if s.report.quarantined}
+        """Records counted in but not forwarded: quarantined ones, and the one an enforce contract stopped at."""
+        found = {name: s.report.quarantined + (s.report.stopped_at is not None) for name, s in self._streams.items()}
+        return {name: n for name, n in found.items() if n}
 
     def reports(self) -> dict[str, ContractReport]:
         return {name: s.report for name, s in sorted(self._streams.items())}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
+from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.messages import Message
 
@@ -26,8 +27,9 @@ def apply_chain(chain: Sequence[Filter], message: Message) -> Iterator[Message]:
         yield from apply_chain(rest, out)
 
 
-def build_filters(specs: Iterable[dict[str, Any]]) -> list[Filter]:
-    """Filters from dpone.yml `filters:` entries, in order."""
+def build_filters(specs: Iterable[dict[str, Any]], redactor: Redactor | None = None) -> list[Filter]:
+    """Filters from dpone.yml `filters:` entries, in order. A filter's secrets (a hash key) go to
+    the redactor, so no log line or error shows them."""
     from dpone_runner.filters import stream_maps  # noqa: PLC0415 - avoids a cycle at import
 
     builders: dict[str, Callable[[dict[str, Any]], Filter]] = {
@@ -41,5 +43,8 @@ def build_filters(specs: Iterable[dict[str, Any]]) -> list[Filter]:
         kind = spec.get("type")
         if kind not in builders:
             raise ConfigError(f"filters: unknown type {kind!r} (use one of {', '.join(builders)})")
-        chain.append(builders[kind](spec))
+        built = builders[kind](spec)
+        if redactor is not None and isinstance(built, stream_maps.HashProperties):
+            redactor.add(built.secrets())
+        chain.append(built)
     return chain

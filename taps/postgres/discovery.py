@@ -11,7 +11,11 @@ from taps.postgres.type_map import ColumnSpec, column_spec
 
 # Temporary tables (relpersistence 't') belong to other sessions and cannot be read.
 _TABLES = """
-SELECT c.oid, n.nspname, c.relname, c.relkind, greatest(c.reltuples, 0)::bigint
+SELECT c.oid, n.nspname, c.relname, c.relkind,
+       -- -1 (PostgreSQL 14+) means never analysed; before 14 an unanalysed table shows 0 with 0 pages.
+       CASE WHEN c.reltuples < 0 OR (c.reltuples = 0 AND c.relpages = 0
+                                     AND current_setting('server_version_num')::int < 140000)
+            THEN NULL ELSE c.reltuples::bigint END
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
@@ -46,7 +50,7 @@ class Table:
     schema: str
     name: str
     kind: str  # r table, p partitioned, v view, m materialized view, f foreign
-    row_estimate: int
+    row_estimate: int | None  # None: unknown (the table was never analysed)
     columns: list[ColumnSpec] = field(default_factory=list)
     primary_key: list[str] = field(default_factory=list)
 
@@ -73,7 +77,7 @@ def discover(conn: Any, include: list[str], exclude: list[str]) -> list[Table]:
     for oid, schema, name, kind, estimate in conn.execute(_TABLES).fetchall():
         full = f"{schema}.{name}"
         if _matches(full, include or ["*.*"]) and not _matches(full, exclude):
-            tables[oid] = Table(schema, name, kind, int(estimate))
+            tables[oid] = Table(schema, name, kind, None if estimate is None else int(estimate))
     if not tables:
         return []
     oids = list(tables)

@@ -50,13 +50,22 @@ class _File:
     manifest: list[str]
     rows: int
     last_key: bytes  # the bookmark: a JSON array with the key of the file's last row
+    json_nulls: int  # rows of the file with a JSON null in a json/jsonb column
 
 
 class RangeReader:
     """Reads one key range into batch files on its own connection, in a thread."""
 
     def __init__(
-        self, conn: Any, copy_sql: str, key_range: KeyRange, spec: BatchSpec, part: str, key: str, redactor: Any
+        self,
+        conn: Any,
+        copy_sql: str,
+        key_range: KeyRange,
+        spec: BatchSpec,
+        part: str,
+        key: str,
+        redactor: Any,
+        flagged: bool = False,
     ) -> None:
         self.conn = conn
         self.copy_sql = copy_sql
@@ -65,6 +74,8 @@ class RangeReader:
         self.part = part
         self.key = key
         self.redactor = redactor
+        self.flagged = flagged  # each row ends with a field: t when it holds a JSON null
+        self.json_nulls = 0
         self.files: queue.Queue[Any] = queue.Queue()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"range-{part}", daemon=True)
@@ -83,6 +94,11 @@ class RangeReader:
         with self.conn.cursor() as cur, cur.copy(self.copy_sql, params) as copy:
             for row in copy:
                 last = bytes(row)
+                if self.flagged:
+                    sep = last.rindex(b"\x1f")
+                    if last[sep + 1 : sep + 2] == b"t":
+                        self.json_nulls += 1
+                    last = last[:sep] + b"\n"
                 writer.write_line(last)
                 if writer.full():
                     self._close(writer, last)
@@ -95,7 +111,8 @@ class RangeReader:
         manifest = writer.close()
         if manifest:
             key = orjson.loads(last)[self.key]
-            self.files.put(_File(manifest, rows, orjson.dumps([key])))
+            self.files.put(_File(manifest, rows, orjson.dumps([key]), self.json_nulls))
+            self.json_nulls = 0
 
 
 def read_in_ranges(
@@ -107,12 +124,14 @@ def read_in_ranges(
     spec: BatchSpec,
     connections: int,
     redactor: Any,
-    on_file: Callable[[bytes], None],
+    on_file: Callable[[bytes, int], None],
+    flagged: bool = False,
 ) -> Iterator[WrittenBatch]:
     """Files of the whole table (the `bounds` query gives min and max key), announced in key order.
 
     `copy_sql` is the COPY of one range's rows, ordered by the key, with two placeholders for the
-    range's bounds; `on_file` receives each announced file's last key before the file is yielded.
+    range's bounds; `on_file` receives each announced file's last key (and its count of rows holding a
+    JSON null, when `flagged`: each COPY row then ends with a t/f field for it) before the file is yielded.
     """
     encoding = BatchEncoding("jsonl", spec.compression)
     errors = driver_errors()
@@ -131,14 +150,14 @@ def read_in_ranges(
                 conn = connect()
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")  # an id from the server, not input
-                readers.append(RangeReader(conn, copy_sql, key_range, spec, f"r{i}-", key, redactor))
+                readers.append(RangeReader(conn, copy_sql, key_range, spec, f"r{i}-", key, redactor, flagged))
             for reader in readers:
                 reader.thread.start()
             for reader in readers:
                 while (item := reader.files.get()) is not _DONE:
                     if isinstance(item, BaseException):
                         raise item
-                    on_file(item.last_key)
+                    on_file(item.last_key, item.json_nulls)
                     yield WrittenBatch(item.manifest, item.rows, encoding)
     except errors as exc:
         raise classify(exc, redactor, "reading the table in key ranges") from None

@@ -36,6 +36,14 @@ def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _orderable(schema: dict[str, Any]) -> bool:
+    declared = schema.get("type")
+    types = {declared} if isinstance(declared, str) else set(declared or [])
+    if "array" in types or "object" in types:
+        return False
+    return bool(types & {"integer", "number"}) or schema.get("format") in ("date-time", "date", "singer.decimal")
+
+
 class PostgresStream(Stream):
     def __init__(self, table: Table, tap: Any) -> None:
         self.table = table
@@ -48,18 +56,29 @@ class PostgresStream(Stream):
         self._progress: dict[str, Any] = {}
         self._mode = FULL_TABLE
         self._xmin_horizon = 0
+        self._json_nulls = 0  # rows whose JSON null went out as null (indistinguishable from SQL NULL)
+        # Columns INCREMENTAL can bookmark (ordered, compared by value); the user picks one.
+        self.valid_replication_keys = [c.name for c in table.columns if _orderable(c.schema)]  # type: ignore[misc]
 
     def discovery_metadata(self) -> dict[str, Any]:
-        return {
-            "row-count": self.table.row_estimate,
+        metadata: dict[str, Any] = {
             "is-view": self.table.is_view,
             "schema-name": self.table.schema,
             "table-name": self.table.name,
         }
+        if self.table.row_estimate is not None:  # unknown (never analysed): left out rather than 0
+            metadata["row-count"] = self.table.row_estimate
+        return metadata
 
     def stream_schema(self, method: str, schema: dict[str, Any]) -> dict[str, Any]:
         if method != LOG_BASED:
             return schema
+        if not self.table.primary_key:
+            # Checked while the run is planned, before any SCHEMA: a target creates nothing.
+            raise ConfigError(
+                f"stream {self.name!r}: LOG_BASED needs a primary key to apply updates and deletes "
+                "(or use FULL_TABLE / INCREMENTAL)"
+            )
         extra = {
             "_sdc_deleted_at": {"type": ["string", "null"], "format": "date-time"},
             "_sdc_lsn": {"type": ["integer", "null"]},
@@ -87,17 +106,35 @@ class PostgresStream(Stream):
         self._mode = XMIN if method == XMIN else method
         self._last_key = None
         self._progress = {}
+        self._json_nulls = 0
         if method == LOG_BASED:
             from taps.postgres.cdc import read_changes  # noqa: PLC0415 - only LOG_BASED needs it
 
             yield from read_changes(self, ctx)
-            return
-        if method == XMIN:
+        elif method == XMIN:
             yield from self._xmin(ctx)
         elif method == INCREMENTAL:
             yield from self._incremental(ctx)
         else:
             yield from self._full_table(ctx)
+        if self._json_nulls:
+            log.warning(
+                "stream %s: %d rows held JSON null in a json/jsonb column; it is sent as null and lands as SQL NULL",
+                self.name,
+                self._json_nulls,
+            )
+
+    def _json_null_sql(self, selected: list[str]) -> str | None:
+        """True for a row whose selected json/jsonb column holds JSON null (sent as null, like SQL NULL)."""
+        tests = []
+        for c in self.table.columns:
+            if c.name in selected and "object" in (c.schema.get("type") or []):
+                column = f"{_SRC}.{q(c.name)}"
+                # jsonb renders as itself; json goes through its line-break rewrite.
+                tests.append(
+                    f"{column} = 'null'::jsonb" if c.expression == q(c.name) else f"json_typeof({column}) = 'null'"
+                )
+        return f"coalesce({' OR '.join(tests)}, false)" if tests else None
 
     def _columns_sql(self, selected: list[str]) -> str:
         by_name = {c.name: c for c in self.table.columns}
@@ -113,8 +150,9 @@ class PostgresStream(Stream):
     def _copy(self, selected: list[str], keys: list[str], where: str, params: list[Any]) -> Iterator[EncodedRecord]:
         key_sql = ", ".join(keys) if keys else "NULL"
         order = f" ORDER BY {', '.join(keys)}" if keys else ""
+        flag = self._json_null_sql(selected)
         sql = (
-            f"SELECT row_to_json({_ROW})::text, json_build_array({key_sql})::text "
+            f"SELECT row_to_json({_ROW})::text, json_build_array({key_sql})::text{f', {flag}' if flag else ''} "
             f"FROM {self.table.qualified} AS {_SRC} CROSS JOIN LATERAL (SELECT {self._columns_sql(selected)}) "
             f"AS {_ROW}{where}{order}"
         )
@@ -123,8 +161,13 @@ class PostgresStream(Stream):
                 for block in copy:
                     data = bytes(block)
                     sep = data.index(b"\x1f")
+                    end = len(data)
+                    if flag:
+                        end = data.rindex(b"\x1f")
+                        if data[end + 1 : end + 2] == b"t":
+                            self._json_nulls += 1
                     if keys:
-                        key = data[sep + 1 :].rstrip(b"\n")
+                        key = data[sep + 1 : end].rstrip(b"\n")
                         if key != b"[null]":  # NULL keys sort last and bookmark nothing
                             self._last_key = key
                     yield EncodedRecord(data[:sep])
@@ -179,14 +222,16 @@ class PostgresStream(Stream):
         assert key is not None
         column = f"{_SRC}.{q(key)}"
         bounds = f"SELECT min({column}), max({column}) FROM {self.table.qualified} AS {_SRC}{resume_where}"
+        flag = self._json_null_sql(ctx.selected)
         select = (
-            f"SELECT row_to_json({_ROW})::text FROM {self.table.qualified} AS {_SRC} "
+            f"SELECT row_to_json({_ROW})::text{f', {flag}' if flag else ''} FROM {self.table.qualified} AS {_SRC} "
             f"CROSS JOIN LATERAL (SELECT {self._columns_sql(ctx.selected)}) AS {_ROW} "
             f"WHERE {column} BETWEEN %s AND %s ORDER BY {column}"
         )
 
-        def on_file(last_key: bytes) -> None:
+        def on_file(last_key: bytes, json_nulls: int) -> None:
             self._last_key = last_key
+            self._json_nulls += json_nulls
 
         yield from read_in_ranges(
             self.tap.conn,
@@ -198,6 +243,7 @@ class PostgresStream(Stream):
             connections,
             self.tap.redactor,
             on_file,
+            flagged=flag is not None,
         )
 
     def _incremental(self, ctx: ReadContext) -> Iterator[EncodedRecord]:

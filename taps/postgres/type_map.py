@@ -15,6 +15,26 @@ _INT_RANGES = {"smallint": (-(2**15), 2**15 - 1), "integer": (-(2**31), 2**31 - 
 _TEXT_RE = re.compile(r"(?:character varying|character|varchar|char)\((\d+)\)")
 _NUMERIC_RE = re.compile(r"numeric\((\d+),(\d+)\)")
 _JSON_ANY = ["object", "array", "string", "number", "boolean", "null"]
+# A float's -0 would print as `-0`, which JSON readers take for the integer 0: send -0.0.
+_FLOAT = "CASE WHEN {col} = 0 AND {col}::text = '-0' THEN '-0.0'::json ELSE to_json({col}) END"
+_MAX_DIMS = 6  # PostgreSQL's limit on array dimensions
+# Elements rendered one by one into nested JSON arrays, whatever the number of dimensions: element n
+# (row-major, from 1) opens one bracket per dimension whose block starts at it, and closes one per
+# block it ends. A block of dimension d holds the product of the lengths of dimensions d and up.
+# Aliases unlikely to clash with a column name (a column "d" would be the alias d inside).
+_BLOCK = " * ".join(
+    f"(CASE WHEN _dpone_d <= {k} THEN coalesce(array_length({{col}}, {k}), 1) ELSE 1 END)::bigint"
+    for k in range(1, _MAX_DIMS + 1)
+)
+_NESTED = (
+    "CASE WHEN {col} IS NULL THEN NULL ELSE coalesce((SELECT string_agg(repeat('[', _dpone_b.opens::int) || "
+    "coalesce(to_json({item})::text, 'null') || repeat(']', _dpone_b.closes::int), ',' ORDER BY _dpone_u.n) "
+    "FROM unnest({col}) WITH ORDINALITY AS _dpone_u(e, n) CROSS JOIN LATERAL ("
+    "SELECT count(*) FILTER (WHERE mod(_dpone_u.n - 1, _dpone_s.size) = 0) AS opens, "
+    "count(*) FILTER (WHERE mod(_dpone_u.n, _dpone_s.size) = 0) AS closes "
+    f"FROM (SELECT {_BLOCK} AS size FROM generate_series(1, array_ndims({{col}})) AS _dpone_d) AS _dpone_s) "
+    "AS _dpone_b)::json, '[]') END"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +64,8 @@ def _scalar(type_name: str, nullable: bool, kind: str, enum: list[str] | None) -
             schema["precision"], schema["scale"] = int(match.group(1)), int(match.group(2))
         return schema, ("{col}::numeric::text" if type_name == "money" else "{col}::text")
     if type_name in ("real", "double precision"):
-        return {"type": _nullable("number", nullable)}, "{col}"
+        # Marked as a float: a target may keep it in a float column (a plain number means exact).
+        return {"type": _nullable("number", nullable), "x-sql-datatype": type_name}, _FLOAT
     if type_name == "boolean":
         return {"type": _nullable("boolean", nullable)}, "{col}"
     if type_name in ("timestamp with time zone", "timestamp without time zone"):
@@ -73,6 +94,28 @@ def _scalar(type_name: str, nullable: bool, kind: str, enum: list[str] | None) -
     return {"type": _nullable("string", nullable)}, "{col}::text"
 
 
+def _nested_items(item: dict[str, Any]) -> dict[str, Any]:
+    """Items of an array column: elements, or arrays of them (a column holds any number of dimensions)."""
+    schema = item
+    for _ in range(_MAX_DIMS - 1):
+        schema = {"anyOf": [item, {"type": "array", "items": schema}]}
+    return schema
+
+
+def _array_expression(base: str, item_expr: str) -> str:
+    """An array rendered with its dimensions nested, each element as its scalar type renders it."""
+    if item_expr == "{col}":
+        return "{col}"  # row_to_json renders these elements (and dimensions) as they are
+    if item_expr == "{col}::text":
+        return "to_json({col}::text[])"  # the cast keeps the dimensions
+    if item_expr == "{col}::numeric::text":
+        return "to_json({col}::numeric[]::text[])"
+    if base == "json":
+        # Raw line breaks (whitespace between JSON tokens) would split the RECORD line, as in json.
+        return "replace(replace(to_json({col})::text, E'\\n', ' '), E'\\r', ' ')::json"
+    return _NESTED.replace("{item}", item_expr.format(col="_dpone_u.e"))
+
+
 def column_spec(
     name: str,
     type_name: str,
@@ -86,13 +129,7 @@ def column_spec(
     if type_name.endswith("[]") or element_type:
         base = element_type or type_name[:-2]
         item_schema, item_expr = _scalar(base, True, kind, enum)
-        schema = {"type": _nullable("array", nullable), "items": item_schema}
-        # Elements that need a text rendering (numeric, bytea, ...) go through to_json per element.
-        per_item = (
-            f"CASE WHEN {{col}} IS NULL THEN NULL ELSE coalesce((SELECT json_agg({item_expr.format(col='e')} "
-            f"ORDER BY n) FROM unnest({{col}}) WITH ORDINALITY AS u(e, n)), '[]') END"
-        )
-        expression = "{col}" if item_expr == "{col}" else per_item
-        return ColumnSpec(name, schema, expression.format(col=quoted))
+        schema = {"type": _nullable("array", nullable), "items": _nested_items(item_schema)}
+        return ColumnSpec(name, schema, _array_expression(base, item_expr).format(col=quoted))
     schema, expression = _scalar(type_name, nullable, kind, enum)
     return ColumnSpec(name, schema, expression.format(col=quoted))

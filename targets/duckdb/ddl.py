@@ -34,11 +34,26 @@ def drop_not_null(table: str, column: str) -> str:
     return f"ALTER TABLE {table} ALTER COLUMN {q(column)} DROP NOT NULL"
 
 
-def load_json(staging: str, path: str, columns: Mapping[str, str]) -> str:
+def read_json(path: str, columns: Mapping[str, str], max_object_bytes: int) -> str:
+    """read_json over a staging file; `max_object_bytes` must cover its longest line."""
     spec = ", ".join(f"{literal(c)}: {literal(t)}" for c, t in columns.items())
     return (
-        f"INSERT INTO {staging} BY NAME SELECT * FROM read_json({literal(path)}, "
-        f"format='newline_delimited', columns={{{spec}}})"
+        f"read_json({literal(path)}, format='newline_delimited', columns={{{spec}}}, "
+        f"maximum_object_size={int(max_object_bytes)})"
+    )
+
+
+def load_json(staging: str, source: str, columns: Iterable[str]) -> str:
+    cols = ", ".join(q(c) for c in columns)
+    return f"INSERT INTO {staging} ({cols}) SELECT {cols} FROM {source}"
+
+
+def first_unreadable(source: str, column: str, type_: str, line_column: str) -> str:
+    """The first staged row whose value of `column` (read as text) the column's type refuses."""
+    col = q(column)
+    return (
+        f"SELECT {q(line_column)}, {col} FROM {source} WHERE {col} IS NOT NULL AND TRY_CAST({col} AS {type_}) IS NULL "
+        f"ORDER BY {q(line_column)} LIMIT 1"
     )
 
 

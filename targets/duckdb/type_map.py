@@ -1,8 +1,18 @@
-"""Logical column types -> DuckDB types, and which type changes are safe widenings."""
+"""Logical column types -> DuckDB types, and which type changes are safe widenings.
+
+DuckDB has no arbitrary-precision number: DECIMAL stops at 38 digits. A number whose precision fits
+is a DECIMAL(p,s), a number the schema declares a binary float is a FLOAT or DOUBLE; any other number (a
+plain JSON `number`, a decimal without precision or wider than 38 digits) follows the
+`unbounded_numbers` setting: DOUBLE that takes only values a double gives back exactly and stops on any
+other (the default: sums work, nothing is rounded), VARCHAR holding the number's text (every digit,
+NaN and Infinity too), DECIMAL(38,s) that stops on a value it cannot hold, or DOUBLE that rounds
+(`double_rounded`, a lossy choice the user makes).
+"""
 
 from __future__ import annotations
 
 import re
+from functools import partial
 
 from dpone_protocol.json_schema import ColumnType, Logical
 from targets.framework.schema_evolution import Dialect
@@ -10,7 +20,6 @@ from targets.framework.schema_evolution import Dialect
 _SIMPLE = {
     Logical.STRING: "VARCHAR",
     Logical.INTEGER: "BIGINT",
-    Logical.NUMBER: "DOUBLE",
     Logical.BOOLEAN: "BOOLEAN",
     Logical.TIMESTAMP: "TIMESTAMP WITH TIME ZONE",
     Logical.DATE: "DATE",
@@ -21,16 +30,44 @@ _SIMPLE = {
     Logical.JSON: "JSON",
 }
 MAX_PRECISION = 38
-DEFAULT_DECIMAL = (MAX_PRECISION, 9)
+UNBOUNDED_SCALE = 9  # decimals of an unbounded number under `unbounded_numbers: decimal`, unless declared
+DOUBLE_NUMBERS, VARCHAR_NUMBERS, DECIMAL_NUMBERS = "double", "varchar", "decimal"
+ROUNDED_NUMBERS = "double_rounded"
+NUMBER_MODES = (DOUBLE_NUMBERS, VARCHAR_NUMBERS, DECIMAL_NUMBERS, ROUNDED_NUMBERS)
+DEFAULT_NUMBERS = DOUBLE_NUMBERS
 
 
-def duckdb_type(column: ColumnType) -> str:
+def _declared_decimal(precision: int, scale: int) -> tuple[int, int] | None:
+    """DECIMAL(width, scale) holding every value of a declared precision and scale, or None beyond 38.
+    A source may declare a negative scale (rounded to hundreds...) or a scale above the precision."""
+    int_digits = precision - scale
+    decimals = max(scale, 0)
+    width = max(int_digits, 0) + decimals
+    return (width, decimals) if 0 < width <= MAX_PRECISION else None
+
+
+def _unbounded(column: ColumnType, numbers: str) -> str:
+    if numbers in (DOUBLE_NUMBERS, ROUNDED_NUMBERS):
+        return "DOUBLE"
+    if numbers == DECIMAL_NUMBERS:
+        scale = UNBOUNDED_SCALE if column.scale is None else min(max(column.scale, 0), MAX_PRECISION)
+        return f"DECIMAL({MAX_PRECISION},{scale})"
+    return "VARCHAR"
+
+
+def duckdb_type(column: ColumnType, numbers: str = DEFAULT_NUMBERS) -> str:
+    """The DuckDB type of a column; `numbers` is the `unbounded_numbers` setting."""
     if column.logical is Logical.DECIMAL:
-        precision = column.precision or DEFAULT_DECIMAL[0]
-        scale = column.scale if column.scale is not None else DEFAULT_DECIMAL[1]
-        if precision > MAX_PRECISION:
-            return "VARCHAR"  # wider than DuckDB's DECIMAL: keep every digit as text
-        return f"DECIMAL({precision},{scale})"
+        if column.precision is not None:
+            fits = _declared_decimal(column.precision, column.scale or 0)
+            if fits is not None:
+                return f"DECIMAL({fits[0]},{fits[1]})"
+        return _unbounded(column, numbers)
+    if column.logical is Logical.NUMBER:
+        # A declared binary float (x-sql-datatype real, format double...) is exactly a FLOAT or DOUBLE.
+        if column.bits:
+            return "FLOAT" if column.bits <= 32 else "DOUBLE"
+        return _unbounded(column, numbers)
     return _SIMPLE[column.logical]
 
 
@@ -49,6 +86,8 @@ def normalize(t: str) -> str:
         "TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE",
         "INT8": "BIGINT",
         "FLOAT8": "DOUBLE",
+        "REAL": "FLOAT",
+        "FLOAT4": "FLOAT",
         "TEXT": "VARCHAR",
         "STRING": "VARCHAR",
     }.get(t, t)
@@ -73,6 +112,8 @@ def holds(existing: str, incoming: str) -> bool:
 
 def widens(existing: str, incoming: str) -> bool:
     """True when altering `existing` to `incoming` keeps every stored value."""
+    if (normalize(existing), normalize(incoming)) == ("FLOAT", "DOUBLE"):
+        return True  # every 32-bit float is a double
     if normalize(incoming) in ("JSON", "DOUBLE", "FLOAT", "VARCHAR") and normalize(existing) != normalize(incoming):
         # A DOUBLE rounds integers beyond 2^53; JSON would change every value's form; a number or date
         # becoming text is a type change (on_type_change: cast), not a widening.
@@ -91,5 +132,25 @@ def casts(existing: str, incoming: str) -> bool:
     return incoming == "VARCHAR" and (existing in _TEXT_CASTABLE or _decimal(existing) is not None)
 
 
-# Names keep their case and match case-insensitively, as in DuckDB.
-DUCKDB = Dialect(duckdb_type, holds, widens, casts, column_key=str.lower)
+def keeps(existing: str, incoming: ColumnType) -> str | None:
+    """A DOUBLE column (older versions made one for every number) keeps taking plain numbers:
+    converting its stored values would not make them exact, and it holds floats as it did."""
+    if normalize(existing) == "DOUBLE" and incoming.logical is Logical.NUMBER:
+        return "stays DOUBLE: numbers are stored as doubles, as the column holds them (see unbounded_numbers)"
+    return None
+
+
+def dialect(numbers: str = DEFAULT_NUMBERS) -> Dialect:
+    """DuckDB's type rules under an `unbounded_numbers` setting. Names keep their case and match
+    case-insensitively, as in DuckDB."""
+    # Only where numbers become doubles anyway may an older DOUBLE column keep taking them: under
+    # varchar or decimal it would round what the setting was chosen to keep (a type change then).
+    kept = keeps if numbers in (DOUBLE_NUMBERS, ROUNDED_NUMBERS) else _never_kept
+    return Dialect(partial(duckdb_type, numbers=numbers), holds, widens, casts, column_key=str.lower, keeps=kept)
+
+
+def _never_kept(existing: str, incoming: ColumnType) -> str | None:
+    return None
+
+
+DUCKDB = dialect()

@@ -253,7 +253,14 @@ class LoaderSink(Sink):
         self.plan_only = plan_only  # --schema-plan: plan each schema, change nothing
         self.stamp_load_times = not loader.stamps_load_times
         self.committer = loader.committer() if loader.background_commit else None
-        self.shadow: str | None = None
+        self.shadow: str | None = None  # an open full refresh (load_method overwrite)
+        # Full refreshes: the version last swapped in by ACTIVATE_VERSION, and whether any swap or
+        # ACTIVATE_VERSION happened (then the end of the input has nothing left to replace).
+        self.activated: int | None = None
+        self.refreshed = False
+        # Batches handed to the loader and committed, when no committer counts them.
+        self._submitted = 0
+        self._committed = 0
         self.plan: StreamPlan | None = None
         self.encoder: RowEncoder | None = None  # the batch, when the loader encodes rows itself
         super().__init__(config, schema, policy)
@@ -360,7 +367,9 @@ class LoaderSink(Sink):
                     if source in record:
                         record[dest] = record.pop(source)
         if plan.merges:
-            records = _dedupe_last(records, plan.key_properties)
+            # Renamed above: the keys are found under their destination names.
+            keys = [(plan.renames or {}).get(k, k) for k in plan.key_properties]
+            records = _dedupe_last(records, keys)
         self._submit(plan, records)
 
     def _submit(self, plan: StreamPlan, records: list[dict[str, Any]] | EncodedRows) -> None:
@@ -373,7 +382,9 @@ class LoaderSink(Sink):
                 lambda lane, turn: self._write_with_retries(plan, records, table, self.loader.lane(lane), turn)
             )
         else:
+            self._submitted += 1
             self._write_with_retries(plan, records, table, self.loader, lambda: None)
+            self._committed = self._submitted
 
     def _write_with_retries(
         self,
@@ -428,12 +439,14 @@ class LoaderSink(Sink):
             loader.cleanup(plan, staging)
 
     def commit_mark(self) -> int:
-        return self.committer.submitted if self.committer is not None else 0
+        return self.committer.submitted if self.committer is not None else self._submitted
 
     def is_committed(self, mark: int) -> bool:
         if self.shadow is not None:
             return False  # a full refresh is visible only once swapped in
-        return self.committer is None or self.committer.has_committed(mark)
+        if self.committer is None:
+            return self._committed >= mark  # a batch that failed never counts
+        return self.committer.has_committed(mark)
 
     def settle(self) -> None:
         self._settle()
@@ -444,21 +457,43 @@ class LoaderSink(Sink):
             return
         if self.plan.method != OVERWRITE:
             self.loader.flush_schema(self.plan.table)  # a stream without rows still gets its table
-        if self.shadow is None and self.plan.method == OVERWRITE:
-            # A full refresh that sent no rows: the source is empty, so the table becomes empty.
+            return
+        if self.shadow is None and not self.refreshed:
+            # A full refresh that sent no rows and no ACTIVATE_VERSION: the source is empty.
             self.shadow = self.loader.begin_replace(self.plan)
+        self._swap_shadow()
+
+    def _swap_shadow(self) -> None:
+        assert self.plan is not None
         if self.shadow is not None:
             self.loader.swap(self.plan, self.shadow)
             self.shadow = None
+            self.refreshed = True
 
     def activate_version(self, version: int) -> None:
         self._settle()
         assert self.plan is not None
-        if self.shadow is not None:
-            self.finish()  # the shadow holds exactly this version: swapping it in is the activation
+        if self.plan.method == OVERWRITE:
+            self._activate_refresh(version)
             return
         self.loader.flush_schema(self.plan.table)
         self.loader.activate_version(self.plan, version)
+
+    def _activate_refresh(self, version: int) -> None:
+        """ACTIVATE_VERSION of a full refresh. After its rows it completes the refresh: the shadow is
+        swapped in. Before any row it opens one: the rows that follow fill the shadow, and if none
+        come (an empty source) the next ACTIVATE_VERSION or the end of the input swaps it in empty.
+        The same version activated again is already in place; the table is never emptied for it."""
+        assert self.plan is not None
+        if self.shadow is None:
+            if self.activated == version:
+                return
+            self.shadow = self.loader.begin_replace(self.plan)
+            self.refreshed = True  # the end of the input swaps this shadow, not a second empty one
+            log.info("stream %s: full refresh of version %d started", self.stream, version)
+            return
+        self._swap_shadow()
+        self.activated = version
 
     def close(self) -> None:
         # Never let the connection close under a batch in flight; its error (if any) was or will be

@@ -108,6 +108,10 @@ def _same(name: str) -> str:
     return name
 
 
+def _never(existing: str, incoming: ColumnType) -> str | None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Dialect:
     """A destination's type rules, as its target knows them (functions of its type map)."""
@@ -116,8 +120,13 @@ class Dialect:
     holds: Callable[[str, str], bool]  # (existing, incoming): every incoming value fits the column
     widens: Callable[[str, str], bool]  # altering existing -> incoming is a widening that keeps every value
     casts: Callable[[str, str], bool]  # converting stored values keeps every one (on_type_change: cast)
-    column_name: Callable[[str], str] = _same  # the name the destination stores (e.g. truncated)
+    column_name: Callable[[str], str] = _same  # the name the destination stores (e.g. shortened)
     column_key: Callable[[str], str] = _same  # what two names share to be one column (e.g. case-folded)
+    # The name an older version stored a column under, where it differs (tables it made still load).
+    former_name: Callable[[str], str] | None = None
+    # Why an existing column that does not hold the incoming type stays as it is, or None: e.g. a
+    # float column made before plain numbers became exact keeps taking them.
+    keeps: Callable[[str, ColumnType], str | None] = _never
 
 
 class DdlText(Protocol):
@@ -268,6 +277,8 @@ def plan_schema(
 ) -> SchemaPlan:
     """Compare `incoming` (the stream's columns) with `existing` (None: no table yet)."""
     plan = SchemaPlan(stream, table, evolution)
+    if _same_column(plan, incoming, dialect):
+        return plan
     if existing is None:
         plan.changes.append(Change(Action.CREATE_TABLE))
         for name, column in incoming.items():
@@ -279,19 +290,24 @@ def plan_schema(
         return plan
 
     by_key = {dialect.column_key(name): name for name in existing}
+    former = _former_columns(incoming, by_key, dialect)
     plan.table_columns = {name: col.type for name, col in existing.items()}
     policy = evolution.policy
     sent: set[str] = set()
     for name, column in incoming.items():
         key = dialect.column_key(name)
         wanted = dialect.column_type(column)
-        current_name = by_key.get(key)
+        current_name = by_key.get(key) or former.get(name)
         sent.add(key)
         if current_name is None:
             _add(plan, name, dialect.column_name(name), column, wanted, policy)
             continue
+        sent.add(dialect.column_key(current_name))
         current = existing[current_name].type
         if dialect.holds(current, wanted):
+            _load(plan, name, current_name, column)
+        elif (why := dialect.keeps(current, column)) is not None:
+            plan.changes.append(Change(Action.KEEP, current_name, current, wanted, why))
             _load(plan, name, current_name, column)
         elif policy is Policy.WIDENING and dialect.widens(current, wanted):
             plan.changes.append(Change(Action.WIDEN, current_name, current, wanted))
@@ -310,6 +326,36 @@ def plan_schema(
         else:
             plan.changes.append(Change(Action.KEEP, name, col.type, col.type, "the stream no longer sends it; kept"))
     return plan
+
+
+def _same_column(plan: SchemaPlan, incoming: Mapping[str, ColumnType], dialect: Dialect) -> bool:
+    """Stop when two incoming properties would become one column: one value of each row would be lost."""
+    seen: dict[str, str] = {}
+    for name in incoming:
+        other = seen.setdefault(dialect.column_key(name), name)
+        if other != name:
+            dest = dialect.column_name(name)
+            why = f"{other!r} and {name!r} would both be column {dest!r}; rename one (e.g. a stream map)"
+            plan.changes.append(Change(Action.STOP, dest, None, None, why))
+    return bool(plan.stops)
+
+
+def _former_columns(incoming: Mapping[str, ColumnType], by_key: Mapping[str, str], dialect: Dialect) -> dict[str, str]:
+    """Incoming property -> the existing column an older version named for it, where that is certain:
+    no column under today's name, and no other property (or column of that exact name) shares it."""
+    if dialect.former_name is None:
+        return {}
+    claims: dict[str, list[str]] = {}
+    for name in incoming:
+        old = dialect.former_name(name)
+        if old != name:
+            claims.setdefault(dialect.column_key(old), []).append(name)
+    keys = {dialect.column_key(name) for name in incoming}
+    found: dict[str, str] = {}
+    for old_key, names in claims.items():
+        if len(names) == 1 and old_key in by_key and old_key not in keys and dialect.column_key(names[0]) not in by_key:
+            found[names[0]] = by_key[old_key]
+    return found
 
 
 def _load(plan: SchemaPlan, name: str, dest: str, column: ColumnType) -> None:

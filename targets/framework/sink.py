@@ -44,6 +44,8 @@ def _needs_exact_decoding(column: ColumnType, prop: dict[str, Any], exact_json: 
     or for a JSON column (whose numbers are stored as they came) when `exact_json` is on."""
     if column.logical in (Logical.OBJECT, Logical.ARRAY, Logical.JSON):
         return exact_json
+    if column.logical is Logical.NUMBER:
+        return column.bits is None  # no float format declared: the digits are the value (DESIGN rule 7)
     if column.logical is not Logical.DECIMAL or "string" in _json_types(prop):
         return False
     return column.precision is None or column.precision > FLOAT_EXACT_DIGITS

@@ -8,12 +8,13 @@ coalesced: the latest committed one is what matters to the runner.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, cast
 
 from dpone_protocol.batch_files import iter_batch_records
 from dpone_protocol.codec import DEFAULT_CODEC, EXACT_CODEC, Frame, MessageWriter, decode_line
-from dpone_protocol.errors import ConfigError, DataError, ProtocolError
+from dpone_protocol.errors import ConfigError, DataError, InputCutError, ProtocolError
 from dpone_protocol.messages import (
     ActivateVersionMessage,
     BatchMessage,
@@ -65,6 +66,9 @@ class Target:
         self._state_after_drain: Any = None
         self._exact_streams: set[str] = set()
         self.records_in = 0
+        # The `dpone run` that started this target (it sets DPONE_RUN_ID): if it dies, a clean end of
+        # the input is no proof the input was whole.
+        self._runner = os.getppid() if os.environ.get("DPONE_RUN_ID") else None
         # Set by a target whose loader encodes RECORD lines itself (see encoded_rows.py).
         self.router: LineRouter | None = None
 
@@ -102,14 +106,28 @@ class Target:
     def run(self, stdin: IO[bytes] | Iterable[bytes], stdout: IO[bytes]) -> None:
         writer = MessageWriter(stdout)
         failed = True
+        cut: str | None = None
         try:
-            self._read(stdin, writer)
+            cut = self._read(stdin, writer)
+            if cut is not None:
+                # Whoever read our stdout may have died with whoever wrote our stdin: commit all the same.
+                writer = MessageWriter(cast(IO[bytes], _MayBeGone(stdout)))
             self._drain_all(writer)
             for sink in self.sinks.values():
                 sink.settle()
-            for sink in self.sinks.values():
-                sink.finish()
-            self._emit_state(writer)
+            if cut is None and self._runner_died():
+                # Checked this late on purpose: the kernel closes a dying process's pipes a moment
+                # before it hands its children to another parent.
+                cut = "the input ended because dpone run, which wrote it, died"
+                writer = MessageWriter(cast(IO[bytes], _MayBeGone(stdout)))
+            if cut is None:
+                for sink in self.sinks.values():
+                    sink.finish()
+                self._emit_state(writer)
+            else:
+                # A cut stream is not complete: nothing is finished (a full refresh is not swapped in),
+                # but what arrived whole is committed, and the state covering it goes out.
+                self._emit_after_failure(writer)
             failed = False
         finally:
             for sink in self.sinks.values():
@@ -121,18 +139,29 @@ class Target:
                 self._emit_after_failure(writer)
             self.close()
         log.info("loaded %d records into %d streams", self.records_in, len(self.sinks))
+        if cut is not None:
+            raise InputCutError(
+                f"{cut}; the records before it are committed and the newest state they cover was echoed; "
+                "run again to resume"
+            )
+
+    def _runner_died(self) -> bool:
+        return self._runner is not None and os.getppid() != self._runner
 
     def _emit_after_failure(self, writer: MessageWriter) -> None:
         """A run that fails still echoes the newest state whose batches committed before the failure:
         the next run then resumes from there instead of reloading them."""
         try:
+            self._promote_if_drained()
             self._emit_state(writer)
         except Exception:  # e.g. stdout closed: the error that stopped the run is the one to report
             log.debug("echoing the last committed state after the failure failed", exc_info=True)
 
-    def _read(self, stdin: IO[bytes] | Iterable[bytes], writer: MessageWriter) -> None:
+    def _read(self, stdin: IO[bytes] | Iterable[bytes], writer: MessageWriter) -> str | None:
         """The message loop. A well-formed RECORD of a known stream is handled inline: no message
-        object, no call per layer; per record this loop is most of a target's CPU time."""
+        object, no call per layer; per record this loop is most of a target's CPU time.
+
+        Returns where and how the input was cut (it ended inside a line), else None."""
         sinks = self.sinks
         exact = self._exact_streams
         loads = DEFAULT_CODEC.loads
@@ -140,6 +169,9 @@ class Target:
         line = 0
         for raw in stdin:
             line += 1
+            if raw[-1:] != b"\n" and _is_cut(raw):
+                # Only the last line can lack its newline.
+                return f"line {line}: the input ended inside a line (the process writing it died or was stopped)"
             if feed is not None:
                 added = feed(raw)  # the loader's own encoder: no decoding at all
                 if added:
@@ -174,6 +206,7 @@ class Target:
                 self._handle(stripped, line, writer)
                 # A SCHEMA may have brought the loader, and with it a router.
                 feed = self.router.feed if self.router is not None else None
+        return None
 
     def _handle(self, raw: bytes, line: int, writer: MessageWriter) -> None:
         codec = DEFAULT_CODEC
@@ -208,6 +241,7 @@ class Target:
         elif isinstance(message, ActivateVersionMessage):
             sink = self._sink_for(message.stream, line)
             sink.drain()
+            self._promote_if_drained()
             sink.activate_version(message.version)
         elif isinstance(message, BatchMessage):
             self._on_batch(message, line, writer)
@@ -238,6 +272,7 @@ class Target:
             elif sink.schema_differs(message):
                 # Rows received under the old schema are committed under it first.
                 sink.drain()
+                self._promote_if_drained()
                 sink.set_schema(message)
         except DataError as exc:
             reason = str(exc).removeprefix(f"stream {message.stream!r}: ")
@@ -262,6 +297,7 @@ class Target:
                 sink.add(RecordMessage(message.stream, record), 64, line)
                 self._count_batch_record(sink)
         sink.drain()
+        self._promote_if_drained()
 
     def _count_batch_record(self, sink: Sink) -> None:
         self.records_in += 1
@@ -277,10 +313,15 @@ class Target:
         self._emit_state(writer)  # whatever batches in flight have committed meanwhile
         for sink in self.sinks.values():
             sink.drain()
-        if self._state_after_drain is not None:
+        self._promote_if_drained()
+        self._emit_state(writer)  # a drain may have waited for an older batch to commit
+
+    def _promote_if_drained(self) -> None:
+        """Once no stream holds rows only in memory, the state that waited for a drain waits only for
+        its batches to commit (whichever drain handed them over: a full batch, a new SCHEMA, ...)."""
+        if self._state_after_drain is not None and not any(s.has_rows() for s in self.sinks.values()):
             self._hold_for_commit(self._state_after_drain)
             self._state_after_drain = None
-        self._emit_state(writer)  # a drain may have waited for an older batch to commit
 
     def _states_waiting(self) -> bool:
         return bool(self._states_after_commit) or self._state_after_drain is not None
@@ -306,3 +347,36 @@ class Target:
                 writer.flush()
                 del held[: at + 1]  # older states are covered by this one
                 return
+
+
+def _is_cut(raw: bytes) -> bool:
+    """True when an unterminated last line is a fragment: the writer died inside it. A whole message
+    that merely lacks its final newline (a hand-made file) is read as usual."""
+    if not raw.strip():
+        return False
+    try:
+        DEFAULT_CODEC.loads(raw)
+    except ValueError:
+        return True
+    return False
+
+
+class _MayBeGone:
+    """stdout that stops taking writes, quietly, once its reader is gone."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream: IO[bytes] | None = stream
+
+    def write(self, data: bytes) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.write(data)
+            except (OSError, ValueError):  # a broken pipe, or a closed file
+                self._stream = None
+
+    def flush(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._stream = None

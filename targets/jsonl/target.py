@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.messages import SchemaMessage
+from dpone_protocol.os_errors import classify_os_error
 from dpone_protocol.settings import Setting
 from targets.framework.batching import BatchPolicy
 from targets.framework.capabilities import APPEND, OVERWRITE, TargetCapabilities
@@ -42,47 +44,103 @@ def _repair_torn_tail(path: Path) -> None:
         fh.truncate(0)
 
 
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_destination(root: Path) -> None:
+    """Fail at the SCHEMA, before anything is created, when the files could not be written anyway."""
+    found = _nearest_existing(root.absolute())
+    if not found.is_dir():
+        raise ConfigError(f"destination_path {root}: Not a directory ({found} is a file)")
+    if not _writable(found):
+        problem = "read-only file system" if _read_only(found) else "permission denied"
+        raise ConfigError(f"destination_path {root}: {problem}: {found} is not writable by the user running it")
+
+
+def _writable(path: Path) -> bool:
+    # access() answers for the real user; EROFS shows up here too, whatever the user.
+    return os.access(path, os.W_OK | os.X_OK)
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 class JsonlSink(Sink):
     def __init__(self, config: Mapping[str, Any], schema: SchemaMessage, policy: BatchPolicy) -> None:
         super().__init__(config, schema, policy)
-        root = Path(str(config.get("destination_path") or "output"))
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"destination_path {root}: {exc.strerror}") from None
+        self.root = Path(str(config.get("destination_path") or "output"))
+        _check_destination(self.root)
         self.overwrite = config.get("load_method") == OVERWRITE
         name = (
             table_name(self.stream, config.get("table_name_map"))
             if config.get("conform_names")
             else self.stream.replace("/", "_")
         )
-        self.path = root / f"{name}.jsonl"
+        self.path = self.root / f"{name}.jsonl"
         self.write_path = self.path.with_suffix(".jsonl.partial") if self.overwrite else self.path
-        if self.overwrite:
-            self.write_path.unlink(missing_ok=True)
-        else:
-            _repair_torn_tail(self.path)
-        self._fh: IO[bytes] = self.write_path.open("ab")
-        self._opened = True
+        # Opened at the first write (or at a successful end of input): a run that stops before
+        # then leaves no empty file behind.
+        self._fh: IO[bytes] | None = None
+        self._failed = False
+        self._finished = False
+
+    def _file(self) -> IO[bytes]:
+        if self._fh is None:
+            with self._io(self.write_path):
+                self.root.mkdir(parents=True, exist_ok=True)
+                if self.overwrite:
+                    self.write_path.unlink(missing_ok=True)
+                else:
+                    _repair_torn_tail(self.path)
+                self._fh = self.write_path.open("ab")
+        return self._fh
+
+    @contextlib.contextmanager
+    def _io(self, path: Path) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            self._failed = True
+            known = classify_os_error(exc, str(path))
+            if known is None:
+                raise
+            raise known from exc
 
     def write_batch(self, records: list[dict[str, Any]]) -> None:
         line = DEFAULT_CODEC.dumps
-        self._fh.write(b"".join(line(r) + b"\n" for r in records))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        fh = self._file()
+        with self._io(self.write_path):
+            fh.write(b"".join(line(r) + b"\n" for r in records))
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def pending_commit(self) -> bool:
-        return self.overwrite and self._opened
+        return self.overwrite and not self._finished
 
     def finish(self) -> None:
-        if self.overwrite and self._opened:
-            self._fh.close()
-            os.replace(self.write_path, self.path)
-            self._opened = False
+        # The input ended cleanly: a stream with no records is an empty file (an overwrite empties it).
+        fh = self._file()
+        if self.overwrite and not self._finished:
+            with self._io(self.path):
+                fh.close()
+                os.replace(self.write_path, self.path)
+        self._finished = True
 
     def close(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
+        if self._fh is not None and not self._fh.closed:
+            try:
+                self._fh.close()
+            except OSError:
+                if not self._failed:
+                    raise
+                # The write that failed was reported; closing retries the same flush.
 
 
 class JsonlTarget(Target):

@@ -90,6 +90,12 @@ def to_text(value: Any) -> str:
     raise TypeError(f"a {type(value).__name__} value cannot be loaded")
 
 
+def key_columns(plan: StreamPlan) -> list[str]:
+    """The key properties as the table's columns (a long name is stored shortened)."""
+    renames = plan.renames or {}
+    return [renames.get(k, k) for k in plan.key_properties]
+
+
 def make_encoder(
     plan: StreamPlan,
     columns: list[str],
@@ -106,7 +112,7 @@ def make_encoder(
     sources = {dest: source for source, dest in (plan.renames or {}).items()}
     envelope = (EXTRACTED_AT, TABLE_VERSION) if metadata else ()
     fields = {sources.get(c, c): i for i, c in enumerate(columns) if c not in envelope}
-    keys = tuple(columns.index(k) for k in plan.key_properties) if plan.merges else ()
+    keys = tuple(columns.index(k) for k in key_columns(plan)) if plan.merges else ()
     encoder: _copyrows.Encoder = module.Encoder(
         fields,
         tuple(column_kind(t) for t in pg_types),

@@ -9,12 +9,13 @@ MAX_NAME_BYTES = 63  # PostgreSQL silently truncates longer identifiers
 
 
 def truncated(name: str) -> str:
-    """The name PostgreSQL itself uses for a longer identifier (so queries with the long name still work)."""
+    """The name PostgreSQL itself makes of a longer identifier: how earlier versions stored long names."""
     return name.encode()[:MAX_NAME_BYTES].decode("utf-8", "ignore")
 
 
 def pg_name(base: str, suffix: str = "") -> str:
-    """A derived name (key, staging, shadow) within the limit; a cut one gets a hash so it never collides."""
+    """A name within the limit: a longer one is cut and gets 8 hex digits of the SHA-1 of the whole
+    name, so two names sharing their first 63 bytes never become one table, column or key."""
     if len((base + suffix).encode()) <= MAX_NAME_BYTES:
         return base + suffix
     digest = hashlib.sha1(base.encode()).hexdigest()[:8]  # noqa: S324 - a name, not security
@@ -25,6 +26,11 @@ def pg_name(base: str, suffix: str = "") -> str:
 
 def q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """A string literal for a statement that takes no parameters (COMMENT); standard_conforming_strings is on."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def qualified(schema: str, table: str) -> str:

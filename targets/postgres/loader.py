@@ -21,7 +21,8 @@ from targets.framework.encoded_rows import EncodedRows, LineRouter, RowEncoder
 from targets.framework.loader import Loader, StreamPlan
 from targets.framework.schema_evolution import DestinationColumn, SchemaPlan, change_statements
 from targets.postgres import copy_rows, ddl
-from targets.postgres.type_map import POSTGRES, pg_type
+from targets.postgres.type_map import POSTGRES
+from targets.postgres.type_map import dialect as postgres_dialect
 
 log = logging.getLogger(__name__)
 SHADOW_SUFFIX = "__dpone_new"
@@ -35,6 +36,8 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 LOAD_TIME_COLUMNS = ("_sdc_received_at", "_sdc_batched_at")
 CARDINALITY_VIOLATION = "21000"  # MERGE: a target row matched by two staging rows
+# A table comment naming the stream table a cut (legacy) table name belongs to.
+OWNER_COMMENT = "dpone table for: "
 NUL_REFUSED = (
     "a string holds a NUL character (\\u0000), which PostgreSQL cannot store; set nul_character_policy to strip "
     "or replace"
@@ -60,6 +63,7 @@ class PostgresLoader(Loader):
         self.keep_staging = bool(config.get("keep_staging", False))
         self.nul_policy = str(config.get("nul_character_policy") or "strip")
         self.read_only = read_only
+        self.dialect = postgres_dialect(str(config.get("number_type") or "numeric"))
         # Kept staging is one named table per target table: one lane, or two batches would share it.
         # Without the encoder, batches are record dicts: a second one in flight costs more memory
         # than the lane saves time (the decoded path is bound by the client's CPU).
@@ -71,6 +75,7 @@ class PostgresLoader(Loader):
         self._unique_keys: dict[str, bool] = primary._unique_keys if primary else {}  # a unique index on the key
         self._overlapping: set[str] = primary._overlapping if primary else set()  # keys existed: MERGE from now on
         self._pending_ddl = primary._pending_ddl if primary and primary._pending_ddl is not None else {}
+        self._names: dict[str, str] = primary._names if primary else {}  # table name -> the name in PostgreSQL
         self._errors = driver_errors()
         self._router: LineRouter | None = None
         self._warned = False
@@ -124,17 +129,58 @@ class PostgresLoader(Loader):
             self.conn = self._connect()
 
     def _table(self, name: str) -> str:
-        return ddl.qualified(self.schema, ddl.truncated(name))
+        return ddl.qualified(self.schema, self._name(name))
+
+    def _name(self, table: str) -> str:
+        """The PostgreSQL name of a table: itself within 63 bytes, else cut with a hash of the whole
+        name (ddl.pg_name), so two long names never meet. A table an older version made under the
+        plainly cut name is still used, by the first long name that finds it (a table comment
+        records which); any other name sharing the cut gets its hashed table."""
+        if len(table.encode()) <= ddl.MAX_NAME_BYTES:
+            return table
+        if table not in self._names:
+            self._names[table] = self._resolve_long(table)
+        return self._names[table]
+
+    def _resolve_long(self, table: str) -> str:
+        hashed, cut = ddl.pg_name(table), ddl.truncated(table)
+        row = self._exec(
+            "SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = ANY(%s)",
+            (self.schema, [hashed, cut]),
+            "reading the table's name",
+        ).fetchall()
+        found = dict(row)
+        if hashed in found or cut not in found:
+            return hashed
+        claimed = {long for long, name in self._names.items() if name == cut}
+        comment = found[cut] or ""
+        owner = comment.removeprefix(OWNER_COMMENT) if comment.startswith(OWNER_COMMENT) else None
+        if claimed - {table} or owner not in (None, table):
+            return hashed  # the cut table is another long name's
+        if owner is None and not self.read_only:
+            self._exec(self._owner_comment(table, cut), doing="recording which stream table a cut table name is for")
+        log.info("table %s.%s: loading into %r, the name an older version gave it", self.schema, table, cut)
+        return cut
+
+    def _owner_comment(self, table: str, name: str) -> str:
+        return f"COMMENT ON TABLE {ddl.qualified(self.schema, name)} IS {ddl.literal(OWNER_COMMENT + table)}"
+
+    def _swap_sql(self, table: str, shadow: str) -> list[str]:
+        """The swap; a table kept under its cut legacy name keeps the comment that says whose it is."""
+        name = self._name(table)
+        legacy = name != table and name != ddl.pg_name(table)
+        return ddl.swap(self.schema, name, shadow) + ([self._owner_comment(table, name)] if legacy else [])
 
     def _wanted(self, plan: StreamPlan) -> dict[str, str]:
-        return {name: pg_type(col) for name, col in plan.columns.items()}
+        return {name: self.dialect.column_type(col) for name, col in plan.columns.items()}
 
     def describe_table(self, table: str) -> dict[str, DestinationColumn] | None:
         rows = self._exec(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull FROM pg_attribute a "
             "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            (self.schema, ddl.truncated(table)),
+            (self.schema, self._name(table)),
             "reading the table's columns",
         ).fetchall()
         return {name: DestinationColumn(type_, nullable) for name, type_, nullable in rows} or None
@@ -143,10 +189,10 @@ class PostgresLoader(Loader):
     def schema_statements(self, plan: StreamPlan, schema: SchemaPlan, table: str) -> list[str]:
         target = self._table(table)
         if schema.creates:
-            keys = plan.key_properties if plan.merges else []
+            keys = copy_rows.key_columns(plan) if plan.merges else []
             if keys:
-                self._unique_keys[ddl.truncated(table)] = True  # the primary key we are about to create
-            pk = ddl.pg_name(ddl.truncated(table), "_pkey") if keys else None
+                self._unique_keys[self._name(table)] = True  # the primary key we are about to create
+            pk = ddl.pg_name(self._name(table), "_pkey") if keys else None
             return [ddl.create_table(target, schema.table_columns, keys, pk)]
         return change_statements(schema, target, ddl)
 
@@ -158,7 +204,7 @@ class PostgresLoader(Loader):
                 log.info("schema change on %s.%s: %s", self.schema, table, sql)
 
     def prepare_staging(self, plan: StreamPlan) -> str:
-        name = ddl.pg_name(f"_dpone_stage_{ddl.truncated(plan.table)}")
+        name = ddl.pg_name(f"_dpone_stage_{self._name(plan.table)}")
         # Kept staging must outlive the session to be inspected: an unlogged table then.
         staging = self._table(name) if self.keep_staging else ddl.q(name)
         kind = "UNLOGGED" if self.keep_staging else "TEMPORARY"
@@ -225,7 +271,7 @@ class PostgresLoader(Loader):
         data = rows.data
         columns = list(self._copy_columns(plan))
         if rows.duplicates and plan.merges:
-            data = copy_rows.dedupe_last(data, [columns.index(k) for k in plan.key_properties])
+            data = copy_rows.dedupe_last(data, [columns.index(k) for k in copy_rows.key_columns(plan)])
         try:
             with self.conn.cursor() as cur, cur.copy(ddl.copy_into(staging, columns)) as copy:
                 copy.write(data)
@@ -279,13 +325,14 @@ class PostgresLoader(Loader):
         if not plan.merges:
             self._transaction([*schema, (ddl.insert(target, staging, columns), None)], doing)
             return
-        merge = ddl.merge(target, staging, columns, plan.key_properties, plan.hard_delete)
+        keys = copy_rows.key_columns(plan)
+        merge = ddl.merge(target, staging, columns, keys, plan.hard_delete)
         insert = ddl.insert(target, staging, columns, "_sdc_deleted_at IS NULL" if hard else "")
-        name = ddl.truncated(table)
+        name = self._name(table)
         if name in self._overlapping:
-            self._merge([*schema, (merge, None)], staging, plan.key_properties, doing)
+            self._merge([*schema, (merge, None)], staging, keys, doing)
             return
-        unique = self._has_unique_key(name, plan.key_properties)
+        unique = self._has_unique_key(name, keys)
         try:
             with self.conn.transaction():
                 for sql, _ in schema:
@@ -296,8 +343,7 @@ class PostgresLoader(Loader):
                 # A hard delete of an existing key inserts nothing and conflicts with nothing: MERGE it.
                 deletes = hard and self.conn.execute(ddl.has_deletes(staging)).fetchone()[0]
                 overlap = deletes or (
-                    not unique
-                    and self.conn.execute(ddl.keys_overlap(target, staging, plan.key_properties)).fetchone()[0]
+                    not unique and self.conn.execute(ddl.keys_overlap(target, staging, keys)).fetchone()[0]
                 )
                 self.conn.execute(merge if overlap else insert)
         except self._errors as exc:
@@ -305,7 +351,7 @@ class PostgresLoader(Loader):
                 raise classify(exc, self.redactor, doing) from None
             # Some keys exist: merge this batch, and the rest of this run's batches straight away.
             self._overlapping.add(name)
-            self._merge([*schema, (merge, None)], staging, plan.key_properties, doing)
+            self._merge([*schema, (merge, None)], staging, keys, doing)
 
     def _merge(self, statements: list[tuple[str, Any]], staging: str, keys: list[str], doing: str) -> None:
         """The merge transaction. A batch can hold one key twice under two spellings that only the server
@@ -335,8 +381,8 @@ class PostgresLoader(Loader):
                 log.debug("dropping staging %s failed; it is temporary and goes with the session", staging)
 
     def begin_replace(self, plan: StreamPlan) -> str:
-        shadow = ddl.pg_name(ddl.truncated(plan.table), SHADOW_SUFFIX)
-        keys = plan.key_properties if plan.merges else []
+        shadow = ddl.pg_name(self._name(plan.table), SHADOW_SUFFIX)
+        keys = copy_rows.key_columns(plan) if plan.merges else []
         self._transaction(
             [
                 (f"DROP TABLE IF EXISTS {self._table(shadow)}", None),
@@ -358,7 +404,7 @@ class PostgresLoader(Loader):
         try:
             schema = [(sql, None) for sql in self.take_schema(shadow)]
             self._transaction(
-                schema + [(sql, None) for sql in ddl.swap(self.schema, plan.table, shadow)],
+                schema + [(sql, None) for sql in self._swap_sql(plan.table, shadow)],
                 f"replacing {self.schema}.{plan.table}",
             )
         except DponeError as exc:

@@ -11,6 +11,7 @@ from dpone_protocol.settings import Setting
 from targets.framework.loader import LOADER_SETTINGS, Loader
 from targets.framework.loader_target import LoaderTarget
 from targets.postgres.loader import PostgresLoader
+from targets.postgres.type_map import NUMBER_TYPES
 
 
 class PostgresTarget(LoaderTarget):
@@ -27,6 +28,15 @@ class PostgresTarget(LoaderTarget):
                 "NUL (\\u0000) in strings: strip, replace (U+FFFD) or fail.",
                 default="strip",
                 choices=("strip", "replace", "fail"),
+            ),
+            Setting(
+                "number_type",
+                "string",
+                "Column type of a JSON number whose schema declares no float (no format float/double, no "
+                "x-sql-datatype real/double precision): numeric keeps every digit; double precision stores a "
+                "float, rounding past 15-17 significant digits.",
+                default="numeric",
+                choices=NUMBER_TYPES,
             ),
             Setting("batch_size_rows", "integer", "Commit a stream's batch at this many records.", default=40_000),
             Setting("temp_buffers_mb", "integer", "Session temp_buffers for staging, in MB.", default=256),

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
+from dpone_protocol.errors import ConfigError
 from dpone_protocol.json_schema import ColumnType, Logical
 from targets.framework.schema_evolution import Dialect
-from targets.postgres.ddl import truncated
+from targets.postgres.ddl import pg_name, truncated
 
+NUMBER_TYPES = ("numeric", "double precision")  # choices of number_type: where a plain JSON number lands
 _SIMPLE = {
-    Logical.NUMBER: "double precision",
     Logical.BOOLEAN: "boolean",
     Logical.TIMESTAMP: "timestamp with time zone",
     Logical.DATE: "date",
@@ -22,7 +24,10 @@ _SIMPLE = {
 MAX_VARCHAR = 10_485_760
 
 
-def pg_type(column: ColumnType) -> str:
+def pg_type(column: ColumnType, number_type: str = "numeric") -> str:
+    """`number_type` is what a number without a float format becomes; a declared float is always a float."""
+    if column.logical is Logical.NUMBER:
+        return "double precision" if column.bits else number_type
     if column.logical is Logical.STRING:
         n = column.max_length
         return f"character varying({n})" if n and n <= MAX_VARCHAR else "text"
@@ -36,6 +41,7 @@ def pg_type(column: ColumnType) -> str:
 
 
 _INTS = ["smallint", "integer", "bigint"]
+_FLOATS = ("double precision", "real")
 _NUMERIC_RE = re.compile(r"numeric\((\d+),\s*(\d+)\)")
 _VARCHAR_RE = re.compile(r"character varying\((\d+)\)")
 _TEMPORAL = ["date", "timestamp without time zone", "timestamp with time zone"]
@@ -62,8 +68,8 @@ def holds(existing: str, incoming: str) -> bool:
         return incoming in ("json", "jsonb")
     if existing in _INTS and incoming in _INTS:
         return _INTS.index(existing) >= _INTS.index(incoming)
-    if existing == "numeric":
-        return incoming in _INTS or incoming.startswith("numeric")
+    if existing == "numeric":  # JSON numbers are copied in as written: a float's digits fit too
+        return incoming in _INTS or incoming in _FLOATS or incoming.startswith("numeric")
     en, inc = _numeric(existing), _numeric(incoming)
     if en and (inc or incoming in _INTS):
         scale = inc[1] if inc else 0
@@ -87,6 +93,8 @@ def widens(existing: str, incoming: str) -> bool:
         return existing == "json"
     if incoming == "double precision" and existing != incoming:
         return existing in ("real", "smallint", "integer")  # bigint and numeric values would be rounded
+    if existing in _FLOATS and incoming != existing:
+        return False  # float -> numeric keeps only 15 significant digits of each stored value
     return holds(incoming, existing)
 
 
@@ -114,4 +122,31 @@ def casts(existing: str, incoming: str) -> bool:
     return False
 
 
-POSTGRES = Dialect(pg_type, holds, widens, casts, column_name=truncated, column_key=truncated)
+def keeps(existing: str, incoming: ColumnType) -> str | None:
+    """A double precision column (older versions made one for every number) keeps taking numbers:
+    converting its stored values to numeric would round them, and the values it holds are floats."""
+    if existing == "double precision" and incoming.logical is Logical.NUMBER:
+        return (
+            f"stays {existing}: numbers are stored as floats as before (a plain number would be numeric in a "
+            "new table; see number_type)"
+        )
+    return None
+
+
+@functools.cache
+def dialect(number_type: str = "numeric") -> Dialect:
+    if number_type not in NUMBER_TYPES:
+        raise ConfigError(f"number_type must be one of {', '.join(NUMBER_TYPES)}; got {number_type!r}")
+    return Dialect(
+        functools.partial(pg_type, number_type=number_type),
+        holds,
+        widens,
+        casts,
+        column_name=pg_name,
+        column_key=pg_name,
+        former_name=truncated,
+        keeps=keeps,
+    )
+
+
+POSTGRES = dialect()

@@ -386,10 +386,11 @@ def test_tap_failing_midway_saves_the_state_the_target_echoed(project: Project) 
     assert echoed[-1] == upto(10)
     saved = project.saved("tap-fake-to-target-a")
     assert saved is not None and saved.value == upto(10)
-    assert project.ids("a") == list(range(1, 13))  # the target committed all it received
+    assert project.ids("a")[:10] == list(range(1, 11))  # the target committed what the saved state covers
     (report,) = project.runs("tap-fake-to-target-a")
     assert report["status"] == "failed"
-    assert report["exit_codes"] == {"tap-fake": 3, "target-a": 0}
+    # Told its input was cut, the target answers 74: expected after a tap failure, not blamed.
+    assert report["exit_codes"] == {"tap-fake": 3, "target-a": 74}
     assert report["state_after"] == upto(10)
 
 
@@ -448,7 +449,7 @@ def test_fan_out_saves_the_last_state_every_target_echoed(project: Project) -> N
     argv += ["--target-config", project.config("b-healthy", {"batch_size_rows": 7})]
     res = project.inproc(*argv)
     assert res.rc == EXIT_FATAL
-    assert "target-a failed (killed by signal 9)" in res.error_lines[0]
+    assert res.error_lines[0] == "dpone: fatal error: target-a was killed by signal 9 (SIGKILL)"
     saved = project.saved(pipeline)
     assert saved is not None
     # target-a died at record 60 in a batch of 10: its last echo covers record 50.

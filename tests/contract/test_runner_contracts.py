@@ -347,3 +347,22 @@ def test_records_off_the_byte_path_are_checked_too(project: Project) -> None:
     assert rc == 0, err
     assert [r["id"] for r in project.rows()] == [1]
     assert report["streams"] == [{"stream": "orders", "rows_in": 2, "rows_out": 1, "quarantined": 1}]
+
+
+def test_enforce_report_names_the_stop_and_counts_only_what_was_forwarded(project: Project) -> None:
+    project.settings({"orders": CONTRACT})
+    project.input(schema(), rec(good(1)), rec(good(2)), state(2), rec(bad("status.allowed", 3, 0)), rec(good(4)))
+    rc, out, err = project.dpone("run", "tap-replay", "target-jsonl", "--no-progress")
+    assert rc == EXIT_DATA, err
+    lines = out.splitlines()
+    # Three records read, the bad one not sent on: two forwarded.
+    assert ["orders", "3", "2", "0"] in [line.split() for line in lines]
+    assert "  contract orders (enforce): stopped the run at line 5 (status.allowed 1)" in lines
+    assert "all rows passed" not in out
+    assert lines[-1].startswith("  error: line 5, stream 'orders': contract broken: status.allowed")
+
+    rc, report, _ = project.run()
+    assert rc == EXIT_DATA
+    assert report["streams"] == [{"stream": "orders", "rows_in": 3, "rows_out": 2, "quarantined": 0}]
+    assert report["contracts"]["orders"]["stopped_at"] == 5
+    assert report["contracts"]["orders"]["violations"] == {"status.allowed": 1}

@@ -73,4 +73,4 @@ def test_wall_time_limit_stops_a_hanging_tap(tmp_path, capsys):
     rc, err = run(project(tmp_path, body, "{wall_seconds: 1}"), capsys)
     assert time.monotonic() - started < 15
     assert rc != 0
-    assert "tap-fake failed" in err and "wall time limit 1s" in err
+    assert "tap-fake was stopped (wall time limit 1s): killed by signal 15 (SIGTERM)" in err

@@ -96,6 +96,7 @@ def test_an_sdk_tap_loads(run_target, tmp_path, tap_jsonl_output, target):
     rows = loaded(target, tmp_path, "people")
     assert [r["id"] for r in rows] == [1, 2, 3]
     assert [r["name"] for r in rows] == ["Ada", None, "Grace"]
+    # target-duckdb: a plain number is a DOUBLE holding each value exactly (unbounded_numbers: double).
     assert [r["score"] for r in rows] == [1.5, None, 3.25]
     meta = [r["meta"] if target == "target-jsonl" else orjson.loads(r["meta"]) for r in rows]
     assert meta == [p["meta"] for p in PEOPLE]

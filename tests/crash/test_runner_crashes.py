@@ -300,7 +300,7 @@ class Lab:
         started = time.monotonic()
         proc = self.run("target-fault", settings)
         trial = Trial(point, settings, crashed=proc.returncode != 0, seconds=time.monotonic() - started)
-        if proc.returncode != EXIT_FATAL or "target-fault failed (killed by signal 9)" not in proc.stderr:
+        if proc.returncode != EXIT_FATAL or "target-fault was killed by signal 9 (SIGKILL)" not in proc.stderr:
             trial.violations.append(
                 f"expected exit {EXIT_FATAL} naming the killed target, got {proc.returncode}: {tail(proc.stderr)}"
             )
@@ -458,7 +458,7 @@ def test_runner_refuses_a_lock_held_by_a_live_run(tmp_path: Path) -> None:
         kill_quietly(first.pid, signal.SIGCONT)
     assert first.wait(timeout=RUN_TIMEOUT) == 0
     message = second.stderr.strip()
-    assert second.returncode == EXIT_CONFIG
+    assert second.returncode == 75  # transient: the live run will finish; retry later
     assert "\n" not in message, message
     assert f"pipeline '{PIPELINE}' is locked by run {lock.owner} (pid {first.pid} on " in message
     assert f"dpone state unlock {PIPELINE}" in message

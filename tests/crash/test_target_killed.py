@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -104,3 +105,27 @@ def test_killed_target_never_echoes_past_committed_data(tmp_path, seed):
     # Resume like a tap given the last echoed state: at-least-once from the bookmark on.
     run_until_killed(config, stream(last + 1), kill_at=None)
     assert ids(db) == list(range(1, ROWS + 1))
+
+
+def test_a_target_killed_while_creating_its_file_leaves_none_or_a_whole_one(tmp_path):
+    """DuckDB writes a new file's headers in several writes; a process killed between them used to
+    leave a file no later run could open. Here the driver writes one header page and the process
+    dies (os._exit), as under SIGKILL at that moment."""
+    db = tmp_path / "new.duckdb"
+    dying = textwrap.dedent(f"""
+        import os, duckdb
+        from targets.duckdb import connector
+        def connect(path, **kwargs):
+            with open(path, "wb") as fh:
+                fh.write(b"\\0" * 4096)
+            os._exit(9)
+        duckdb.connect = connect
+        connector.connect({str(db)!r})
+    """)
+    assert subprocess.run([sys.executable, "-c", dying], check=False).returncode == 9
+    assert ids(db) == []  # no file, or one that opens
+    config = tmp_path / "config.json"
+    config.write_bytes(orjson.dumps({"filepath": str(db)}))
+    run_until_killed(config, stream(1), kill_at=None)
+    assert ids(db) == list(range(1, ROWS + 1))
+    assert [p.name for p in tmp_path.iterdir() if "dpone-new" in p.name] == []  # the dead run's file is gone

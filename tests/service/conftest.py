@@ -12,12 +12,15 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.service.destinations import dest  # noqa: F401 - the fixture of every database target
 
 
 @dataclass(frozen=True)
@@ -136,3 +139,28 @@ def src(server: Any, database: str, run_tap: Any, tmp_path: Path) -> Iterator[An
         yield source
     finally:
         source.close()
+
+
+@pytest.fixture(params=[False, True], ids=["encoder", "decoded"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The two ways target-postgres takes rows: the C encoder, or the decoded path."""
+    from targets.postgres import copy_rows
+
+    if request.param:
+        monkeypatch.setenv(copy_rows.PURE_PYTHON_ENV, "1")
+    else:
+        monkeypatch.delenv(copy_rows.PURE_PYTHON_ENV, raising=False)
+    assert copy_rows.available() is not request.param
+    return "decoded" if request.param else "encoder"
+
+
+@pytest.fixture
+def pg(postgres_server: PostgresServer) -> Iterator[Any]:
+    """A schema of its own on the session server for one target-postgres test, and a connection to it."""
+    from tests.service.test_target_postgres import Pg
+
+    helper = Pg(postgres_server.dsn, postgres_server.config(), f"tp_{uuid.uuid4().hex[:12]}")
+    try:
+        yield helper
+    finally:
+        helper.drop()

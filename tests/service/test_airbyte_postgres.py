@@ -94,6 +94,33 @@ def test_tap_spec_check_discover(tmp_path: Path, db: dict[str, Any]) -> None:
     assert stream["source_defined_primary_key"] == [["id"]]
 
 
+def test_tap_discover_offers_incremental_with_a_cursor_the_user_picks(tmp_path: Path, db: dict[str, Any]) -> None:
+    config = write(tmp_path, "c.json", db)
+    (stream,) = [s for s in parse(tap("discover", "--config", config)[1])[0]["catalog"]["streams"]]
+    assert stream["supported_sync_modes"] == ["full_refresh", "incremental"]
+    # Any ordered column may be the cursor: the source defines none and suggests none.
+    assert stream.get("source_defined_cursor", False) is False
+    assert "default_cursor_field" not in stream
+
+
+def test_tap_read_reports_no_estimate_for_a_table_never_analysed(tmp_path: Path, db: dict[str, Any]) -> None:
+    with psycopg.connect(**_conninfo(db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.fresh (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO public.fresh SELECT generate_series(1, 30)")
+    config = write(tmp_path, "c.json", db)
+    rc, out, _ = tap("discover", "--config", config)
+    streams = parse(out)[0]["catalog"]["streams"]
+    items = [{"stream": s, "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"} for s in streams]
+    catalog = write(tmp_path, "configured.json", {"streams": items})
+    rc, out, _ = tap("read", "--config", config, "--catalog", catalog)
+    assert rc == 0
+    messages = parse(out)
+    estimates = [m["trace"]["estimate"] for m in messages if m["type"] == "TRACE" and m["trace"]["type"] == "ESTIMATE"]
+    # orders was analysed (20 rows); fresh never was: unknown, so no estimate rather than a false 0.
+    assert estimates == [{"name": "orders", "namespace": "public", "type": "STREAM", "row_estimate": 20}]
+    assert sum(1 for m in messages if m["type"] == "RECORD" and m["record"]["stream"] == "fresh") == 30
+
+
 def test_tap_read_with_estimates_and_state(tmp_path: Path, db: dict[str, Any]) -> None:
     config = write(tmp_path, "c.json", db)
     catalog = configured(tmp_path, config, "incremental")

@@ -300,6 +300,16 @@ EVERY_TYPE_VALUES = {
 }
 INT32 = {"minimum": -(2**31), "maximum": 2**31 - 1}
 NULLABLE_STRING = {"type": ["string", "null"]}
+
+
+def nested_items(item: dict[str, Any]) -> dict[str, Any]:
+    """An array column's items: elements, or arrays of them, up to PostgreSQL's 6 dimensions."""
+    schema = item
+    for _ in range(5):
+        schema = {"anyOf": [item, {"type": "array", "items": schema}]}
+    return schema
+
+
 EVERY_TYPE_SCHEMA = {
     "id": {"type": "integer", **INT32},
     "c_smallint": {"type": ["integer", "null"], "minimum": -(2**15), "maximum": 2**15 - 1},
@@ -307,8 +317,8 @@ EVERY_TYPE_SCHEMA = {
     "c_bigint": {"type": ["integer", "null"], "minimum": -(2**63), "maximum": 2**63 - 1},
     "c_numeric_ps": {"type": ["string", "null"], "format": "singer.decimal", "precision": 12, "scale": 4},
     "c_numeric": {"type": ["string", "null"], "format": "singer.decimal"},
-    "c_real": {"type": ["number", "null"]},
-    "c_double": {"type": ["number", "null"]},
+    "c_real": {"type": ["number", "null"], "x-sql-datatype": "real"},
+    "c_double": {"type": ["number", "null"], "x-sql-datatype": "double precision"},
     "c_boolean": {"type": ["boolean", "null"]},
     "c_text": NULLABLE_STRING,
     "c_varchar": {"type": ["string", "null"], "maxLength": 10},
@@ -320,9 +330,12 @@ EVERY_TYPE_SCHEMA = {
     "c_interval": NULLABLE_STRING,
     "c_json": {"type": ["object", "array", "string", "number", "boolean", "null"]},
     "c_jsonb": {"type": ["object", "array", "string", "number", "boolean", "null"]},
-    "c_int_array": {"type": ["array", "null"], "items": {"type": ["integer", "null"], **INT32}},
-    "c_text_array": {"type": ["array", "null"], "items": NULLABLE_STRING},
-    "c_numeric_array": {"type": ["array", "null"], "items": {"type": ["string", "null"], "format": "singer.decimal"}},
+    "c_int_array": {"type": ["array", "null"], "items": nested_items({"type": ["integer", "null"], **INT32})},
+    "c_text_array": {"type": ["array", "null"], "items": nested_items(NULLABLE_STRING)},
+    "c_numeric_array": {
+        "type": ["array", "null"],
+        "items": nested_items({"type": ["string", "null"], "format": "singer.decimal"}),
+    },
     "c_uuid": {"type": ["string", "null"], "format": "uuid"},
     "c_bytea": {"type": ["string", "null"], "contentEncoding": "base64"},
     "c_inet": NULLABLE_STRING,
@@ -418,10 +431,14 @@ def test_discovery_json_schema_for_every_supported_type(src):
 def test_discovery_row_estimates_after_analyze(src):
     src.sql("CREATE TABLE big (id int PRIMARY KEY)", "INSERT INTO big SELECT generate_series(1, 1234)")
     before = {t.name: t.row_estimate for t in discover(src.conn, [f"{src.schema}.*"], [])}
-    assert before == {"big": 0}  # never analyzed: reltuples is -1, reported as 0
+    assert before == {"big": None}  # never analyzed: reltuples is -1, unknown (not 0)
+    catalog = src.discover()
+    assert "row-count" not in catalog.get(src.stream("big")).stream_metadata()
     src.sql("ANALYZE big")
     tables = discover(src.conn, [f"{src.schema}.*"], [])
     assert [(t.name, t.row_estimate, t.primary_key, t.kind) for t in tables] == [("big", 1234, ["id"], "r")]
+    src.sql("CREATE TABLE empty (id int PRIMARY KEY)", "ANALYZE empty")  # analysed and empty: a real 0
+    assert {t.name: t.row_estimate for t in discover(src.conn, [f"{src.schema}.empty"], [])} == {"empty": 0}
 
 
 def test_catalog_metadata_carries_row_count_and_is_view(src):

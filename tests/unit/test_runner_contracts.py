@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -332,3 +333,70 @@ def test_a_contract_column_missing_from_the_schema_is_logged(tmp_path: Path, cap
     with caplog.at_level(logging.WARNING, logger="dpone.contracts"):
         stage_for({"columns": {"emial": {"not_null": True}}}, tmp_path)
     assert "stream 'orders' has no column 'emial' in its SCHEMA" in caplog.text
+
+
+def test_quarantine_directories_are_all_created_0700(tmp_path: Path) -> None:
+    previous = os.umask(0o022)  # the usual umask, under which parents came out 0755
+    try:
+        stage, _ = stage_for({"mode": "quarantine", "columns": STATUS}, tmp_path)
+        assert not stage.guards[b"orders"](line({"id": 1, "status": "x"}), 2)
+        stage.close()
+    finally:
+        os.umask(previous)
+    made = [tmp_path / ".dpone", tmp_path / ".dpone" / "quarantine", tmp_path / ".dpone" / "quarantine" / "pipe"]
+    made.append(made[-1] / "orders")
+    assert {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in made} == {
+        str(p.relative_to(tmp_path)): "0o700" for p in made
+    }
+
+
+def test_a_directory_that_exists_keeps_its_mode(tmp_path: Path) -> None:
+    (tmp_path / ".dpone").mkdir(mode=0o755)
+    (tmp_path / ".dpone").chmod(0o755)
+    stage, _ = stage_for({"mode": "quarantine", "columns": STATUS}, tmp_path)
+    assert not stage.guards[b"orders"](line({"id": 1, "status": "x"}), 2)
+    stage.close()
+    assert oct((tmp_path / ".dpone").stat().st_mode & 0o777) == "0o755"
+    assert oct((tmp_path / ".dpone" / "quarantine").stat().st_mode & 0o777) == "0o700"
+
+
+DECIMAL_SCHEMA = {
+    "type": "SCHEMA",
+    "stream": "orders",
+    "schema": {
+        "properties": {
+            "id": {"type": ["integer"]},
+            "amount": {"type": ["string", "null"], "format": "singer.decimal"},  # tap-postgres's numeric
+        }
+    },
+    "key_properties": ["id"],
+}
+
+
+def test_number_type_on_a_decimal_string_column_is_named_at_schema_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stage = ContractStage(
+        parse_contracts({"orders": {"columns": {"amount": {"type": "number"}}}}, tmp_path), RunContext("p", "r")
+    )
+    with caplog.at_level(logging.WARNING, logger="dpone.contracts"):
+        stage.on_schema(DECIMAL_SCHEMA, 1)
+    assert (
+        "contracts.orders.columns.amount: type number, but stream 'orders' sends it as a string (singer.decimal); "
+        "every value will break the rule: use type: decimal"
+    ) in caplog.text
+
+
+def test_decimal_type_accepts_what_tap_postgres_sends_for_numeric(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = {"mode": "quarantine", "columns": {"amount": {"type": "decimal", "min": 0, "max": 100000}}}
+    stage = ContractStage(parse_contracts({"orders": settings}, tmp_path), RunContext("p", "r"))
+    stage.attach(lambda b: None)
+    with caplog.at_level(logging.WARNING, logger="dpone.contracts"):
+        stage.on_schema(DECIMAL_SCHEMA, 1)
+    assert caplog.text == ""
+    guard = stage.guards[b"orders"]
+    assert guard(line({"id": 1, "amount": "10.50"}), 2)
+    assert guard(line({"id": 2, "amount": "99999.99999999999999"}), 3)
+    assert not guard(line({"id": 3, "amount": "-0.01"}), 4)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dpone_protocol.errors import ConfigError
-from dpone_runner.project import EXTRACTORS, LOADERS, load_project
+from dpone_runner.project import EXTRACTORS, LOADERS, load_project, state_backend_uri
 
 MELTANO = """
 version: 1
@@ -72,3 +72,30 @@ def test_no_project_and_bad_yaml(tmp_path):
         load_project(tmp_path)
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_project(write(tmp_path, "plugins: [unclosed"))
+
+
+def test_progress_interval_default_setting_and_zero(tmp_path: Path) -> None:
+    assert load_project(write(tmp_path), env={"API_TOKEN": "x"}).progress_interval_seconds == 30
+    project = load_project(write(tmp_path, dpone="progress_interval_seconds: 0\n"), env={"API_TOKEN": "x"})
+    assert project.progress_interval_seconds == 0
+    with pytest.raises(ConfigError, match="progress_interval_seconds must be a number of seconds"):
+        load_project(write(tmp_path, dpone="progress_interval_seconds: -5\n"), env={"API_TOKEN": "x"})
+
+
+@pytest.mark.parametrize(
+    ("given", "configured", "env", "expected"),
+    [
+        (None, None, {}, "sqlite:////project/.dpone/state.db"),
+        (None, "sqlite:///state/s.db", {}, "sqlite:////project/state/s.db"),
+        (None, "file:///", {}, "file:////project/.dpone/state.json"),
+        (None, "sqlite:////abs/s.db", {}, "sqlite:////abs/s.db"),
+        ("sqlite:///mine.db", "sqlite:///state/s.db", {}, "sqlite:////cwd/mine.db"),
+        (None, None, {"DPONE_STATE_BACKEND": "file:///s.json"}, "file:////cwd/s.json"),
+        (None, "postgresql://u@h/db", {}, "postgresql://u@h/db"),
+    ],
+)
+def test_state_backend_paths_are_the_projects_unless_typed_here(
+    monkeypatch: pytest.MonkeyPatch, given: str | None, configured: str | None, env: dict[str, str], expected: str
+) -> None:
+    monkeypatch.setattr(Path, "cwd", classmethod(lambda cls: cls("/cwd")))
+    assert state_backend_uri(Path("/project"), given, configured, env) == expected

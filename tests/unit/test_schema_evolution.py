@@ -203,3 +203,65 @@ def test_plans_render_for_people_and_machines():
     text = render_plan(doc)
     assert "! STOP on column 'v'" in text and "+ add column 'w' date" in text and "~ keep column 'gone'" in text
     assert text.endswith("=> the load would STOP\n")
+
+
+# -- long names (PostgreSQL keeps 63 bytes of an identifier) and plain numbers -------------------------
+
+LONG_A = "p" * 63 + "_alpha"
+LONG_B = "p" * 63 + "_bravo"
+NUMBER = ColumnType(Logical.NUMBER)
+
+
+def test_postgres_long_names_sharing_63_bytes_become_two_columns():
+    p = plan({"id": INT, LONG_A: TEXT, LONG_B: INT}, None)
+    a, b = p.renames[LONG_A], p.renames[LONG_B]
+    assert a != b and len(a.encode()) == len(b.encode()) == 63
+    assert a.startswith("p" * 54 + "_") and p.table_columns == {"id": "bigint", a: "text", b: "bigint"}
+    # The next run finds both under the same names: nothing changes.
+    again = plan({"id": INT, LONG_A: TEXT, LONG_B: INT}, existing(id="bigint", **{a: "text", b: "bigint"}))
+    assert again.changes == [] and again.renames == {LONG_A: a, LONG_B: b}
+
+
+def test_postgres_legacy_cut_column_is_kept_when_two_long_names_would_share_it():
+    legacy = "p" * 63
+    p = plan({"id": INT, LONG_A: TEXT, LONG_B: TEXT}, existing(id="bigint", **{legacy: "text"}))
+    added = [c.column for c in p.changes if c.action is Action.ADD_COLUMN]
+    assert sorted(added) == sorted([p.renames[LONG_A], p.renames[LONG_B]]) and legacy not in added
+    assert (Action.KEEP, legacy) in actions(p)  # nobody's values go there now; it is left as it was
+
+
+def test_an_incoming_name_equal_to_a_cut_is_not_taken_for_a_legacy_column():
+    cut = "p" * 63
+    p = plan({"id": INT, cut: TEXT, LONG_A: TEXT}, existing(id="bigint", **{cut: "text"}))
+    assert p.renames == {LONG_A: p.renames[LONG_A]} and p.renames[LONG_A] != cut
+    assert actions(p) == [(Action.ADD_COLUMN, p.renames[LONG_A])]
+
+
+def test_two_properties_that_would_be_one_column_stop():
+    p = plan({"ID": INT, "id": INT}, None, dialect=DUCKDB, keys=())
+    assert actions(p) == [(Action.STOP, "id")]
+    with pytest.raises(SchemaDriftError, match="'ID' and 'id' would both be column"):
+        p.check()
+
+
+def test_postgres_plain_number_is_numeric_and_widens_a_bigint():
+    assert plan({"id": INT, "v": NUMBER}, None).table_columns["v"] == "numeric"
+    p = plan({"id": INT, "v": NUMBER}, existing(id="bigint", v="bigint"))
+    assert [(c.action, c.current, c.wanted) for c in p.changes] == [(Action.WIDEN, "bigint", "numeric")]
+
+
+def test_postgres_double_precision_column_keeps_taking_plain_numbers():
+    p = plan({"id": INT, "v": NUMBER}, existing(id="bigint", v="double precision"), Policy.STRICT)
+    assert [(c.action, c.current) for c in p.changes] == [(Action.KEEP, "double precision")]
+    assert not p.stops and not p.ddl and list(p.load_columns) == ["id", "v"]
+    assert "number_type" in p.changes[0].detail
+
+
+def test_postgres_real_column_is_not_silently_kept_for_plain_numbers():
+    p = plan({"id": INT, "v": NUMBER}, existing(id="bigint", v="real"))
+    assert actions(p) == [(Action.STOP, "v")]
+
+
+def test_postgres_numeric_column_holds_numbers_declared_as_floats():
+    double = ColumnType(Logical.NUMBER, bits=64)
+    assert plan({"id": INT, "v": double}, existing(id="bigint", v="numeric")).changes == []
