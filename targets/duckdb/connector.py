@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -78,10 +79,15 @@ def _create(duckdb: Any, filepath: str) -> None:
     path = Path(filepath)
     for stale in path.parent.glob(f".{path.name}.*.dpone-new*"):
         if not _alive(stale.name.removeprefix(f".{path.name}.").split(".", 1)[0]):
-            stale.unlink(missing_ok=True)  # left by a run killed while creating the file
+            with contextlib.suppress(OSError):
+                stale.unlink(missing_ok=True)  # left by a run killed while creating the file
     fresh = path.with_name(f".{path.name}.{os.getpid()}.dpone-new")
     try:
-        duckdb.connect(str(fresh)).close()
+        try:
+            duckdb.connect(str(fresh)).close()
+        except duckdb.IOException as exc:
+            # Name the file the user asked for, not the one it is made under.
+            raise type(exc)(str(exc).replace(str(fresh), filepath)) from None
         try:
             os.link(fresh, path)
         except FileExistsError:
@@ -92,8 +98,9 @@ def _create(duckdb: Any, filepath: str) -> None:
     except OSError as exc:
         raise _file_error(exc, filepath) from exc
     finally:
-        fresh.unlink(missing_ok=True)
-        fresh.with_name(fresh.name + ".wal").unlink(missing_ok=True)
+        for made in (fresh, fresh.with_name(fresh.name + ".wal")):
+            with contextlib.suppress(OSError):  # nothing was made where nothing can be written
+                made.unlink(missing_ok=True)
 
 
 def _alive(pid: str) -> bool:

@@ -214,6 +214,17 @@ class DuckDBLoader(Loader):
         )
         log.info("replaced %s.%s", self.schema, plan.table)
 
+    def table_version(self, table: str) -> int | None:
+        columns = self.describe_table(table)
+        if not columns or "_sdc_table_version" not in columns:
+            return None
+        return self.conn.execute(f"SELECT max(_sdc_table_version) FROM {self._table(table)}").fetchone()[0]  # type: ignore[no-any-return]
+
+    def merge_shadow(self, plan: StreamPlan, shadow: str) -> None:
+        self.flush_schema(shadow)
+        self.finalize(plan, self._table(shadow), plan.table)
+        self.conn.execute(f"DROP TABLE IF EXISTS {self._table(shadow)}")
+
     def activate_version(self, plan: StreamPlan, version: int) -> None:
         if "_sdc_table_version" not in plan.columns:
             log.warning("stream %s: ACTIVATE_VERSION ignored: add_record_metadata is off", plan.stream)

@@ -126,6 +126,16 @@ class Loader(ABC):
     def activate_version(self, plan: StreamPlan, version: int) -> None:
         """Delete (hard) or mark deleted (soft) rows whose _sdc_table_version is older."""
 
+    def table_version(self, table: str) -> int | None:
+        """The newest _sdc_table_version in `table`; None without one (no such table or column).
+        A loader that answers None never sees a refresh resumed (every refresh then swaps)."""
+        return None
+
+    def merge_shadow(self, plan: StreamPlan, shadow: str) -> None:
+        """Merge a shadow's rows into the live table, as a batch from staging, and drop the shadow:
+        for a refresh whose version is live already (a resumed one re-sends only its tail)."""
+        raise NotImplementedError(f"{type(self).__name__} answers table_version, so it must merge shadows")
+
     def close(self) -> None:
         """Release the connection."""
 
@@ -463,12 +473,24 @@ class LoaderSink(Sink):
             self.shadow = self.loader.begin_replace(self.plan)
         self._swap_shadow()
 
-    def _swap_shadow(self) -> None:
-        assert self.plan is not None
-        if self.shadow is not None:
-            self.loader.swap(self.plan, self.shadow)
-            self.shadow = None
-            self.refreshed = True
+    def _swap_shadow(self, version: int | None = None) -> None:
+        """Put the shadow in place: `version` is the ACTIVATE_VERSION that completes it, if any."""
+        plan = self.plan
+        assert plan is not None
+        if self.shadow is None:
+            return
+        loader = self.loader
+        live = loader.table_version(plan.table)
+        incoming = version if version is not None else loader.table_version(self.shadow)
+        if live is not None and incoming is not None and live >= incoming:
+            # This version is live already: the tap resumed a refresh that was swapped in, and
+            # re-sent only its tail. Swapping the tail in would lose the rest: merge it instead.
+            log.info("stream %s: version %d is live already: merging the resumed rows in", self.stream, incoming)
+            loader.merge_shadow(plan, self.shadow)
+        else:
+            loader.swap(plan, self.shadow)
+        self.shadow = None
+        self.refreshed = True
 
     def activate_version(self, version: int) -> None:
         self._settle()
@@ -486,13 +508,15 @@ class LoaderSink(Sink):
         The same version activated again is already in place; the table is never emptied for it."""
         assert self.plan is not None
         if self.shadow is None:
-            if self.activated == version:
-                return
+            live = self.loader.table_version(self.plan.table)
+            if self.activated == version or (live is not None and live >= version):
+                self.refreshed = True  # the end of the input has nothing to replace either
+                return  # in place already (this run, or a run whose final state was lost)
             self.shadow = self.loader.begin_replace(self.plan)
             self.refreshed = True  # the end of the input swaps this shadow, not a second empty one
             log.info("stream %s: full refresh of version %d started", self.stream, version)
             return
-        self._swap_shadow()
+        self._swap_shadow(version)
         self.activated = version
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.conftest import Run, lines, record, schema, state
@@ -118,3 +119,46 @@ def test_tap_postgres_full_table_into_every_method(run_target, dest, src, method
         saved = result.states[-1]
         live = sorted(dest.rows("SELECT id, name FROM lm WHERE _sdc_deleted_at IS NULL"))
         assert live == sorted(src.rows("SELECT id, name FROM lm")), f"sync {n}"
+
+
+# -- a refresh whose final state was lost: the tap resumes the version already swapped in ----------
+
+
+def test_a_version_live_already_is_never_replaced_by_an_empty_or_partial_refresh(run_target, dest):
+    config = dest.config(load_method="overwrite")
+    run_ok(run_target, dest, config, one_run("users", 7, "run1", "after"))
+    # The same version again, with no rows: a tap resuming after its last key, nothing left to send.
+    again = lines(schema("users", PROPS), activate("users", 7), state({"resumed": 1}))
+    assert run_ok(run_target, dest, config, again).states[-1] == {"resumed": 1}
+    assert sorted(dest.rows("SELECT id, name FROM users")) == [(2, "run1"), (3, "run1"), (4, "run1")]
+    # The same version with its tail re-sent: merged in, not swapped in alone.
+    tail = lines(schema("users", PROPS), record("users", {"id": 4, "name": "tail"}, version=7), activate("users", 7))
+    run_ok(run_target, dest, config, tail)
+    assert sorted(dest.rows("SELECT id, name FROM users")) == [(2, "run1"), (3, "run1"), (4, "tail")]
+    assert dest.tables() == {"users"}
+
+
+@pytest.mark.parametrize("cut_after", ["ACTIVATE_VERSION", "a mid-stream STATE"])
+def test_tap_postgres_full_table_cut_then_resumed_keeps_every_row(run_target, dest, src, cut_after):
+    src.sql(
+        "CREATE TABLE lm (id integer PRIMARY KEY, name text)",
+        "INSERT INTO lm SELECT g, 'v1' FROM generate_series(1, 30) g",
+    )
+    stream = src.stream("lm")
+    config = dest.config(load_method="overwrite", table_name_map={stream: "lm"})
+    catalog = src.catalog("lm")
+    tap = src.sync(catalog, state_every_rows=10)
+    assert tap.rc == 0, tap.stderr
+    out = tap.stdout.splitlines(keepends=True)
+    kinds = [orjson.loads(line).get("type") for line in out]
+    if cut_after == "ACTIVATE_VERSION":
+        at = len(kinds) - 1 - kinds[::-1].index("ACTIVATE_VERSION")  # the one after the rows
+    else:
+        at = kinds.index("STATE", kinds.index("RECORD"))
+    first = run_target(dest.target, config, b"".join(out[: at + 1]) + b'{"type":"STA')
+    assert first.rc == 74, first.stderr
+    saved = first.states[-1] if first.states else None
+    resumed = src.sync(catalog, state=saved, state_every_rows=10)
+    assert resumed.rc == 0, resumed.stderr
+    run_ok(run_target, dest, config, resumed.stdout)
+    assert sorted(dest.rows("SELECT id, name FROM lm")) == sorted(src.rows("SELECT id, name FROM lm"))
