@@ -10,7 +10,6 @@ import datetime as dt
 import gzip
 import io
 import socket
-import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -70,15 +69,6 @@ class Pg:
 
     def tables(self) -> set[str]:
         return {r[0] for r in self.rows("SELECT tablename FROM pg_tables WHERE schemaname = %s", (self.schema,))}
-
-
-@pytest.fixture
-def pg(postgres_server) -> Iterator[Pg]:
-    helper = Pg(postgres_server.dsn, postgres_server.config(), f"tp_{uuid.uuid4().hex[:12]}")
-    try:
-        yield helper
-    finally:
-        helper.drop()
 
 
 def people(*pairs: tuple[int, str | None], stream: str = "people", **extra: Any) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -152,15 +151,6 @@ class CountingRouter:
         else:
             self.taken += 1
         return added
-
-
-@pytest.fixture
-def pg(postgres_server: Any) -> Iterator[Pg]:
-    helper = Pg(postgres_server.dsn, postgres_server.config(), f"tpe_{uuid.uuid4().hex[:12]}")
-    try:
-        yield helper
-    finally:
-        helper.drop()
 
 
 def test_the_extension_is_built_and_used_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
