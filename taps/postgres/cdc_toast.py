@@ -18,14 +18,11 @@ from typing import Any
 import orjson
 
 from dpone_drivers.postgres import classify, driver_errors
+from taps.postgres.streams import q
 
 log = logging.getLogger(__name__)
 _SRC = "_dpone_src"
 _KEYS = "_dpone_keys"
-
-
-def q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(slots=True)

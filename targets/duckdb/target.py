@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar
 
 from dpone_protocol.json_schema import ColumnType, Logical
 from dpone_protocol.messages import SchemaMessage
 from dpone_protocol.settings import Setting
 from targets.duckdb.loader import LINE_KEY, DuckDBLoader
-from targets.duckdb.type_map import DEFAULT_NUMBERS, NUMBER_MODES, ROUNDED_NUMBERS, duckdb_type
-from targets.framework.loader import LOADER_SETTINGS, Loader, LoaderSink
+from targets.duckdb.type_map import DEFAULT_NUMBERS, NUMBER_MODES, ROUNDED_NUMBERS, decimal_shape, duckdb_type
+from targets.framework.loader import LOADER_SETTINGS, Loader
+from targets.framework.loader_sink import LoaderSink
 from targets.framework.loader_target import LoaderTarget
 from targets.framework.sink import FLOAT_EXACT_DIGITS, Sink
-
-_DECIMAL_TYPE = re.compile(r"DECIMAL\((\d+),(\d+)\)")
 
 
 def _allows_number(prop: Any) -> bool:
@@ -38,8 +36,8 @@ def _floats_may_change(column: ColumnType, numbers: str) -> bool:
     duck_type = duckdb_type(column, numbers)
     if duck_type in ("DOUBLE", "FLOAT"):
         return numbers != ROUNDED_NUMBERS
-    declared = _DECIMAL_TYPE.fullmatch(duck_type)
-    return declared is None or int(declared.group(1)) > FLOAT_EXACT_DIGITS
+    declared = decimal_shape(duck_type)
+    return declared is None or declared[0] > FLOAT_EXACT_DIGITS
 
 
 class DuckDBSink(LoaderSink):

@@ -75,7 +75,8 @@ _DECIMAL_RE = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
 _INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
 
 
-def _decimal(t: str) -> tuple[int, int] | None:
+def decimal_shape(t: str) -> tuple[int, int] | None:
+    """(width, scale) of a DECIMAL type, else None."""
     m = _DECIMAL_RE.fullmatch(t)
     return (int(m.group(1)), int(m.group(2))) if m else None
 
@@ -100,7 +101,7 @@ def holds(existing: str, incoming: str) -> bool:
         return True
     if incoming in _INTEGERS and existing in _INTEGERS:
         return _INTEGERS.index(existing) >= _INTEGERS.index(incoming)
-    ed, idec = _decimal(existing), _decimal(incoming)
+    ed, idec = decimal_shape(existing), decimal_shape(incoming)
     if ed and idec:
         return ed[1] >= idec[1] and ed[0] - ed[1] >= idec[0] - idec[1]
     if ed and incoming in _INTEGERS:
@@ -129,7 +130,7 @@ def casts(existing: str, incoming: str) -> bool:
     existing, incoming = normalize(existing), normalize(incoming)
     if widens(existing, incoming):
         return True
-    return incoming == "VARCHAR" and (existing in _TEXT_CASTABLE or _decimal(existing) is not None)
+    return incoming == "VARCHAR" and (existing in _TEXT_CASTABLE or decimal_shape(existing) is not None)
 
 
 def keeps(existing: str, incoming: ColumnType) -> str | None:

@@ -17,12 +17,12 @@ from typing import Any
 
 from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.json_schema import ColumnType, Logical
+from targets.duckdb.type_map import decimal_shape
 
 Convert = Callable[[Any], Any]
 
 _NUMBER_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 _INTEGER_TEXT = re.compile(r"[+-]?\d+")
-_DECIMAL_TYPE = re.compile(r"DECIMAL\((\d+),(\d+)\)")
 # A seventh fractional digit that is not zero: DuckDB keeps microseconds and drops the rest.
 _SUB_MICROSECOND = re.compile(r"\.\d{6}\d*[1-9]")
 _TIME_OFFSET = re.compile(r"(?:Z|[+-]\d\d(?::?\d\d(?::?\d\d)?)?)$")
@@ -238,10 +238,10 @@ def converter(column: ColumnType, duck_type: str, rounding: bool = False) -> Con
         return None if column.bits else exact_double  # a declared double is exact in a DOUBLE
     if duck_type == "VARCHAR":
         return number_as_text if column.logical in (Logical.NUMBER, Logical.DECIMAL) else to_text
-    match = _DECIMAL_TYPE.fullmatch(duck_type)
-    if match:
+    shape = decimal_shape(duck_type)
+    if shape is not None:
         unbounded = column.logical is Logical.NUMBER or column.precision is None or column.precision > 38
-        return decimal_converter(int(match.group(1)), int(match.group(2)), unbounded)
+        return decimal_converter(*shape, unbounded)
     return {
         "BIGINT": to_bigint,
         "JSON": to_json_text,

@@ -1,4 +1,4 @@
-"""The staging-first loader contract every database target implements, and the sink driving it.
+"""The staging-first loader contract every database target implements (loader_sink.py drives it).
 
 When a stream's SCHEMA arrives, the schema-evolution planner compares it with the table and
 the loader queues the changes it allows; they run in the same transaction as the next load.
@@ -9,19 +9,14 @@ it into place when the stream completes, so readers never see a half-loaded tabl
 
 from __future__ import annotations
 
-import logging
-import operator
 import re
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dpone_protocol.codec import DEFAULT_CODEC
-from dpone_protocol.errors import ConfigError, DataError
+from dpone_protocol.errors import ConfigError
 from dpone_protocol.json_schema import ColumnType
-from dpone_protocol.messages import SchemaMessage
 from dpone_protocol.settings import Setting
 from targets.framework.batching import BatchPolicy
 from targets.framework.capabilities import APPEND, OVERWRITE, UPSERT, TargetCapabilities
@@ -33,9 +28,7 @@ from targets.framework.schema_evolution import (
     Dialect,
     Evolution,
     SchemaPlan,
-    plan_schema,
 )
-from targets.framework.sink import Sink
 
 
 @dataclass(slots=True)
@@ -170,8 +163,6 @@ class Loader(ABC):
         return self
 
 
-log = logging.getLogger(__name__)
-
 # What every staging-first database target can do, and the settings that drive it.
 DATABASE_CAPABILITIES = TargetCapabilities(
     load_methods=(APPEND, UPSERT, OVERWRITE),
@@ -226,304 +217,3 @@ def resolve_method(config: Mapping[str, Any], key_properties: list[str]) -> str:
     if method == UPSERT and not key_properties:
         return APPEND  # nothing to merge on
     return method
-
-
-def _dedupe_last(records: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
-    """Keep the last record per key, so a merge sees one row per key."""
-    latest: dict[Any, dict[str, Any]] = {}
-    if len(keys) == 1:
-        key = keys[0]
-        try:
-            if len(set(map(operator.itemgetter(key), records))) == len(records):
-                return records  # the usual batch: no key twice, found at C speed
-        except TypeError:
-            pass  # an object or array as the key: compared by its JSON below
-        for record in records:
-            value = record[key]
-            latest[value if not isinstance(value, (dict, list)) else DEFAULT_CODEC.dumps(value)] = record
-    else:
-        for record in records:
-            latest[DEFAULT_CODEC.dumps([record[k] for k in keys])] = record
-    return list(latest.values()) if len(latest) != len(records) else records
-
-
-class LoaderSink(Sink):
-    """Drives a :class:`Loader` through the staging contract for one stream."""
-
-    def __init__(
-        self,
-        config: Mapping[str, Any],
-        schema: SchemaMessage,
-        policy: BatchPolicy,
-        loader: Loader,
-        *,
-        plan_only: bool = False,
-    ) -> None:
-        self.loader = loader
-        self.plan_only = plan_only  # --schema-plan: plan each schema, change nothing
-        self.stamp_load_times = not loader.stamps_load_times
-        self.committer = loader.committer() if loader.background_commit else None
-        self.shadow: str | None = None  # an open full refresh (load_method overwrite)
-        # Full refreshes: the version last swapped in by ACTIVATE_VERSION, and whether any swap or
-        # ACTIVATE_VERSION happened (then the end of the input has nothing left to replace).
-        self.activated: int | None = None
-        self.refreshed = False
-        # Batches handed to the loader and committed, when no committer counts them.
-        self._submitted = 0
-        self._committed = 0
-        self.plan: StreamPlan | None = None
-        self.encoder: RowEncoder | None = None  # the batch, when the loader encodes rows itself
-        super().__init__(config, schema, policy)
-
-    def _settle(self) -> None:
-        """Wait for the batch in flight (raising its error) before using the loader here."""
-        if self.committer is not None:
-            self.committer.wait()
-
-    def on_schema(self) -> None:
-        self._settle()
-        self.plan = StreamPlan(
-            stream=self.stream,
-            table=table_name(self.stream, self.config.get("table_name_map")),
-            columns=self.columns,
-            key_properties=self.key_properties,
-            method=resolve_method(self.config, self.key_properties),
-            hard_delete=bool(self.config.get("hard_delete", False)),
-            evolution=Evolution.for_stream(self.config, self.stream),
-        )
-        if not self.plan_only:
-            self._evolve(self.plan)
-            self._set_encoder(self.plan)
-
-    def _set_encoder(self, plan: StreamPlan) -> None:
-        # Called after a drain (or before any row): the previous encoder holds nothing.
-        self.encoder = self.loader.row_encoder(plan, self.policy, metadata=self.add_metadata)
-        router = self.loader.line_router()
-        if router is not None:
-            if self.encoder is not None:
-                router.register(self.stream, self.encoder)
-            else:
-                router.unregister(self.stream)
-
-    def schema_plan(self, loader: Loader | None = None) -> SchemaPlan:
-        """What the planner decides for the current schema, without changing anything."""
-        assert self.plan is not None
-        loader = loader or self.loader
-        table = self.shadow or self.plan.table
-        existing = loader.describe_table(table)
-        return plan_schema(
-            self.stream, table, self.columns, self.key_properties, existing, loader.dialect, self.plan.evolution
-        )
-
-    def _evolve(self, plan: StreamPlan, loader: Loader | None = None) -> None:
-        loader = loader or self.loader
-        # DDL still queued for this table (another stream loading into it, or this stream's previous
-        # SCHEMA without rows) runs first, so this plan starts from the table it will really meet.
-        loader.flush_schema(self.shadow or plan.table)
-        schema = self.schema_plan(loader)
-        schema.check()
-        plan.columns = schema.load_columns
-        plan.table_columns = schema.table_columns
-        plan.renames = schema.renames or None
-        for change in schema.changes:
-            log.info("stream %s: schema plan for %s: %s", self.stream, schema.table, change.describe())
-        # A full refresh builds a fresh shadow from the planned columns; only a live shadow is altered.
-        if plan.method != OVERWRITE or self.shadow is not None:
-            loader.queue_schema(schema.table, loader.schema_statements(plan, schema, schema.table))
-
-    # -- batches held by the loader's encoder ---------------------------------------------------
-    def add_record(
-        self, record: dict[str, Any], version: int | None, time_extracted: str | None, size: int, line: int
-    ) -> bool:
-        encoder = self.encoder
-        if encoder is None:
-            return super().add_record(record, version, time_extracted, size, line)
-        self.check_keys(record, line)
-        try:
-            return encoder.add(record, version, time_extracted, size)
-        except ValueError as exc:
-            raise DataError(f"line {line}, stream {self.stream!r}: {exc}") from None
-
-    def add_raw_record(self, line: bytes) -> bool:
-        return self.encoder is not None and self.encoder.feed_record(line)
-
-    def is_full(self) -> bool:
-        return self.encoder.is_full() if self.encoder is not None else super().is_full()
-
-    def has_rows(self) -> bool:
-        return self.encoder.rows > 0 if self.encoder is not None else super().has_rows()
-
-    def batch_age(self) -> float:
-        return self.encoder.age() if self.encoder is not None else super().batch_age()
-
-    def drain(self) -> None:
-        encoder = self.encoder
-        if encoder is None:
-            super().drain()
-        elif encoder.rows:
-            rows, duplicates = encoder.rows, bool(encoder.duplicates)
-            self.write_batch(EncodedRows(encoder.take(), rows, duplicates))
-
-    def write_batch(self, records: list[dict[str, Any]] | EncodedRows) -> None:
-        plan = self.plan
-        assert plan is not None
-        if isinstance(records, EncodedRows):
-            self._submit(plan, records)  # renames and duplicate keys are the encoder's and loader's
-            return
-        if plan.renames:
-            renames = plan.renames.items()
-            for record in records:
-                for source, dest in renames:
-                    if source in record:
-                        record[dest] = record.pop(source)
-        if plan.merges:
-            # Renamed above: the keys are found under their destination names.
-            keys = [(plan.renames or {}).get(k, k) for k in plan.key_properties]
-            records = _dedupe_last(records, keys)
-        self._submit(plan, records)
-
-    def _submit(self, plan: StreamPlan, records: list[dict[str, Any]] | EncodedRows) -> None:
-        if plan.method == OVERWRITE and self.shadow is None:
-            self._settle()  # the loader's connection is ours alone only when nothing is in flight
-            self.shadow = self.loader.begin_replace(plan)
-        table = self.shadow or plan.table
-        if self.committer is not None:
-            self.committer.submit(
-                lambda lane, turn: self._write_with_retries(plan, records, table, self.loader.lane(lane), turn)
-            )
-        else:
-            self._submitted += 1
-            self._write_with_retries(plan, records, table, self.loader, lambda: None)
-            self._committed = self._submitted
-
-    def _write_with_retries(
-        self,
-        plan: StreamPlan,
-        records: list[dict[str, Any]] | EncodedRows,
-        table: str,
-        loader: Loader,
-        turn: Callable[[], None],
-    ) -> None:
-        attempts = max(1, int(self.config.get("max_retries", 3)) + 1)
-        for attempt in range(1, attempts + 1):
-            try:
-                if attempt > 1:
-                    # Inside the try: a failed reconnect is one more transient error to retry.
-                    loader.reconnect()
-                    self._evolve(plan, loader)  # the failed transaction took the queued schema changes with it
-                self._load(plan, records, table, loader, turn)
-                return
-            except Exception as exc:
-                if attempt == attempts or not loader.is_transient(exc):
-                    raise
-                # The batch is still in memory and nothing of it was committed: do it all again.
-                delay = min(30.0, 2.0 ** (attempt - 1))
-                log.warning(
-                    "stream %s: transient error (%s); retry %d/%d in %.0fs",
-                    self.stream,
-                    str(exc).splitlines()[0],
-                    attempt,
-                    attempts - 1,
-                    delay,
-                )
-                time.sleep(delay)
-        raise AssertionError("unreachable")
-
-    @staticmethod
-    def _load(
-        plan: StreamPlan,
-        records: list[dict[str, Any]] | EncodedRows,
-        table: str,
-        loader: Loader,
-        turn: Callable[[], None],
-    ) -> None:
-        staging = loader.prepare_staging(plan)
-        try:
-            if isinstance(records, EncodedRows):
-                loader.bulk_load_encoded(plan, staging, records)
-            else:
-                loader.bulk_load(plan, staging, records)
-            turn()  # the batch before this one commits first
-            loader.finalize(plan, staging, table)
-        finally:
-            loader.cleanup(plan, staging)
-
-    def commit_mark(self) -> int:
-        return self.committer.submitted if self.committer is not None else self._submitted
-
-    def is_committed(self, mark: int) -> bool:
-        if self.shadow is not None:
-            return False  # a full refresh is visible only once swapped in
-        if self.committer is None:
-            return self._committed >= mark  # a batch that failed never counts
-        return self.committer.has_committed(mark)
-
-    def settle(self) -> None:
-        self._settle()
-
-    def finish(self) -> None:
-        self._settle()
-        if self.plan is None:
-            return
-        if self.plan.method != OVERWRITE:
-            self.loader.flush_schema(self.plan.table)  # a stream without rows still gets its table
-            return
-        if self.shadow is None and not self.refreshed:
-            # A full refresh that sent no rows and no ACTIVATE_VERSION: the source is empty.
-            self.shadow = self.loader.begin_replace(self.plan)
-        self._swap_shadow()
-
-    def _swap_shadow(self, version: int | None = None) -> None:
-        """Put the shadow in place: `version` is the ACTIVATE_VERSION that completes it, if any."""
-        plan = self.plan
-        assert plan is not None
-        if self.shadow is None:
-            return
-        loader = self.loader
-        live = loader.table_version(plan.table)
-        incoming = version if version is not None else loader.table_version(self.shadow)
-        if live is not None and incoming is not None and live >= incoming:
-            # This version is live already: the tap resumed a refresh that was swapped in, and
-            # re-sent only its tail. Swapping the tail in would lose the rest: merge it instead.
-            log.info("stream %s: version %d is live already: merging the resumed rows in", self.stream, incoming)
-            loader.merge_shadow(plan, self.shadow)
-        else:
-            loader.swap(plan, self.shadow)
-        self.shadow = None
-        self.refreshed = True
-
-    def activate_version(self, version: int) -> None:
-        self._settle()
-        assert self.plan is not None
-        if self.plan.method == OVERWRITE:
-            self._activate_refresh(version)
-            return
-        self.loader.flush_schema(self.plan.table)
-        self.loader.activate_version(self.plan, version)
-
-    def _activate_refresh(self, version: int) -> None:
-        """ACTIVATE_VERSION of a full refresh. After its rows it completes the refresh: the shadow is
-        swapped in. Before any row it opens one: the rows that follow fill the shadow, and if none
-        come (an empty source) the next ACTIVATE_VERSION or the end of the input swaps it in empty.
-        The same version activated again is already in place; the table is never emptied for it."""
-        assert self.plan is not None
-        if self.shadow is None:
-            live = self.loader.table_version(self.plan.table)
-            if self.activated == version or (live is not None and live >= version):
-                self.refreshed = True  # the end of the input has nothing to replace either
-                return  # in place already (this run, or a run whose final state was lost)
-            self.shadow = self.loader.begin_replace(self.plan)
-            self.refreshed = True  # the end of the input swaps this shadow, not a second empty one
-            log.info("stream %s: full refresh of version %d started", self.stream, version)
-            return
-        self._swap_shadow(version)
-        self.activated = version
-
-    def close(self) -> None:
-        # Never let the connection close under a batch in flight; its error (if any) was or will be
-        # reported by finish() on the normal path.
-        if self.committer is not None:
-            try:
-                self.committer.wait()
-            except Exception:
-                log.debug("stream %s: batch in flight failed while closing", self.stream, exc_info=True)

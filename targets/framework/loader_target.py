@@ -10,7 +10,8 @@ import orjson
 from dpone_protocol.codec import MessageReader, decode_line
 from dpone_protocol.messages import SchemaMessage, from_dict
 from targets.framework.capabilities import TargetCapabilities
-from targets.framework.loader import DATABASE_CAPABILITIES, Loader, LoaderSink
+from targets.framework.loader import DATABASE_CAPABILITIES, Loader
+from targets.framework.loader_sink import LoaderSink
 from targets.framework.schema_evolution import SchemaPlan
 from targets.framework.sink import Sink
 from targets.framework.target import Target

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from dpone_protocol.messages import SchemaMessage
 from targets.framework.capabilities import OVERWRITE
-from targets.framework.loader import LoaderSink
+from targets.framework.loader_sink import LoaderSink
 from targets.framework.sink import Sink
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 The framework calls :meth:`Sink.add` per record and :meth:`Sink.drain` when the batch
 must be committed; a connector implements :meth:`Sink.write_batch` (and, for databases,
-uses :class:`targets.framework.loader.LoaderSink`).
+uses :class:`targets.framework.loader_sink.LoaderSink`).
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ class Target:
             cut = self._read(stdin, writer)
             if cut is not None:
                 # Whoever read our stdout may have died with whoever wrote our stdin: commit all the same.
-                writer = MessageWriter(cast(IO[bytes], _MayBeGone(stdout)))
+                writer = _writer_that_may_lose(stdout)
             self._drain_all(writer)
             for sink in self.sinks.values():
                 sink.settle()
@@ -119,7 +119,7 @@ class Target:
                 # Checked this late on purpose: the kernel closes a dying process's pipes a moment
                 # before it hands its children to another parent.
                 cut = "the input ended because dpone run, which wrote it, died"
-                writer = MessageWriter(cast(IO[bytes], _MayBeGone(stdout)))
+                writer = _writer_that_may_lose(stdout)
             if cut is None:
                 for sink in self.sinks.values():
                     sink.finish()
@@ -240,8 +240,7 @@ class Target:
             self._on_schema(message, line)
         elif isinstance(message, ActivateVersionMessage):
             sink = self._sink_for(message.stream, line)
-            sink.drain()
-            self._promote_if_drained()
+            self._drain(sink)
             sink.activate_version(message.version)
         elif isinstance(message, BatchMessage):
             self._on_batch(message, line, writer)
@@ -271,8 +270,7 @@ class Target:
                 sink = self.sinks[message.stream] = self.make_sink(message)
             elif sink.schema_differs(message):
                 # Rows received under the old schema are committed under it first.
-                sink.drain()
-                self._promote_if_drained()
+                self._drain(sink)
                 sink.set_schema(message)
         except DataError as exc:
             reason = str(exc).removeprefix(f"stream {message.stream!r}: ")
@@ -296,13 +294,12 @@ class Target:
             for record in iter_batch_records(uri, message.encoding, codec.loads, take):
                 sink.add(RecordMessage(message.stream, record), 64, line)
                 self._count_batch_record(sink)
-        sink.drain()
-        self._promote_if_drained()
+        self._drain(sink)
 
     def _count_batch_record(self, sink: Sink) -> None:
         self.records_in += 1
         if sink.is_full():
-            sink.drain()
+            self._drain(sink)
 
     def _drain_if_old(self, writer: MessageWriter) -> None:
         if any(s.batch_age() >= self.policy.max_age_seconds for s in self.sinks.values()):
@@ -315,6 +312,11 @@ class Target:
             sink.drain()
         self._promote_if_drained()
         self._emit_state(writer)  # a drain may have waited for an older batch to commit
+
+    def _drain(self, sink: Sink) -> None:
+        """Commit one stream's batch (a SCHEMA change, an ACTIVATE_VERSION, a BATCH file)."""
+        sink.drain()
+        self._promote_if_drained()
 
     def _promote_if_drained(self) -> None:
         """Once no stream holds rows only in memory, the state that waited for a drain waits only for
@@ -359,6 +361,10 @@ def _is_cut(raw: bytes) -> bool:
     except ValueError:
         return True
     return False
+
+
+def _writer_that_may_lose(stdout: IO[bytes]) -> MessageWriter:
+    return MessageWriter(cast(IO[bytes], _MayBeGone(stdout)))
 
 
 class _MayBeGone:

@@ -35,7 +35,7 @@ from dpone_protocol.settings import Setting
 from targets.duckdb.loader import DuckDBLoader
 from targets.duckdb.target import DuckDBTarget
 from targets.framework.batching import BatchPolicy
-from targets.framework.loader import LoaderSink
+from targets.framework.loader_sink import LoaderSink
 from targets.framework.sink import Sink
 from targets.framework.target_cli import run
 

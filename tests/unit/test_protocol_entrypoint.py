@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ import pytest
 
 from dpone_protocol.config import RedactingFilter, Redactor
 from dpone_protocol.entrypoint import guarded
-from dpone_protocol.errors import ConfigError, DataError, TransientError
+from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +103,52 @@ def test_debug_traceback_is_redacted_too(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "Traceback (most recent call last):" in output
     assert "tok-5555-aaaa" not in output
     assert output.endswith("tap-x: config error: bad token ***\n")
+
+
+def _guard(exc: BaseException) -> tuple[int, str]:
+    err = io.StringIO()
+
+    def program(redactor: Redactor) -> int:
+        raise exc
+
+    return guarded(program, "target-x", stderr=err), err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "line"),
+    [
+        (
+            PermissionError(errno.EACCES, "Permission denied", "out/a.jsonl"),
+            78,
+            "target-x: config error: out/a.jsonl: permission denied: give the user running this access, "
+            "or choose another path\n",
+        ),
+        (
+            OSError(errno.ENOSPC, "No space left on device"),
+            75,
+            "target-x: transient error: disk full (No space left on device): free some space and re-run; "
+            "what the last echoed state covers is committed\n",
+        ),
+        (IsADirectoryError(errno.EISDIR, "Is a directory", "x"), 70, "target-x: internal error: [Errno 21] "),
+    ],
+)
+def test_guarded_gives_file_errors_their_kind(exc: OSError, code: int, line: str) -> None:
+    rc, err = _guard(exc)
+    assert rc == code
+    assert err.startswith(line), err
+
+
+class _Stopped(DponeError):
+    """What the runner raises when a signal stopped the run: exit 128 + the signal."""
+
+    @property
+    def exit_code(self) -> int:
+        return 143
+
+
+def test_guarded_says_interrupted_without_fatal_error_for_a_signal_exit() -> None:
+    rc, err = _guard(_Stopped("interrupted by SIGTERM; committed state saved"))
+    assert rc == 143
+    assert err == "target-x: interrupted by SIGTERM; committed state saved\n"
+    rc, err = _guard(KeyboardInterrupt())
+    assert (rc, err) == (130, "target-x: interrupted\n")

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import errno
-import io
-import logging
 import os
-from collections.abc import Iterator
 
 import pytest
 
-from dpone_protocol.config import RedactingFilter, Redactor
-from dpone_protocol.entrypoint import guarded
 from dpone_protocol.errors import (
     EXIT_CODES,
     EXIT_INTERRUPTED,
@@ -139,69 +134,3 @@ def test_driver_text_names_the_errno() -> None:
     assert errno_in_text("Could not write file: No space left on device") == errno.ENOSPC
     assert errno_in_text("Read-only file system") == errno.EROFS
     assert errno_in_text("Conversion Error: could not convert") is None
-
-
-@pytest.fixture
-def quiet_root_logger(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """guarded() adds a stderr handler and redaction filters to the root logger; undo both afterwards."""
-    monkeypatch.delenv("DPONE_DEBUG", raising=False)
-    root = logging.getLogger()
-    level = root.level
-    yield
-    for handler in list(root.handlers):
-        if getattr(handler, "_dpone", False):
-            root.removeHandler(handler)
-        for flt in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
-            handler.removeFilter(flt)
-    root.setLevel(level)
-
-
-def _guard(exc: BaseException) -> tuple[int, str]:
-    err = io.StringIO()
-
-    def program(redactor: Redactor) -> int:
-        raise exc
-
-    return guarded(program, "target-x", stderr=err), err.getvalue()
-
-
-@pytest.mark.usefixtures("quiet_root_logger")
-@pytest.mark.parametrize(
-    ("exc", "code", "line"),
-    [
-        (
-            PermissionError(errno.EACCES, "Permission denied", "out/a.jsonl"),
-            78,
-            "target-x: config error: out/a.jsonl: permission denied: give the user running this access, "
-            "or choose another path\n",
-        ),
-        (
-            OSError(errno.ENOSPC, "No space left on device"),
-            75,
-            "target-x: transient error: disk full (No space left on device): free some space and re-run; "
-            "what the last echoed state covers is committed\n",
-        ),
-        (IsADirectoryError(errno.EISDIR, "Is a directory", "x"), 70, "target-x: internal error: [Errno 21] "),
-    ],
-)
-def test_guarded_gives_file_errors_their_kind(exc: OSError, code: int, line: str) -> None:
-    rc, err = _guard(exc)
-    assert rc == code
-    assert err.startswith(line), err
-
-
-class _Stopped(DponeError):
-    """What the runner raises when a signal stopped the run: exit 128 + the signal."""
-
-    @property
-    def exit_code(self) -> int:
-        return 143
-
-
-@pytest.mark.usefixtures("quiet_root_logger")
-def test_guarded_says_interrupted_without_fatal_error_for_a_signal_exit() -> None:
-    rc, err = _guard(_Stopped("interrupted by SIGTERM; committed state saved"))
-    assert rc == 143
-    assert err == "target-x: interrupted by SIGTERM; committed state saved\n"
-    rc, err = _guard(KeyboardInterrupt())
-    assert (rc, err) == (130, "target-x: interrupted\n")
