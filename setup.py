@@ -1,21 +1,26 @@
-"""The compiled part of dpone: target-postgres's COPY row encoder (targets/postgres/copyrows/).
+"""What pyproject.toml cannot say: the package list and the compiled COPY row encoder.
 
-Everything else is in pyproject.toml. The extension is optional: where it cannot be built
-(no C compiler), target-postgres loads through its pure-Python path instead.
+The connectors live in the repository's top-level folders taps/, targets/ and state/, and are
+installed as `dpone.taps`, `dpone.targets` and `dpone.state` (dpone/ holds a link to each), so
+names as common as `state` never collide with another distribution's in site-packages. The
+extension (targets/postgres/copyrows/) is optional: where it cannot be built (no C compiler),
+target-postgres loads through its pure-Python path instead.
 """
 
 from pathlib import Path
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_namespace_packages, find_packages, setup
 
 setup(
+    packages=find_packages(include=["dpone_protocol*", "dpone_drivers*", "dpone_runner*"])
+    + find_namespace_packages(include=["dpone.*"], exclude=["*__pycache__*", "*.copyrows"]),
     ext_modules=[
         Extension(
-            "targets.postgres._copyrows",
+            "dpone.targets.postgres._copyrows",
             sources=sorted(str(p) for p in Path("targets/postgres/copyrows").glob("*.c")),
             depends=["targets/postgres/copyrows/copyrows.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
             optional=True,
         )
-    ]
+    ],
 )

@@ -141,8 +141,8 @@ def _what_if(rewrite: str | None, buffered_gzip: bool) -> Iterator[None]:
 
 
 def _in_process(bench: Bench, tool: Tool, rewrite: str | None, buffered_gzip: bool) -> tuple[float, float]:
-    from taps.framework.tap_cli import run
-    from taps.postgres.tap import PostgresTap
+    from dpone.taps.framework.tap_cli import run
+    from dpone.taps.postgres.tap import PostgresTap
 
     bench.clear_batches()
     os.environ["DPONE_LOG_LEVEL"] = "WARNING"
@@ -166,7 +166,7 @@ _SAMPLE_CATEGORIES: Categories = (
     ("gzip: compressing batch files", lambda s: "gzip" in s),
     ("stdout: writing RECORD lines", lambda s: "write (" in s.rsplit(";", 1)[-1] and "gzip" not in s),
     ("STATE checkpoints", lambda s: "_checkpoint" in s),
-    ("framing: the stream's _copy loop (bytes, index, slices)", lambda s: "_copy (" in s.rsplit(";", 1)[-1]),
+    ("framing: the stream's row loop (read_rows)", lambda s: "read_rows (" in s.rsplit(";", 1)[-1]),
     ("framing: the tap loop (_StreamSync.run) and generators", lambda s: True),
 )
 

@@ -115,8 +115,8 @@ def batch_input(rows: int, seed: int) -> Path:
 
 def column_ddl() -> str:
     """The 10 columns with the PostgreSQL types our target gives them (from its own type map)."""
+    from dpone.targets.postgres.type_map import pg_type
     from dpone_protocol.json_schema import stream_columns
-    from targets.postgres.type_map import pg_type
 
     columns = stream_columns(SCHEMA_MESSAGE["schema"], STREAM)
     return ", ".join(f"{name} {pg_type(col)}" for name, col in columns.items())

@@ -28,8 +28,8 @@ _PHASES = ("describe_table", "prepare_staging", "bulk_load", "bulk_load_encoded"
 
 
 def _in_process(config: Path, singer: Path) -> None:
-    from targets.framework.target_cli import run
-    from targets.postgres.target import PostgresTarget
+    from dpone.targets.framework.target_cli import run
+    from dpone.targets.postgres.target import PostgresTarget
 
     code = run(PostgresTarget, ["--config", str(config), "--input", str(singer)], stdout=io.BytesIO())
     if code != 0:
@@ -38,7 +38,7 @@ def _in_process(config: Path, singer: Path) -> None:
 
 def _timed_phases(config: Path, singer: Path) -> tuple[float, dict[str, float]]:
     """One run in-process with a stopwatch around each loader step; no profiler overhead."""
-    from targets.postgres.loader import PostgresLoader
+    from dpone.targets.postgres.loader import PostgresLoader
 
     spent = dict.fromkeys(_PHASES, 0.0)
     originals = {name: getattr(PostgresLoader, name) for name in _PHASES}

@@ -3,7 +3,8 @@
 The codec (bytes <-> Python objects) is swappable behind :class:`Codec`; orjson is
 the default and the stdlib one exists for comparison and conformance tests.
 The reader has two modes: :meth:`MessageReader.frames` hands out raw lines for code
-that only routes messages, :meth:`MessageReader.messages` decodes and validates.
+that only routes messages, :meth:`MessageReader.messages` decodes and validates. What the
+envelope's bytes look like (for peeks and splices that skip the codec) is in wire.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
@@ -20,6 +20,7 @@ import orjson
 
 from dpone_protocol.errors import ProtocolError
 from dpone_protocol.messages import Message, RecordMessage, SchemaMessage, from_dict
+from dpone_protocol.wire import peek_head
 
 
 class Codec(Protocol):
@@ -131,15 +132,6 @@ DEFAULT_CODEC: Codec = OrjsonCodec()
 EXACT_CODEC: Codec = ExactCodec()
 
 
-# What a relay (the runner) writes last when the process feeding it died: a fragment with no
-# final newline, so the reader sees a cut stream (InputCutError), never a clean end of input.
-CUT_MARK = b'{"type":"INPUT_CUT"'
-
-# The type and stream sit near the start of a line for every Singer implementation
-# we know of; peeking at them saves a full decode when a router only needs these two.
-_HEAD_RE = re.compile(rb'\{\s*"type"\s*:\s*"([A-Z_]+)"\s*(?:,\s*"stream"\s*:\s*"((?:[^"\\]|\\.)*)")?')
-
-
 @dataclass(slots=True)
 class Frame:
     """One raw line of the stream (without its newline) and where it came from."""
@@ -149,13 +141,9 @@ class Frame:
 
     def peek(self, codec: Codec = DEFAULT_CODEC) -> tuple[str, str | None]:
         """The message type and stream, decoding the whole line only when needed."""
-        match = _HEAD_RE.match(self.raw)
-        if match:
-            mtype, stream = match.group(1), match.group(2)
-            if mtype == b"STATE":
-                return "STATE", None
-            if stream is not None and b"\\" not in stream:
-                return mtype.decode(), stream.decode()
+        head = peek_head(self.raw)
+        if head is not None:
+            return head
         obj = decode_line(self.raw, self.line, codec)
         mtype_value = obj.get("type")
         stream_value = obj.get("stream")

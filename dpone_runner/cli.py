@@ -13,7 +13,7 @@ from dpone_protocol.about import dpone_version
 from dpone_protocol.config import Redactor, load_json_file
 from dpone_protocol.entrypoint import guarded
 from dpone_protocol.errors import ConfigError
-from dpone_runner import quarantine_cli
+from dpone_runner import connectors_cli, quarantine_cli
 
 _PRETTY = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 
@@ -77,13 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     export = state_sub.add_parser("export", parents=[common], help="every pipeline's state as JSON")
     export.add_argument("pipeline_id", nargs="?")
     quarantine_cli.add_parser(sub, common)
+    connectors_cli.add_parser(sub)
     return parser
 
 
 def _run(args: argparse.Namespace, out: IO[str], redactor: Redactor) -> int:
+    from dpone.state.store import open_store  # noqa: PLC0415
     from dpone_runner import pipeline  # noqa: PLC0415 - keep --help fast
     from dpone_runner.project import load_project, override_config, state_backend_uri  # noqa: PLC0415
-    from state.store import open_store  # noqa: PLC0415
 
     project = load_project(args.project)
     store = open_store(state_backend_uri(project.root, args.state_backend, project.state_backend))
@@ -147,9 +148,9 @@ def _stream_bookmark(value: dict[str, Any], pipeline: str, stream: str) -> Any:
 def _state(args: argparse.Namespace, out: IO[str]) -> int:
     from pathlib import Path  # noqa: PLC0415
 
+    from dpone.state.merge import clear_stream, merge_state  # noqa: PLC0415
+    from dpone.state.store import open_store  # noqa: PLC0415
     from dpone_runner.project import load_project, state_backend_uri  # noqa: PLC0415
-    from state.merge import clear_stream, merge_state  # noqa: PLC0415
-    from state.store import open_store  # noqa: PLC0415
 
     configured = None
     if args.state_backend is None:
@@ -214,6 +215,8 @@ def run(argv: Sequence[str] | None = None, stdout: IO[str] | None = None, stderr
             return _schema_plan(args, out, redactor)
         if args.command == "quarantine":
             return quarantine_cli.program(args, out, redactor)
+        if args.command == "connectors":
+            return connectors_cli.program(args, out)
         return _state(args, out)
 
     return guarded(program, "dpone", stderr)

@@ -25,6 +25,9 @@ from typing import Any
 
 import orjson
 
+from dpone.state.merge import merge_state
+from dpone.state.records import describe_state
+from dpone.state.store import RunRecord, StateStore, new_lock, utc_now
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import (
     EXIT_CODES,
@@ -42,8 +45,6 @@ from dpone_runner.project import EXTRACTORS, LOADERS, Plugin, Project
 from dpone_runner.pump import Pump, TargetChannel
 from dpone_runner.report import Progress, RunReport, StreamReport
 from dpone_runner.state_commit import StateLedger
-from state.merge import merge_state
-from state.store import RunRecord, StateStore, new_lock, utc_now
 
 log = logging.getLogger("dpone.run")
 
@@ -134,7 +135,8 @@ class Run:
         merged = merge_state(self._state, value)
         self.store.put(self.id, merged)
         self._state = merged
-        log.debug("state saved for %s", self.id)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("state saved for %s: %s", self.id, "; ".join(describe_state(value)) or "no bookmarks")
 
     def _on_signal(self, signum: int) -> None:
         self.interrupted = signum
@@ -171,6 +173,10 @@ class Run:
             stored = self.store.get(self.id)
             self._state = stored.value if stored else None
             self.report.state_before = self._state
+            if not self.options.full_refresh:
+                # Where each stream resumes, read through the typed records (LSN, xmin, key, offsets).
+                for line in describe_state(self._state):
+                    log.info("resuming %s", line)
             with self._workdir() as tmp, _signals_stop(self._on_signal):
                 self._run_in(tmp)
         except Exception as exc:

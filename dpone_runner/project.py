@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dpone.state.store import DEFAULT_BACKEND
 from dpone_protocol.config import expand_env, load_config
 from dpone_protocol.errors import ConfigError
-from state.store import DEFAULT_BACKEND
 
 EXTRACTORS = "extractors"
 LOADERS = "loaders"

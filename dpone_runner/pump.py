@@ -23,9 +23,10 @@ from typing import Any
 
 import orjson
 
-from dpone_protocol.codec import CUT_MARK, DEFAULT_CODEC, Frame, decode_line
+from dpone_protocol.codec import DEFAULT_CODEC, Frame, decode_line
 from dpone_protocol.errors import ProtocolError
 from dpone_protocol.messages import MessageType, RecordMessage, SchemaMessage, StateMessage, from_dict
+from dpone_protocol.wire import CUT_MARK, peek_record_stream
 from dpone_runner.contracts import ContractStage
 from dpone_runner.filters import Filter, apply_chain
 from dpone_runner.processes import Connector
@@ -34,7 +35,6 @@ from dpone_runner.state_commit import StateLedger
 log = logging.getLogger("dpone.pump")
 CHUNK_BYTES = 256 * 1024
 QUEUE_CHUNKS = 32  # per target: at most ~8 MB in flight
-_RECORD_PREFIX = b'{"type":"RECORD","stream":"'
 _KNOWN = {t.value for t in MessageType}
 
 
@@ -216,6 +216,7 @@ class Pump:
         stage = self.contracts
         # Filled by the stage as contracted streams' SCHEMAs go by; empty, it costs one test per RECORD.
         guards = stage.guards if stage is not None else {}
+        peek = peek_record_stream
         for raw in source:
             if not raw.endswith(b"\n"):
                 # Only the last read lacks the newline: a message, or what a dying tap cut off.
@@ -226,7 +227,7 @@ class Pump:
             line = raw
             if self.filters:
                 self._filtered(line, counts.lines)
-            elif line.startswith(_RECORD_PREFIX) and b"\\" not in (name := line[27 : line.find(b'"', 27)]):
+            elif (name := peek(line)) is not None:
                 by_bytes[name] = by_bytes.get(name, 0) + 1
                 if not guards or (guard := guards.get(name)) is None or guard(line, counts.lines):
                     self._emit(line)

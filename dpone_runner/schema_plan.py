@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from dpone.targets.framework.schema_evolution import render_plan
 from dpone_protocol.catalog import Catalog
 from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.config import Redactor
@@ -24,7 +25,6 @@ from dpone_runner.catalog_prep import prepare_catalog
 from dpone_runner.filters import apply_chain, build_filters
 from dpone_runner.processes import run_to_end
 from dpone_runner.project import EXTRACTORS, LOADERS, Plugin, Project
-from targets.framework.schema_evolution import render_plan
 
 PLAN_TIMEOUT_SECONDS = 600
 

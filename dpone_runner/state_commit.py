@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from state.merge import canonical
+from dpone.state.merge import canonical
 
 log = logging.getLogger("dpone.state")
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 
+from dpone.state.merge import canonical
+from dpone.state.store import LockedError, LockInfo, RunRecord, StoredState, utc_now
 from dpone_protocol.errors import ConfigError
-from state.merge import canonical
-from state.store import LockedError, LockInfo, RunRecord, StoredState, utc_now
 
 FORMAT_VERSION = 1
 SECTIONS = ("states", "locks", "runs")

@@ -17,11 +17,11 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from dpone.state.merge import canonical
+from dpone.state.store import LockedError, LockInfo, RunRecord, StoredState, utc_now
 from dpone_drivers.postgres import check_port, classify
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError, FatalError, TransientError
-from state.merge import canonical
-from state.store import LockedError, LockInfo, RunRecord, StoredState, utc_now
 
 if TYPE_CHECKING:
     import psycopg

@@ -14,10 +14,18 @@ stream's bookmark is parsed into the most specific record that fits, checked in 
   SDK's per-context state, not Kafka, and stays a :class:`RawBookmark`.
 * :class:`StreamBookmark` - incremental replication: ``{"replication_key": "updated_at",
   "replication_key_value": "2024-01-01T00:00:00Z"}``.
+* :class:`TablePosition` - a full-table read: ``{"version": 1714500000, "last_pk": [41]}``; the
+  table version, and the key of the last row sent while a read is in progress.
 * :class:`RawBookmark` - anything else, untouched.
 
 Keys a record does not model (``version``, ``last_replication_method``, ...) are kept in
 ``extra`` so that ``to_dict()`` gives back exactly the dict that was parsed.
+
+That guess is for showing a state. A tap knows which replication method a stream uses and
+reads its bookmark with :func:`read_position`: the method's record, its fields checked (a
+malformed one is a ConfigError naming the stream), None for a field not recorded yet. It writes
+the next bookmark as that record's ``to_dict()``, so the JSON keeps the shape other Singer taps
+and Meltano read.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from dpone_protocol.errors import ConfigError
 
 _LSN_TEXT_RE = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
 _DESCRIBE_WIDTH = 100
@@ -71,11 +81,11 @@ class StreamBookmark:
 @dataclass(frozen=True, slots=True)
 class XminPosition:
     stream: str
-    xmin: int
+    xmin: int | None  # None: no transaction recorded yet
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"xmin": self.xmin, **self.extra}
+        return {**({} if self.xmin is None else {"xmin": self.xmin}), **self.extra}
 
     def describe(self) -> str:
         return f"{self.stream}: full-table copy resumes after xmin {self.xmin}"
@@ -84,12 +94,14 @@ class XminPosition:
 @dataclass(frozen=True, slots=True)
 class LsnPosition:
     stream: str
-    lsn: int | str  # as sent: an integer, or PostgreSQL's "XXXXXXXX/XXXXXXXX" text
+    lsn: int | str | None  # as sent: an integer, or PostgreSQL's "XXXXXXXX/XXXXXXXX" text; None: not yet
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def position(self) -> int:
         """The LSN as a 64-bit integer, whichever form was sent."""
+        if self.lsn is None:
+            raise ValueError(f"stream {self.stream!r} has no LSN yet")
         if isinstance(self.lsn, int):
             return self.lsn
         match = _LSN_TEXT_RE.match(self.lsn)
@@ -104,7 +116,7 @@ class LsnPosition:
         return f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lsn": self.lsn, **self.extra}
+        return {**({} if self.lsn is None else {"lsn": self.lsn}), **self.extra}
 
     def describe(self) -> str:
         # An xmin next to the LSN means the initial copy of a log-based stream is still running.
@@ -113,6 +125,28 @@ class LsnPosition:
         return f"{self.stream}: log-based from LSN {self.text}{copying}"
 
 
+@dataclass(frozen=True, slots=True)
+class TablePosition:
+    """A full-table read: its table version, and while it is in progress the key of the last row sent."""
+
+    stream: str
+    version: int | None  # milliseconds since the epoch; None before the first read
+    last_pk: list[Any] | None = None  # the primary key values of the last row sent; None: not in progress
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {} if self.version is None else {"version": self.version}
+        if self.last_pk is not None:
+            wire["last_pk"] = list(self.last_pk)
+        return {**wire, **self.extra}
+
+    def describe(self) -> str:
+        if self.last_pk is not None:
+            return f"{self.stream}: full table version {self.version}, resumes after key {_compact(self.last_pk)}"
+        return f"{self.stream}: full table version {self.version}, complete"
+
+
+# What the Kafka tap's issue will store (offsets fixed at start, read up to them); no tap writes it yet.
 @dataclass(frozen=True, slots=True)
 class KafkaOffsets:
     stream: str
@@ -149,7 +183,7 @@ class RawBookmark:
         return f"{self.stream}: {_compact(self.value)}"
 
 
-Bookmark = StreamBookmark | XminPosition | LsnPosition | KafkaOffsets | RawBookmark
+Bookmark = StreamBookmark | XminPosition | LsnPosition | TablePosition | KafkaOffsets | RawBookmark
 
 
 def _is_lsn(value: Any) -> bool:
@@ -184,14 +218,61 @@ def parse_bookmark(stream: str, bookmark: Any) -> Bookmark:
         extra = _without(bookmark, "replication_key", "replication_key_value")
         value = bookmark["replication_key_value"]
         return StreamBookmark(stream, bookmark.get("replication_key"), value, extra)
+    last_pk = bookmark.get("last_pk", [])
+    if _is_int(bookmark.get("version")) and isinstance(last_pk, list):
+        pk = bookmark.get("last_pk")
+        return TablePosition(stream, bookmark["version"], pk, _without(bookmark, "version", "last_pk"))
+    return RawBookmark(stream, dict(bookmark))
+
+
+def bookmarks_of(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The per-stream bookmarks of a state value ({} when it has none, or they are not an object)."""
+    bookmarks = (value or {}).get("bookmarks")
+    return bookmarks if isinstance(bookmarks, Mapping) else {}
+
+
+def _checked(stream: str, bookmark: Mapping[str, Any], key: str, fits: Any, wanted: str) -> Any:
+    value = bookmark.get(key)
+    if value is not None and not fits(value):
+        raise ConfigError(
+            f"stream {stream!r}: malformed bookmark in the state: {key!r} must be {wanted}, got {_compact(value)}; "
+            f"fix it, or clear the stream's bookmark to start over (dpone state clear PIPELINE --stream {stream})"
+        )
+    return value
+
+
+def read_position(stream: str, bookmark: Any, method: str) -> Bookmark:
+    """A tap's view of one stream's committed bookmark: the record of its replication method.
+
+    Fields not recorded yet are None; every other key is kept in `extra`, so a tap that writes
+    the record back changes only what it modeled.
+    """
+    if bookmark is None:
+        bookmark = {}
+    if not isinstance(bookmark, Mapping):
+        raise ConfigError(
+            f"stream {stream!r}: malformed bookmark in the state: expected an object, got {_compact(bookmark)}"
+        )
+    if method == "FULL_TABLE":
+        version = _checked(stream, bookmark, "version", _is_int, "an integer (a table version)")
+        last_pk = _checked(stream, bookmark, "last_pk", lambda v: isinstance(v, list), "a list of key values")
+        return TablePosition(stream, version, last_pk, _without(bookmark, "version", "last_pk"))
+    if method == "INCREMENTAL":
+        key = _checked(stream, bookmark, "replication_key", lambda v: isinstance(v, str), "a column name")
+        extra = _without(bookmark, "replication_key", "replication_key_value")
+        return StreamBookmark(stream, key, bookmark.get("replication_key_value"), extra)
+    if method == "XMIN":
+        xmin = _checked(stream, bookmark, "xmin", _is_int, "an integer (a transaction id)")
+        return XminPosition(stream, xmin, _without(bookmark, "xmin"))
+    if method == "LOG_BASED":
+        lsn = _checked(stream, bookmark, "lsn", _is_lsn, "an LSN (an integer, or text like '0/16DB018')")
+        return LsnPosition(stream, lsn, _without(bookmark, "lsn"))
     return RawBookmark(stream, dict(bookmark))
 
 
 def parse_state(value: Mapping[str, Any] | None) -> list[Bookmark]:
     """Every stream's bookmark in a state value, sorted by stream name."""
-    bookmarks = (value or {}).get("bookmarks")
-    if not isinstance(bookmarks, Mapping):
-        return []
+    bookmarks = bookmarks_of(value)
     return [parse_bookmark(stream, bookmarks[stream]) for stream in sorted(bookmarks)]
 
 

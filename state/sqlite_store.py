@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
+from dpone.state.merge import canonical
+from dpone.state.store import LockedError, LockInfo, RunRecord, StoredState, utc_now
 from dpone_protocol.errors import ConfigError, TransientError
-from state.merge import canonical
-from state.store import LockedError, LockInfo, RunRecord, StoredState, utc_now
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS dpone_state (

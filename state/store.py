@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dpone_protocol.errors import ConfigError, DponeError, ErrorKind
+from dpone_protocol.local_process import process_exists
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,16 +27,9 @@ class LockInfo:
 
     def is_stale(self) -> bool:
         """A lock whose process is gone. Only knowable for locks taken on this host."""
-        # pid <= 0 would probe a process group, not a process.
         if self.host != socket.gethostname() or self.pid <= 0:
             return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return not process_exists(self.pid)
 
     def describe(self) -> str:
         stale = " (that process is gone: the lock is stale)" if self.is_stale() else ""
@@ -130,15 +124,15 @@ def open_store(uri: str | None = None) -> StateStore:
     # SQLAlchemy-style: sqlite:///relative/path and sqlite:////absolute/path
     path = rest[1:] if rest.startswith("/") else rest
     if scheme == "sqlite":
-        from state.sqlite_store import SqliteStore  # noqa: PLC0415 - backends load on demand
+        from dpone.state.sqlite_store import SqliteStore  # noqa: PLC0415 - backends load on demand
 
         return SqliteStore(path or ".dpone/state.db")
     if scheme == "file":
-        from state.json_store import JsonFileStore  # noqa: PLC0415
+        from dpone.state.json_store import JsonFileStore  # noqa: PLC0415
 
         return JsonFileStore(path or ".dpone/state.json")
     if scheme in ("postgresql", "postgres"):
-        from state.postgres_store import PostgresStore  # noqa: PLC0415
+        from dpone.state.postgres_store import PostgresStore  # noqa: PLC0415
 
         return PostgresStore(uri)
     raise ConfigError(f"unknown state backend {scheme!r}: use sqlite:///PATH, file:///PATH or postgresql://...")

@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 import pytest
 
-from taps.framework.tap import Tap
-from taps.framework.tap_cli import run as run_tap_cli
-from targets.framework.target import Target
-from targets.framework.target_cli import run as run_target_cli
+from dpone.taps.framework.tap import Tap
+from dpone.taps.framework.tap_cli import run as run_tap_cli
+from dpone.targets.framework.target import Target
+from dpone.targets.framework.target_cli import run as run_target_cli
 
 
 @dataclass

@@ -6,7 +6,7 @@ import sys
 
 
 def main() -> None:
-    from taps.csv.tap import CsvTap  # noqa: PLC0415 - keep --help fast
-    from taps.framework.tap_cli import run  # noqa: PLC0415
+    from dpone.taps.csv.tap import CsvTap  # noqa: PLC0415 - keep --help fast
+    from dpone.taps.framework.tap_cli import run  # noqa: PLC0415
 
     sys.exit(run(CsvTap))

@@ -10,10 +10,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from dpone.taps.csv.type_map import infer_property, parser_for
+from dpone.taps.csv.type_map import make_converter as _make_converter
+from dpone.taps.framework.stream import ReadContext, Stream
 from dpone_protocol.errors import ConfigError, DataError
-from taps.csv.type_map import infer_property, parser_for
-from taps.csv.type_map import make_converter as _make_converter
-from taps.framework.stream import ReadContext, Stream
 
 
 class CsvStream(Stream):

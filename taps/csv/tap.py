@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from dpone.taps.csv.streams import CsvStream
+from dpone.taps.framework.stream import Stream
+from dpone.taps.framework.tap import Tap
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.settings import Setting
-from taps.csv.streams import CsvStream
-from taps.framework.stream import Stream
-from taps.framework.tap import Tap
 
 
 class CsvTap(Tap):

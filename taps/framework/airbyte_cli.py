@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import IO, Any, cast
 
+from dpone.taps.framework.airbyte_writer import AirbyteOutput, now_ms
+from dpone.taps.framework.tap import Tap
 from dpone_protocol.airbyte import (
     AirbyteLogHandler,
     StreamNames,
@@ -34,8 +36,6 @@ from dpone_protocol.config import Redactor, install_redaction, load_json_file
 from dpone_protocol.entrypoint import guarded
 from dpone_protocol.errors import DponeError, describe
 from dpone_protocol.settings import load_settings
-from taps.framework.airbyte_writer import AirbyteOutput, now_ms
-from taps.framework.tap import Tap
 
 COMMANDS = ("spec", "check", "discover", "read")
 

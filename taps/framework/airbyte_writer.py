@@ -8,12 +8,9 @@ and nothing is decoded twice; other lines are decoded exactly.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from typing import IO, Any
-
-import orjson
 
 from dpone_protocol.airbyte import (
     StreamNames,
@@ -22,11 +19,7 @@ from dpone_protocol.airbyte import (
 )
 from dpone_protocol.codec import DEFAULT_CODEC, EXACT_CODEC, decode_line
 from dpone_protocol.errors import ConfigError
-
-_RECORD_PREFIX = b'{"type":"RECORD","stream":"'
-_STREAM_END = b'","record":'
-_EXTRACTED = b',"time_extracted":"'
-_VERSION_TAIL = re.compile(rb',"version":-?\d+$')
+from dpone_protocol.wire import airbyte_record, airbyte_record_head, split_record
 
 
 def now_ms() -> int:
@@ -79,7 +72,10 @@ class AirbyteOutput:
 
     # -- translation ---------------------------------------------------------------------------------
     def _translate(self, line: bytes) -> None:
-        if line.startswith(_RECORD_PREFIX) and self._splice_record(line):
+        own = split_record(line)
+        if own is not None:
+            # The framework's own layout: the record's bytes go on as they are, digits and all.
+            self._record(own[0].decode(), own[1])
             return
         obj = decode_line(line, 0, EXACT_CODEC)
         kind = obj.get("type")
@@ -96,39 +92,16 @@ class AirbyteOutput:
             raise ConfigError("batch_config is Singer-only: Airbyte `read` sends RECORD messages; remove it")
         # ACTIVATE_VERSION has no Airbyte counterpart: a destination's overwrite mode does its job.
 
-    def _splice_record(self, line: bytes) -> bool:
-        """Translate a RECORD line of the framework's own layout without decoding it."""
-        stream_end = line.find(_STREAM_END, len(_RECORD_PREFIX))
-        tail = line.rfind(_EXTRACTED)
-        if stream_end < 0 or tail < stream_end or not line.endswith(b'"}'):
-            return False
-        stream = line[len(_RECORD_PREFIX) : stream_end]
-        extracted = line[tail + len(_EXTRACTED) : -2]
-        if b"\\" in stream or b'"' in extracted or b"\\" in extracted:
-            return False
-        body = line[stream_end + len(_STREAM_END) : tail]
-        version = _VERSION_TAIL.search(body)
-        if version:
-            body = body[: version.start()]
-        if not (body.startswith(b"{") and body.endswith(b"}")):
-            return False
-        self._record(stream.decode(), body)
-        return True
-
     def _record(self, sid: str, data: bytes) -> None:
         key = sid.encode()
         head = self._heads.get(key)
         if head is None:
             descriptor = self.names.descriptor(sid)
-            head = b'{"type":"RECORD","record":{"stream":' + orjson.dumps(descriptor["name"])
-            if "namespace" in descriptor:
-                head += b',"namespace":' + orjson.dumps(descriptor["namespace"])
-            head += b',"emitted_at":'
-            self._heads[key] = head
+            head = self._heads[key] = airbyte_record_head(descriptor["name"], descriptor.get("namespace"))
         self._counts[sid] = self._counts.get(sid, 0) + 1
         self.records += 1
         with self._lock:
-            self.out.write(head + str(now_ms()).encode() + b',"data":' + data + b"}}\n")
+            self.out.write(airbyte_record(head, now_ms(), data))
 
     def _state(self, value: dict[str, Any]) -> None:
         """One per-stream STATE for each bookmark that moved, or whose stream sent records since."""

@@ -1,4 +1,9 @@
-"""Singer bookmarks in state, and the tracker that decides when a bookmark may advance."""
+"""Singer bookmarks in state, read and written as typed records, and the replication-key tracker.
+
+A stream's committed bookmark is read as the record of its replication method
+(`dpone.state.records.read_position`); what a checkpoint writes is a record's `to_dict()`, so the
+JSON keeps the shape Meltano and other Singer taps use.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +11,29 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-
-def get_bookmark(state: dict[str, Any], stream: str) -> dict[str, Any]:
-    bookmarks = state.get("bookmarks") or {}
-    value = bookmarks.get(stream)
-    return dict(value) if isinstance(value, dict) else {}
+from dpone.state.records import Bookmark, StreamBookmark, bookmarks_of, read_position
 
 
-def with_bookmark(state: dict[str, Any], stream: str, bookmark: dict[str, Any]) -> dict[str, Any]:
+def committed_position(state: dict[str, Any], stream: str, method: str) -> Bookmark:
+    """The stream's bookmark in `state`, as its method's record (ConfigError when malformed)."""
+    return read_position(stream, bookmarks_of(state).get(stream), method)
+
+
+def with_bookmark(state: dict[str, Any], stream: str, bookmark: Bookmark | None) -> dict[str, Any]:
+    """`state` with the stream's bookmark replaced; None writes an empty one (a stream with no position).
+
+    Null fields are left out: a tap drops a key (a finished read's `last_pk`) by setting it to None.
+    """
+    wire = {} if bookmark is None else bookmark.to_dict()
     out = copy.deepcopy(state)
-    out.setdefault("bookmarks", {})[stream] = bookmark
+    out.setdefault("bookmarks", {})[stream] = {k: v for k, v in wire.items() if v is not None}
     return out
 
 
-def start_value(bookmark: dict[str, Any], replication_key: str | None) -> Any:
+def start_value(bookmark: Bookmark, replication_key: str | None) -> Any:
     """The committed value to resume from, if it was recorded for the same key."""
-    if replication_key and bookmark.get("replication_key") == replication_key:
-        return bookmark.get("replication_key_value")
+    if replication_key and isinstance(bookmark, StreamBookmark) and bookmark.replication_key == replication_key:
+        return bookmark.replication_key_value
     return None
 
 
@@ -33,11 +44,17 @@ class BookmarkTracker:
     the value it started from, because a smaller value may still be on its way.
     """
 
-    __slots__ = ("_max_key", "compare", "key", "max_value", "sorted", "start")
+    __slots__ = ("_max_key", "compare", "key", "max_value", "sorted", "start", "stream")
 
     def __init__(
-        self, key: str | None, start: Any, is_sorted: bool, compare: Callable[[Any], Any] | None = None
+        self,
+        key: str | None,
+        start: Any,
+        is_sorted: bool,
+        compare: Callable[[Any], Any] | None = None,
+        stream: str = "",
     ) -> None:
+        self.stream = stream
         self.key = key
         self.start = start
         self.max_value = start
@@ -54,10 +71,10 @@ class BookmarkTracker:
             self.max_value = value
             self._max_key = key
 
-    def bookmark(self, *, final: bool) -> dict[str, Any]:
+    def bookmark(self, *, final: bool) -> StreamBookmark | None:
         if not self.key:
-            return {}
+            return None
         value = self.max_value if (final or self.sorted) else self.start
         if value is None:
-            return {}
-        return {"replication_key": self.key, "replication_key_value": value}
+            return None
+        return StreamBookmark(self.stream, self.key, value)

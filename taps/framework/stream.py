@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from dpone.state.records import Bookmark, RawBookmark
 from dpone_protocol.batch_files import JsonlBatchWriter
 from dpone_protocol.messages import ActivateVersionMessage, BatchEncoding
 
@@ -44,7 +45,8 @@ class ReadContext:
     replication_method: str
     replication_key: str | None = None
     start_value: Any = None  # last committed replication-key value (read rows >= it)
-    bookmark: dict[str, Any] = field(default_factory=dict)  # the stream's whole bookmark
+    # The stream's committed bookmark, as its replication method's record (dpone.state.records).
+    bookmark: Bookmark = field(default_factory=lambda: RawBookmark("", {}))
     version: int | None = None  # set by a stream: RECORDs carry it (for ACTIVATE_VERSION)
     # Set in BATCH mode when rows need no per-row work by the tap (no stream map projects them):
     # a stream may then write the files itself and yield WrittenBatch.
@@ -87,12 +89,12 @@ class Stream:
         """The SCHEMA sent for this run (e.g. CDC adds _sdc_deleted_at); `schema` is the selected one."""
         return schema
 
-    def bookmark_progress(self, final: bool) -> dict[str, Any]:
-        """Stream-specific bookmark fields for the next STATE (resume positions, LSNs...).
-
-        A key set to None is removed from the bookmark. Called at each checkpoint and at the end.
+    def position(self, final: bool) -> Bookmark | None:
+        """The stream's whole bookmark for the next STATE, when the stream tracks its own position
+        (resume keys, LSNs...): usually `ctx.bookmark` with its fields moved on (a None field is left
+        out). None lets the framework bookmark the replication key. Called at each checkpoint and at the end.
         """
-        return {}
+        return None
 
     def bookmark_key(self, value: Any) -> Any:
         """How replication-key values compare (e.g. parse date-times); the value itself is kept."""

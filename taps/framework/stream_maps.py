@@ -28,11 +28,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dpone.taps.framework.bookmarks import BookmarkTracker
+from dpone.taps.framework.stream import EncodedRecord
 from dpone_protocol.codec import EXACT_CODEC
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.messages import ActivateVersionMessage
-from taps.framework.bookmarks import BookmarkTracker
-from taps.framework.stream import EncodedRecord
 
 NULL = "__NULL__"  # the SDK's spelling of null where YAML or env vars cannot say null
 ALIAS = "__alias__"

@@ -13,17 +13,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-import orjson
-
+from dpone.taps.framework.bookmarks import BookmarkTracker, committed_position, start_value, with_bookmark
+from dpone.taps.framework.stream import BatchSpec, EncodedRecord, ReadContext, Stream, WrittenBatch
+from dpone.taps.framework.stream_maps import StreamMap, StreamMaps, check_unique_names
 from dpone_protocol.batch_files import uri_to_path
 from dpone_protocol.catalog import INCREMENTAL, Catalog, CatalogEntry, standard_metadata
 from dpone_protocol.codec import MessageWriter
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.messages import BatchMessage, RecordMessage, SchemaMessage, StateMessage
 from dpone_protocol.settings import Setting
-from taps.framework.bookmarks import BookmarkTracker, get_bookmark, start_value, with_bookmark
-from taps.framework.stream import BatchSpec, EncodedRecord, ReadContext, Stream, WrittenBatch
-from taps.framework.stream_maps import StreamMap, StreamMaps, check_unique_names
+from dpone_protocol.wire import record_head, record_tail
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,8 @@ class Tap:
                     f"catalog selects stream {entry.tap_stream_id!r}, which the source does not have "
                     f"(available: {', '.join(sorted(streams)) or 'none'}); re-run discovery"
                 )
-            # Every map is checked before the first message, so a bad one leaves no partial output.
+            # Every map and bookmark is checked before the first message, so a bad one leaves no partial output.
+            committed_position(state, stream.name, entry.effective_replication_method())
             schema = stream.stream_schema(entry.effective_replication_method(), entry.selected_schema())
             plan.append((stream, entry, maps.bind(stream.name, schema, entry.effective_key_properties())))
         check_unique_names(m for _, _, m in plan)
@@ -188,7 +188,7 @@ class _StreamSync:
         rk = entry.effective_replication_key() if method == INCREMENTAL else None
         if method == INCREMENTAL and not rk:
             raise ConfigError(f"stream {stream.name!r}: INCREMENTAL replication needs a replication-key")
-        bookmark = get_bookmark(self.state, stream.name)
+        bookmark = committed_position(self.state, stream.name, method)
         start = start_value(bookmark, rk)
         if start is None and rk:
             start = self.tap.config.get("start_date")
@@ -202,7 +202,7 @@ class _StreamSync:
         # Files the stream may write itself: rows then reach them without passing through this loop.
         direct = None if mapped else self.batch_spec
         ctx = ReadContext(self.tap.config, selected, method, rk, start, bookmark, batch=direct)
-        tracker = BookmarkTracker(rk, start, stream.is_sorted, stream.bookmark_key)
+        tracker = BookmarkTracker(rk, start, stream.is_sorted, stream.bookmark_key, stream.name)
         source: Iterable[Any] = stream.records(ctx)
         name = stream.name
         track = rk
@@ -218,16 +218,14 @@ class _StreamSync:
         since_state = 0
         last_state = time.monotonic()
         log.info("stream %s: %s%s", stream.name, method, f" from {rk} >= {start!r}" if rk and start is not None else "")
-        head = b'{"type":"RECORD","stream":' + orjson.dumps(name) + b',"record":'
-        tail = b',"time_extracted":' + orjson.dumps(extracted) + b"}\n"
+        head = record_head(name)
+        tail = record_tail(extracted)
         version: int | None = None
         out = self.out
         for row in source:
             if ctx.version != version:
                 version = ctx.version
-                tail = (b"" if version is None else b',"version":' + str(version).encode()) + tail[
-                    tail.index(b',"time') :
-                ]
+                tail = record_tail(extracted, version)
             if isinstance(row, dict):
                 record = {k: row[k] for k in selected if k in row} if project else row
                 if track:
@@ -283,13 +281,9 @@ class _StreamSync:
     def _checkpoint(self, tracker: BookmarkTracker, *, final: bool) -> None:
         if self.batch is not None:
             self._flush_batch()
-        bookmark = tracker.bookmark(final=final)
-        progress = self.stream.bookmark_progress(final)
-        if progress:
-            current = get_bookmark(self.state, self.stream.name)
-            bookmark = {**current, **bookmark, **progress}
-            bookmark = {k: v for k, v in bookmark.items() if v is not None}
-        if bookmark or final:
+        # A stream that tracks its own position (resume keys, LSNs) says where it is; else the tracker does.
+        bookmark = self.stream.position(final) or tracker.bookmark(final=final)
+        if bookmark is not None or final:
             self.state = with_bookmark(self.state, self.stream.name, bookmark)
         self.writer.write(StateMessage(self.state))
         self.writer.flush()

@@ -12,6 +12,7 @@ from typing import IO, Any
 
 import orjson
 
+from dpone.taps.framework.tap import Tap
 from dpone_protocol.about import about_document, dpone_version, render_about
 from dpone_protocol.catalog import Catalog
 from dpone_protocol.codec import MessageWriter
@@ -19,7 +20,6 @@ from dpone_protocol.config import Redactor, load_json_file
 from dpone_protocol.entrypoint import guarded
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.settings import load_settings
-from taps.framework.tap import Tap
 
 OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--config",), {"action": "append", "metavar": "FILE", "help": "JSON config file (repeatable)"}),
@@ -53,7 +53,7 @@ def run(
 ) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("spec", "check", "discover", "read"):
-        from taps.framework import airbyte_cli  # noqa: PLC0415 - only Airbyte runs need it
+        from dpone.taps.framework import airbyte_cli  # noqa: PLC0415 - only Airbyte runs need it
 
         return airbyte_cli.run(tap_cls, argv, stdout, stderr)
     parser = build_parser(tap_cls)

@@ -20,10 +20,11 @@ from typing import Any
 
 import orjson
 
+from dpone.state.records import LsnPosition
+from dpone.taps.framework.stream import EncodedRecord, ReadContext
+from dpone.taps.postgres.cdc_toast import PendingChange, fill_missing
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.messages import ActivateVersionMessage
-from taps.framework.stream import EncodedRecord, ReadContext
-from taps.postgres.cdc_toast import PendingChange, fill_missing
 
 log = logging.getLogger(__name__)
 _TS_OFFSET_RE = re.compile(r"([+-]\d\d)$")
@@ -183,7 +184,8 @@ def read_changes(stream: Any, ctx: ReadContext) -> Iterator[Any]:
             "(or use FULL_TABLE / INCREMENTAL)"
         )
     check_setup(conn, slot, bool(config.get("create_replication_slot", True)))
-    start = ctx.bookmark.get("lsn")
+    committed = ctx.bookmark
+    start = committed.position if isinstance(committed, LsnPosition) and committed.lsn is not None else None
     advance_slot(conn, slot, stream.tap.committed_lsn())
     end = lsn_to_int(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
     if start is None:
@@ -192,23 +194,20 @@ def read_changes(stream: Any, ctx: ReadContext) -> Iterator[Any]:
             "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (slot,)
         ).fetchone()[0]
         log.info("stream %s: initial snapshot, then changes from %s", stream.name, position)
-        stream._mode = "FULL_TABLE"
-        yield from stream._copy(ctx.selected, [], "", [])
-        stream._mode = "LOG_BASED"
-        stream._progress["lsn"] = lsn_to_int(position)
+        yield from stream.read_rows(ctx.selected, [], "", [])
+        stream.lsn = lsn_to_int(position)
         return
-    stream._mode = "LOG_BASED"
     confirmed = conn.execute(
         "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (slot,)
     ).fetchone()[0]
-    if confirmed is not None and lsn_to_int(confirmed) > int(start):
+    if confirmed is not None and lsn_to_int(confirmed) > start:
         raise ConfigError(
             f"stream {stream.name!r}: replication slot {slot!r} is past the committed position "
-            f"{int_to_lsn(int(start))} (it was advanced or re-created), so changes in between are gone; take a "
+            f"{int_to_lsn(start)} (it was advanced or re-created), so changes in between are gone; take a "
             f"new snapshot: dpone state clear PIPELINE --stream {stream.name}"
         )
-    yield from _changes(stream, ctx, conn, slot, int(start), end)
-    stream._progress["lsn"] = end
+    yield from _changes(stream, ctx, conn, slot, start, end)
+    stream.lsn = end
 
 
 def _changes(stream: Any, ctx: ReadContext, conn: Any, slot: str, start: int, end: int) -> Iterator[Any]:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from dpone_drivers.postgres import classify, driver_errors
-from taps.postgres.streams import q
+from dpone_drivers.sql_names import ANSI
 
 log = logging.getLogger(__name__)
 _SRC = "_dpone_src"
@@ -67,10 +67,10 @@ def _current_values(stream: Any, wanted: list[PendingChange]) -> dict[bytes, dic
     by_name = {c.name: c for c in table.columns}
 
     def rendered(name: str) -> str:
-        return str(by_name[name].expression).replace(q(name), f"{_SRC}.{q(name)}")
+        return str(stream.dialect.column_sql(by_name[name], _SRC))
 
     first = wanted[0].raw_key
-    definition = ", ".join(f"{q(k)} {first[k][1]}" for k in keys)
+    definition = ", ".join(f"{ANSI.q(k)} {first[k][1]}" for k in keys)
     lookup = [{k: _input_form(*p.raw_key[k]) for k in keys} for p in wanted]
     select = ", ".join(
         [f"json_build_array({', '.join(rendered(k) for k in keys)})::text"]
@@ -78,8 +78,8 @@ def _current_values(stream: Any, wanted: list[PendingChange]) -> dict[bytes, dic
     )
     sql = (
         f"SELECT {select} FROM {table.qualified} AS {_SRC} "
-        f"WHERE ({', '.join(f'{_SRC}.{q(k)}' for k in keys)}) IN "
-        f"(SELECT {', '.join(f'{_KEYS}.{q(k)}' for k in keys)} "
+        f"WHERE ({', '.join(f'{_SRC}.{ANSI.q(k)}' for k in keys)}) IN "
+        f"(SELECT {', '.join(f'{_KEYS}.{ANSI.q(k)}' for k in keys)} "
         f"FROM jsonb_to_recordset(%s::jsonb) AS {_KEYS}({definition}))"
     )
     try:

@@ -1,13 +1,15 @@
-"""Discovery: schemas, tables and views, with columns, primary keys and row estimates."""
+"""PostgreSQL's catalog queries: tables and views (relkind r, p, v, m, f), columns, primary keys, row estimates."""
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Hashable
 from typing import Any
 
-from taps.postgres.type_map import ColumnSpec, column_spec
+from dpone.taps.framework.sql_discovery import SqlTable, TableFilter, assemble
+from dpone.taps.postgres.type_map import column_spec
+from dpone_drivers.sql_names import ANSI
+
+_VIEWS = ("v", "m", "f")  # relkind of views, materialized views and foreign tables: no primary key
 
 # Temporary tables (relpersistence 't') belong to other sessions and cannot be read.
 _TABLES = """
@@ -45,44 +47,21 @@ GROUP BY i.indrelid
 """
 
 
-@dataclass(slots=True)
-class Table:
-    schema: str
-    name: str
-    kind: str  # r table, p partitioned, v view, m materialized view, f foreign
-    row_estimate: int | None  # None: unknown (the table was never analysed)
-    columns: list[ColumnSpec] = field(default_factory=list)
-    primary_key: list[str] = field(default_factory=list)
-
-    @property
-    def stream_id(self) -> str:
-        return f"{self.schema}-{self.name}"
-
-    @property
-    def qualified(self) -> str:
-        return f'"{self.schema.replace(chr(34), chr(34) * 2)}"."{self.name.replace(chr(34), chr(34) * 2)}"'
-
-    @property
-    def is_view(self) -> bool:
-        return self.kind in ("v", "m", "f")
-
-
-def _matches(name: str, patterns: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def discover(conn: Any, include: list[str], exclude: list[str]) -> list[Table]:
-    """Tables and views whose `schema.table` matches `include` (globs) and not `exclude`."""
-    tables: dict[int, Table] = {}
+def tables(conn: Any, wanted: TableFilter) -> list[SqlTable]:
+    """Tables and views `wanted` lets through, with typed columns and primary keys."""
+    found: dict[Hashable, SqlTable] = {}
     for oid, schema, name, kind, estimate in conn.execute(_TABLES).fetchall():
-        full = f"{schema}.{name}"
-        if _matches(full, include or ["*.*"]) and not _matches(full, exclude):
-            tables[oid] = Table(schema, name, kind, None if estimate is None else int(estimate))
-    if not tables:
+        if wanted.wants(schema, name):
+            row_estimate = None if estimate is None else int(estimate)
+            found[oid] = SqlTable(schema, name, kind, row_estimate, ANSI.qualified(schema, name), kind in _VIEWS)
+    if not found:
         return []
-    oids = list(tables)
-    for oid, name, type_name, nullable, kind, enum, element in conn.execute(_COLUMNS, (oids,)).fetchall():
-        tables[oid].columns.append(column_spec(name, type_name, nullable, kind, enum, element))
-    for oid, keys in conn.execute(_KEYS, (oids,)).fetchall():
-        tables[oid].primary_key = list(keys)
-    return list(tables.values())
+    oids = list(found)
+    return assemble(
+        found, conn.execute(_COLUMNS, (oids,)).fetchall(), conn.execute(_KEYS, (oids,)).fetchall(), column_spec
+    )
+
+
+def discover(conn: Any, include: list[str], exclude: list[str]) -> list[SqlTable]:
+    """Tables and views whose `schema.table` matches `include` (globs) and not `exclude`."""
+    return tables(conn, TableFilter(include, exclude))

@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 
+from dpone.taps.framework.stream import BatchSpec, WrittenBatch
 from dpone_drivers.postgres import classify, driver_errors
 from dpone_protocol.messages import BatchEncoding
-from taps.framework.stream import BatchSpec, WrittenBatch
 
 log = logging.getLogger(__name__)
 _DONE = object()

@@ -8,8 +8,10 @@ bytea as base64, enums/intervals/network types as text.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
+
+from dpone.taps.framework.sql_discovery import SqlColumn
+from dpone_drivers.sql_names import ANSI
 
 _INT_RANGES = {"smallint": (-(2**15), 2**15 - 1), "integer": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
 _TEXT_RE = re.compile(r"(?:character varying|character|varchar|char)\((\d+)\)")
@@ -35,13 +37,6 @@ _NESTED = (
     f"FROM (SELECT {_BLOCK} AS size FROM generate_series(1, array_ndims({{col}})) AS _dpone_d) AS _dpone_s) "
     "AS _dpone_b)::json, '[]') END"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ColumnSpec:
-    name: str
-    schema: dict[str, Any]
-    expression: str  # renders the value; `{col}` is the quoted column name
 
 
 def _nullable(kind: str, nullable: bool) -> str | list[str]:
@@ -123,13 +118,13 @@ def column_spec(
     kind: str = "b",
     enum: list[str] | None = None,
     element_type: str | None = None,
-) -> ColumnSpec:
+) -> SqlColumn:
     """`type_name` is format_type(); `kind` is pg_type.typtype (e = enum); domains arrive resolved."""
-    quoted = '"' + name.replace('"', '""') + '"'
+    quoted = ANSI.q(name)
     if type_name.endswith("[]") or element_type:
         base = element_type or type_name[:-2]
         item_schema, item_expr = _scalar(base, True, kind, enum)
         schema = {"type": _nullable("array", nullable), "items": _nested_items(item_schema)}
-        return ColumnSpec(name, schema, _array_expression(base, item_expr).format(col=quoted))
+        return SqlColumn(name, schema, _array_expression(base, item_expr).format(col=quoted))
     schema, expression = _scalar(type_name, nullable, kind, enum)
-    return ColumnSpec(name, schema, expression.format(col=quoted))
+    return SqlColumn(name, schema, expression.format(col=quoted))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dpone_protocol.errors import ConfigError, DponeError, TransientError
+from dpone_protocol.local_process import process_exists
 from dpone_protocol.os_errors import classify_os_error, errno_in_text, file_error
 
 
@@ -78,7 +79,8 @@ def _create(duckdb: Any, filepath: str) -> None:
     process created meanwhile)."""
     path = Path(filepath)
     for stale in path.parent.glob(f".{path.name}.*.dpone-new*"):
-        if not _alive(stale.name.removeprefix(f".{path.name}.").split(".", 1)[0]):
+        pid = stale.name.removeprefix(f".{path.name}.").split(".", 1)[0]
+        if not (pid.isdigit() and process_exists(int(pid))):
             with contextlib.suppress(OSError):
                 stale.unlink(missing_ok=True)  # left by a run killed while creating the file
     fresh = path.with_name(f".{path.name}.{os.getpid()}.dpone-new")
@@ -101,16 +103,6 @@ def _create(duckdb: Any, filepath: str) -> None:
         for made in (fresh, fresh.with_name(fresh.name + ".wal")):
             with contextlib.suppress(OSError):  # nothing was made where nothing can be written
                 made.unlink(missing_ok=True)
-
-
-def _alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
 
 
 def _file_error(exc: OSError, filepath: str) -> DponeError:

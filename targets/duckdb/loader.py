@@ -7,25 +7,31 @@ A value that cannot go in unchanged stops the load naming its input line and col
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dpone.targets.duckdb import ddl
+from dpone.targets.duckdb.connector import connect, error_types
+from dpone.targets.duckdb.ddl import SQL
+from dpone.targets.duckdb.type_map import (
+    DEFAULT_NUMBERS,
+    NUMBER_MODES,
+    ROUNDED_NUMBERS,
+    dialect,
+    normalize,
+)
+from dpone.targets.duckdb.values import Convert, converter, read_as, shown
+from dpone.targets.framework.loader import StreamPlan
+from dpone.targets.framework.schema_evolution import DestinationColumn
+from dpone.targets.framework.sql_loader import SqlLoader
 from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.errors import ConfigError, DataError
-from targets.duckdb import ddl
-from targets.duckdb.connector import connect, error_types
-from targets.duckdb.type_map import DEFAULT_NUMBERS, NUMBER_MODES, ROUNDED_NUMBERS, dialect, duckdb_type, normalize
-from targets.duckdb.values import Convert, converter, read_as, shown
-from targets.framework.loader import Loader, StreamPlan
-from targets.framework.schema_evolution import DestinationColumn, SchemaPlan, change_statements
 
 log = logging.getLogger(__name__)
-SHADOW_SUFFIX = "__dpone_new"
 # The key under which the sink leaves a record's input line (a name no JSON property will have).
 LINE_KEY = "\x00dpone_line"
 ROW_COLUMN = "__dpone_row"
@@ -36,7 +42,9 @@ _DUCKDB_LINE = re.compile(r"in line (\d+)")
 _DUCKDB_WHERE = re.compile(r"^.*in line \d+: ")
 
 
-class DuckDBLoader(Loader):
+class DuckDBLoader(SqlLoader):
+    sql = SQL
+
     def __init__(self, config: Mapping[str, Any], *, read_only: bool = False) -> None:
         self.filepath = str(config.get("filepath") or "dpone.duckdb")
         self.schema = str(config.get("default_target_schema") or "main")
@@ -53,10 +61,18 @@ class DuckDBLoader(Loader):
             # A date-time without an offset is UTC, as in every dpone target, not the machine's zone.
             self.conn.execute("SET TimeZone = 'UTC'")
             if not read_only:
-                self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ddl.q(self.schema)}")
+                self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SQL.q(self.schema)}")
 
-    def _table(self, name: str) -> str:
-        return ddl.qualified(self.schema, name)
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        return self.conn.execute(sql, params)
+
+    def error(self, exc: Exception, doing: str) -> Exception:
+        if isinstance(exc, self._data_errors):  # a constraint of the table the rows break: rolled back
+            return DataError(f"{doing}: {str(exc).splitlines()[0]}")
+        return exc
+
+    def temp_ref(self, name: str) -> str:
+        return f"temp.{SQL.q(name)}"
 
     def describe_table(self, table: str) -> dict[str, DestinationColumn] | None:
         if self.conn is None:
@@ -68,45 +84,8 @@ class DuckDBLoader(Loader):
         ).fetchall()
         return {name: DestinationColumn(normalize(dtype), nullable) for name, dtype, nullable in rows} or None
 
-    def _wanted(self, plan: StreamPlan) -> dict[str, str]:
-        return {name: duckdb_type(col, self.numbers) for name, col in plan.columns.items()}
-
-    def schema_statements(self, plan: StreamPlan, schema: SchemaPlan, table: str) -> list[str]:
-        target = self._table(table)
-        if schema.creates:
-            return [ddl.create_table(target, schema.table_columns)]
-        return change_statements(schema, target, ddl)
-
-    def _in_transaction(self, statements: list[str]) -> None:
-        self.conn.execute("BEGIN")
-        try:
-            for sql in statements:
-                self.conn.execute(sql)
-            self.conn.execute("COMMIT")
-        except Exception:
-            # A COMMIT that failed (a read-only file, a full disk) has already ended the
-            # transaction: the rollback's own error must not hide the one that got us here.
-            with contextlib.suppress(Exception):
-                self.conn.execute("ROLLBACK")
-            raise
-
-    def flush_schema(self, table: str) -> None:
-        statements = self.take_schema(table)
-        if statements:
-            self._in_transaction(statements)
-            for sql in statements:
-                log.info("schema change on %s.%s: %s", self.schema, table, sql)
-
-    def prepare_staging(self, plan: StreamPlan) -> str:
-        name = f"_dpone_stage_{plan.table}"
-        # Kept staging must outlive the process to be inspected: a regular table then.
-        staging = self._table(name) if self.keep_staging else f"temp.{ddl.q(name)}"
-        self.conn.execute(f"DROP TABLE IF EXISTS {staging}")
-        self.conn.execute(ddl.create_table(staging, self._wanted(plan), temp=not self.keep_staging))
-        return staging
-
     def bulk_load(self, plan: StreamPlan, staging: str, records: list[dict[str, Any]]) -> None:
-        wanted = self._wanted(plan)
+        wanted = self.column_types(plan)
         rounding = self.numbers == ROUNDED_NUMBERS
         converters = [(name, converter(plan.columns[name], type_, rounding)) for name, type_ in wanted.items()]
         fd, path = tempfile.mkstemp(prefix="dpone-duckdb-", suffix=".jsonl", dir=self.staging_dir)
@@ -116,7 +95,7 @@ class DuckDBLoader(Loader):
             read = {name: read_as(type_) for name, type_ in wanted.items()}
             limit = max(DEFAULT_MAX_OBJECT_BYTES, longest + 1)
             try:
-                self.conn.execute(ddl.load_json(staging, ddl.read_json(path, read, limit), wanted))
+                self.conn.execute(SQL.insert(staging, ddl.read_json(path, read, limit), wanted))
             except self._data_errors as exc:
                 raise DataError(self._unfit(plan, records, path, limit, wanted, exc)) from None
         finally:
@@ -176,68 +155,6 @@ class DuckDBLoader(Loader):
         staged = int(match.group(1)) if match else 0
         near = f"{_where(records, staged)} or near it, " if 0 < staged <= len(records) else ""
         return f"{near}stream {plan.stream!r}: a record does not fit the table: {reason}"
-
-    def finalize(self, plan: StreamPlan, staging: str, table: str) -> None:
-        target = self._table(table)
-        columns = list(plan.columns)
-        deleted = "_sdc_deleted_at" in plan.columns and plan.hard_delete
-        # Schema changes commit with the rows they are for, or not at all.
-        statements = self.take_schema(table)
-        if plan.merges:
-            statements.append(ddl.delete_matching(target, staging, plan.key_properties))
-        where = "_sdc_deleted_at IS NULL" if deleted and plan.merges else ""
-        statements.append(ddl.insert_from(target, staging, columns, where))
-        try:
-            self._in_transaction(statements)
-        except self._data_errors as exc:  # a constraint of the table the rows break: rolled back
-            raise DataError(
-                f"stream {plan.stream!r}: loading {self.schema}.{table}: {str(exc).splitlines()[0]}"
-            ) from None
-
-    def cleanup(self, plan: StreamPlan, staging: str) -> None:
-        if not self.keep_staging:
-            self.conn.execute(f"DROP TABLE IF EXISTS {staging}")
-
-    def begin_replace(self, plan: StreamPlan) -> str:
-        shadow = f"{plan.table}{SHADOW_SUFFIX}"
-        self.conn.execute(f"DROP TABLE IF EXISTS {self._table(shadow)}")
-        self.conn.execute(ddl.create_table(self._table(shadow), plan.table_columns or self._wanted(plan)))
-        return shadow
-
-    def swap(self, plan: StreamPlan, shadow: str) -> None:
-        self._in_transaction(
-            [
-                *self.take_schema(shadow),
-                f"DROP TABLE IF EXISTS {self._table(plan.table)}",
-                f"ALTER TABLE {self._table(shadow)} RENAME TO {ddl.q(plan.table)}",
-            ]
-        )
-        log.info("replaced %s.%s", self.schema, plan.table)
-
-    def table_version(self, table: str) -> int | None:
-        columns = self.describe_table(table)
-        if not columns or "_sdc_table_version" not in columns:
-            return None
-        return self.conn.execute(f"SELECT max(_sdc_table_version) FROM {self._table(table)}").fetchone()[0]  # type: ignore[no-any-return]
-
-    def merge_shadow(self, plan: StreamPlan, shadow: str) -> None:
-        self.flush_schema(shadow)
-        self.finalize(plan, self._table(shadow), plan.table)
-        self.conn.execute(f"DROP TABLE IF EXISTS {self._table(shadow)}")
-
-    def activate_version(self, plan: StreamPlan, version: int) -> None:
-        if "_sdc_table_version" not in plan.columns:
-            log.warning("stream %s: ACTIVATE_VERSION ignored: add_record_metadata is off", plan.stream)
-            return
-        table = self._table(plan.table)
-        older = "_sdc_table_version IS NULL OR _sdc_table_version < ?"
-        if plan.hard_delete:
-            self.conn.execute(f"DELETE FROM {table} WHERE {older}", [version])
-        else:
-            self.conn.execute(
-                f"UPDATE {table} SET _sdc_deleted_at = now() WHERE ({older}) AND _sdc_deleted_at IS NULL",
-                [version],
-            )
 
     def close(self) -> None:
         if self.conn is not None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from dpone.targets.duckdb.loader import LINE_KEY, DuckDBLoader
+from dpone.targets.duckdb.type_map import DEFAULT_NUMBERS, NUMBER_MODES, ROUNDED_NUMBERS, decimal_shape, duckdb_type
+from dpone.targets.framework.loader import LOADER_SETTINGS, Loader
+from dpone.targets.framework.loader_sink import LoaderSink
+from dpone.targets.framework.loader_target import LoaderTarget
+from dpone.targets.framework.sink import FLOAT_EXACT_DIGITS
 from dpone_protocol.json_schema import ColumnType, Logical
 from dpone_protocol.messages import SchemaMessage
 from dpone_protocol.settings import Setting
-from targets.duckdb.loader import LINE_KEY, DuckDBLoader
-from targets.duckdb.type_map import DEFAULT_NUMBERS, NUMBER_MODES, ROUNDED_NUMBERS, decimal_shape, duckdb_type
-from targets.framework.loader import LOADER_SETTINGS, Loader
-from targets.framework.loader_sink import LoaderSink
-from targets.framework.loader_target import LoaderTarget
-from targets.framework.sink import FLOAT_EXACT_DIGITS, Sink
 
 
 def _allows_number(prop: Any) -> bool:
@@ -85,10 +85,7 @@ class DuckDBTarget(LoaderTarget):
         ),
     )
 
+    sink_class = DuckDBSink
+
     def make_loader(self) -> Loader:
         return DuckDBLoader(self.config, read_only=self.read_only)
-
-    def make_sink(self, schema: SchemaMessage) -> Sink:
-        loader = self._shared_loader()
-        self.router = loader.line_router()
-        return DuckDBSink(self.config, schema, self.policy, loader)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from functools import partial
 
+from dpone.targets.framework.schema_evolution import Dialect
 from dpone_protocol.json_schema import ColumnType, Logical
-from targets.framework.schema_evolution import Dialect
 
 _SIMPLE = {
     Logical.STRING: "VARCHAR",

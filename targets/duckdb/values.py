@@ -15,9 +15,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from dpone.targets.duckdb.type_map import decimal_shape
 from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.json_schema import ColumnType, Logical
-from targets.duckdb.type_map import decimal_shape
 
 Convert = Callable[[Any], Any]
 

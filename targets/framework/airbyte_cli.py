@@ -14,6 +14,14 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any, cast
 
+from dpone.targets.framework.airbyte_input import (
+    SYNC_MODES,
+    AirbyteInput,
+    ConfiguredStream,
+    StateEcho,
+    configured_streams,
+)
+from dpone.targets.framework.target import Target
 from dpone_protocol.airbyte import (
     AirbyteLogHandler,
     connection_status_message,
@@ -26,8 +34,6 @@ from dpone_protocol.config import Redactor, install_redaction, load_json_file
 from dpone_protocol.entrypoint import guarded
 from dpone_protocol.errors import ConfigError, DponeError, ProtocolError, describe
 from dpone_protocol.settings import load_settings
-from targets.framework.airbyte_input import SYNC_MODES, AirbyteInput, ConfiguredStream, StateEcho, configured_streams
-from targets.framework.target import Target
 
 COMMANDS = ("spec", "check", "write")
 log = logging.getLogger(__name__)

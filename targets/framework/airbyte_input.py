@@ -16,11 +16,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from dpone.targets.framework.capabilities import APPEND, OVERWRITE, UPSERT
 from dpone_protocol.airbyte import plain_json_schema, shown
 from dpone_protocol.codec import DEFAULT_CODEC, EXACT_CODEC, decode_line
 from dpone_protocol.errors import ConfigError, ProtocolError
 from dpone_protocol.messages import SchemaMessage
-from targets.framework.capabilities import APPEND, OVERWRITE, UPSERT
 
 SYNC_MODES = {"append": APPEND, "overwrite": OVERWRITE, "append_dedup": UPSERT}
 STATES_KEY = "airbyte_states"  # where the Singer state value carries the Airbyte states

@@ -11,15 +11,12 @@ OVERWRITE = "overwrite"
 
 @dataclass(frozen=True, slots=True)
 class TargetCapabilities:
+    # Merge on key is UPSERT here, replace by swap is OVERWRITE: one field says both.
     load_methods: tuple[str, ...] = (APPEND,)
-    merge: bool = False  # upsert on key properties
-    replace_swap: bool = False  # full refresh into a shadow table, then an atomic swap
-    hard_delete: bool = False
-    soft_delete: bool = False
+    hard_delete: bool = False  # with `hard_delete: true`, rows with _sdc_deleted_at are removed
+    soft_delete: bool = False  # otherwise they are kept, their _sdc_deleted_at set
     activate_version: bool = False
     schema_evolution: tuple[str, ...] = ()  # e.g. ("add_column", "widen")
-    batch_formats: tuple[str, ...] = ("jsonl",)
-    max_batch_rows: int = 1_000_000
 
     def singer_capabilities(self) -> tuple[str, ...]:
         """The Meltano `capabilities` list this target advertises."""
@@ -30,3 +27,13 @@ class TargetCapabilities:
             caps.append("hard-delete")
         caps.append("batch")
         return tuple(caps)
+
+
+# What every staging-first database target can do, and the settings that drive it.
+DATABASE_CAPABILITIES = TargetCapabilities(
+    load_methods=(APPEND, UPSERT, OVERWRITE),
+    hard_delete=True,
+    soft_delete=True,
+    activate_version=True,
+    schema_evolution=("add_column", "widen"),
+)

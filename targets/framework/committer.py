@@ -3,8 +3,8 @@
 While batch N loads, the main thread encodes batch N+1. With two lanes, batch N+1 is also
 copied into its staging table on the second connection while batch N's final statement (the
 merge into the table) runs on the first: a batch's work calls `turn()` before its final step,
-which waits until the batch before it has committed. So batches commit in submission order,
-and at most `lanes` batches are in flight: memory stays bounded.
+which waits on the future of the batch before it. So batches commit in submission order, and
+at most `lanes` batches are in flight (a thread each): memory stays bounded.
 
 An error in a batch is raised in the main thread at the next submit or wait. The batches after
 a failed one never reach their final step (their `turn()` raises `Cancelled`), so nothing after
@@ -14,8 +14,11 @@ the failed batch is committed.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future
+from concurrent.futures import wait as _wait_for
+from dataclasses import dataclass
 
 # work(lane, turn): the lane to load on; turn() blocks until the previous batch has committed.
 Work = Callable[[int, Callable[[], None]], None]
@@ -25,20 +28,65 @@ class Cancelled(Exception):
     """An earlier batch failed: this one must not commit."""
 
 
+def _start(run: Callable[[], None], name: str) -> Future[None]:
+    """Run `run` on a thread of its own and return its future. A daemon thread: a process that
+    exits with a batch in flight does not wait for it (the server rolls the batch back, and the
+    state that would have covered it was never echoed). A pool's workers are joined at exit
+    instead, which would keep a failing target alive for as long as a database call blocks."""
+    future: Future[None] = Future()
+    future.set_running_or_notify_cancel()
+
+    def body() -> None:
+        try:
+            run()
+        except BaseException as exc:  # the future carries it; the committer decides
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+
+    threading.Thread(target=body, name=name, daemon=True).start()
+    return future
+
+
+class _Done:
+    """A batch's end, seen as an event (is_set, wait) over its future."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, future: Future[None]) -> None:
+        self._future = future
+
+    def is_set(self) -> bool:
+        return self._future.done()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return not _wait_for((self._future,), timeout).not_done
+
+
 @dataclass(slots=True)
 class _InFlight:
     seq: int
     lane: int
-    thread: threading.Thread | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-    ok: bool = False
+    future: Future[None]
+
+    @property
+    def done(self) -> _Done:
+        return _Done(self.future)
+
+    @property
+    def ok(self) -> bool:
+        """Committed: finished without an error, and so had every batch before it (see turn)."""
+        future = self.future
+        return future.done() and not future.cancelled() and future.exception() is None
 
 
 class Committer:
     def __init__(self, name: str = "committer", lanes: int = 1) -> None:
         self._name = name
         self.lanes = max(1, lanes)
-        self._flight: list[_InFlight] = []  # oldest first
+        self._flight: deque[_InFlight] = deque()  # oldest first
+        # Filled by the failing batch itself before its future completes, so whoever sees the
+        # future done also sees the error.
         self._errors: dict[int, BaseException] = {}
         self.submitted = 0  # batches handed over so far
         self.committed = 0  # every batch up to this one (by submission count) has committed
@@ -50,11 +98,10 @@ class Committer:
         return bool(self._flight or self._errors)
 
     def _reap(self) -> None:
-        while self._flight and self._flight[0].done.is_set():
-            batch = self._flight.pop(0)
-            if batch.thread is not None:
-                batch.thread.join()
-            if batch.ok:  # ok means every batch before it committed too (see turn)
+        flight = self._flight
+        while flight and flight[0].future.done():
+            batch = flight.popleft()
+            if batch.ok:
                 self.committed = batch.seq
 
     def _raise_first_error(self) -> None:
@@ -71,8 +118,7 @@ class Committer:
 
     def wait(self) -> None:
         """Block until every batch in flight has finished; raise the first error, if any."""
-        for batch in list(self._flight):
-            batch.done.wait()
+        _wait_for([batch.future for batch in self._flight])
         self._reap()
         self._raise_first_error()
 
@@ -81,32 +127,34 @@ class Committer:
         self._raise_first_error()
         if len(self._flight) >= self.lanes:
             # The lane this batch needs is still loading an older one.
-            self._flight[0].done.wait()
+            _wait_for((self._flight[0].future,), return_when=FIRST_COMPLETED)
             self._reap()
             self._raise_first_error()
         self.submitted += 1
+        seq = self.submitted
         busy = {b.lane for b in self._flight}
         lane = next(i for i in range(self.lanes) if i not in busy)
-        before = self._flight[-1] if self._flight else None
-        batch = _InFlight(self.submitted, lane)
+        before = self._flight[-1].future if self._flight else None
+        errors = self._errors
 
         def turn() -> None:
             if before is not None:
-                before.done.wait()
-                if not before.ok:
+                _wait_for((before,))
+                if before.cancelled() or before.exception() is not None:
                     raise Cancelled
 
         def run() -> None:
             try:
                 work(lane, turn)
-                batch.ok = True
             except Cancelled:
-                pass
+                raise
             except BaseException as exc:  # handed to the main thread, which decides
-                self._errors[batch.seq] = exc
-            finally:
-                batch.done.set()
+                errors[seq] = exc
+                raise
 
-        batch.thread = threading.Thread(target=run, name=f"{self._name}-{lane}", daemon=True)
-        self._flight.append(batch)
-        batch.thread.start()
+        self._flight.append(_InFlight(seq, lane, _start(run, f"{self._name}-{lane}")))
+
+    def close(self) -> None:
+        """Let the batches in flight finish. Errors not yet raised stay for wait()."""
+        _wait_for([batch.future for batch in self._flight])
+        self._reap()

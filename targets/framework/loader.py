@@ -1,7 +1,8 @@
 """The staging-first loader contract every database target implements (loader_sink.py drives it).
 
 When a stream's SCHEMA arrives, the schema-evolution planner compares it with the table and
-the loader queues the changes it allows; they run in the same transaction as the next load.
+the changes it allows are queued (SchemaQueue); the next load of the table receives them and
+runs them in its own transaction.
 Per batch: prepare staging -> bulk load -> finalize (schema changes, then append or merge, one
 transaction) -> clean up. A full refresh (load_method `overwrite`) finalizes into a shadow table and swaps
 it into place when the stream completes, so readers never see a half-loaded table.
@@ -15,20 +16,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dpone_protocol.errors import ConfigError
-from dpone_protocol.json_schema import ColumnType
-from dpone_protocol.settings import Setting
-from targets.framework.batching import BatchPolicy
-from targets.framework.capabilities import APPEND, OVERWRITE, UPSERT, TargetCapabilities
-from targets.framework.committer import Committer
-from targets.framework.encoded_rows import EncodedRows, LineRouter, RowEncoder
-from targets.framework.schema_evolution import (
+from dpone.targets.framework.batching import BatchPolicy
+from dpone.targets.framework.capabilities import APPEND, OVERWRITE, UPSERT
+from dpone.targets.framework.encoded_rows import EncodedRows, LineRouter, RowEncoder
+from dpone.targets.framework.schema_evolution import (
     SCHEMA_EVOLUTION_SETTING,
     DestinationColumn,
     Dialect,
     Evolution,
     SchemaPlan,
 )
+from dpone_protocol.errors import ConfigError, TransientError
+from dpone_protocol.json_schema import ColumnType
+from dpone_protocol.settings import Setting
 
 
 @dataclass(slots=True)
@@ -48,11 +48,29 @@ class StreamPlan:
     def merges(self) -> bool:
         return bool(self.key_properties) and self.method in (UPSERT, OVERWRITE)
 
+    @property
+    def key_columns(self) -> list[str]:
+        """The key properties as the table's columns (a name the destination shortens is stored so)."""
+        renames = self.renames or {}
+        return [renames.get(k, k) for k in self.key_properties]
+
 
 class Loader(ABC):
-    """Destination-specific steps. Each method is one database round of work."""
+    """Destination-specific steps. Each method is one database round of work.
+
+    The framework owns the order of the steps, the retries, the schema-change queue and the
+    background committer (loader_sink.py, loader_target.py); a loader only does what it is handed.
+    A SQL database gets most of this written once by :class:`~dpone.targets.framework.sql_loader.SqlLoader`.
+    """
 
     dialect: Dialect
+    # True when staging fills _sdc_received_at and _sdc_batched_at with the load time itself.
+    stamps_load_times: bool = False
+    # True when a batch may load in a background thread while the next one is decoded. The sink
+    # waits for it before any other use of the loader, so the connection is never used by two threads.
+    background_commit: bool = False
+    # Connections that load batches side by side (see committer.py); lane(0) is the loader itself.
+    lanes: int = 1
 
     @abstractmethod
     def describe_table(self, table: str) -> dict[str, DestinationColumn] | None:
@@ -63,21 +81,8 @@ class Loader(ABC):
         """The DDL that applies a schema plan to `table` (created with the plan's columns if missing)."""
 
     @abstractmethod
-    def flush_schema(self, table: str) -> None:
-        """Run the queued schema changes of `table` on their own, in one transaction."""
-
-    def queue_schema(self, table: str, statements: list[str]) -> None:
-        """Hold schema changes until the next load of `table`, to run in its transaction."""
-        if self._pending_ddl is None:
-            self._pending_ddl = {}
-        if statements:
-            self._pending_ddl[table] = statements
-        else:
-            self._pending_ddl.pop(table, None)
-
-    def take_schema(self, table: str) -> list[str]:
-        """The queued schema changes of `table`, now owned by the caller's transaction."""
-        return self._pending_ddl.pop(table, []) if self._pending_ddl else []
+    def apply_schema(self, table: str, statements: list[str]) -> None:
+        """Run schema changes of `table` on their own (a stream with no rows still gets its table)."""
 
     @abstractmethod
     def prepare_staging(self, plan: StreamPlan) -> str:
@@ -100,8 +105,9 @@ class Loader(ABC):
         return None
 
     @abstractmethod
-    def finalize(self, plan: StreamPlan, staging: str, table: str) -> None:
-        """In one transaction, append or merge staging into `table` (and apply CDC deletes)."""
+    def finalize(self, plan: StreamPlan, staging: str, table: str, schema: list[str]) -> None:
+        """Apply the queued schema changes `schema`, then append or merge staging into `table` (and
+        apply CDC deletes): in one transaction, or as the loader documents where it has none."""
 
     @abstractmethod
     def cleanup(self, plan: StreamPlan, staging: str) -> None:
@@ -112,8 +118,8 @@ class Loader(ABC):
         """Create an empty shadow of the table for a full refresh; return its name."""
 
     @abstractmethod
-    def swap(self, plan: StreamPlan, shadow: str) -> None:
-        """Atomically put the shadow in place of the table."""
+    def swap(self, plan: StreamPlan, shadow: str, schema: list[str]) -> None:
+        """Apply the shadow's queued schema changes and atomically put it in place of the table."""
 
     @abstractmethod
     def activate_version(self, plan: StreamPlan, version: int) -> None:
@@ -124,55 +130,56 @@ class Loader(ABC):
         A loader that answers None never sees a refresh resumed (every refresh then swaps)."""
         return None
 
-    def merge_shadow(self, plan: StreamPlan, shadow: str) -> None:
+    def merge_shadow(self, plan: StreamPlan, shadow: str, schema: list[str]) -> None:
         """Merge a shadow's rows into the live table, as a batch from staging, and drop the shadow:
         for a refresh whose version is live already (a resumed one re-sends only its tail)."""
         raise NotImplementedError(f"{type(self).__name__} answers table_version, so it must merge shadows")
+
+    def write_probe(self, plan: StreamPlan, records: list[dict[str, Any]]) -> None:
+        """`check`: load records into staging the way a batch would, and keep nothing."""
+        staging = self.prepare_staging(plan)
+        try:
+            self.bulk_load(plan, staging, records)
+        finally:
+            self.cleanup(plan, staging)
 
     def close(self) -> None:
         """Release the connection."""
 
     def is_transient(self, exc: Exception) -> bool:
-        """True when retrying the whole batch may succeed (dropped connection, deadlock...)."""
-        return False
+        """True when retrying the whole batch may succeed (dropped connection, deadlock...): a
+        :class:`TransientError`, which is what a loader raises for those."""
+        return isinstance(exc, TransientError)
 
     def reconnect(self) -> None:
         """Called before a retry: start from a fresh connection."""
 
-    # True when staging fills _sdc_received_at and _sdc_batched_at with the load time itself.
-    stamps_load_times: bool = False
-    # True when a batch may load in a background thread while the next one is decoded. The sink
-    # waits for it before any other use of the loader, so the connection is never used by two threads.
-    background_commit: bool = False
-    _committer: Committer | None = None
-    _pending_ddl: dict[str, list[str]] | None = None
-
-    def committer(self) -> Committer:
-        """The one background thread of this loader: every sink sharing the connection queues on it."""
-        if self._committer is None:
-            self._committer = Committer(f"{type(self).__name__}-commit", self.lanes)
-        return self._committer
-
-    # Connections that load batches side by side (see committer.py); lane(0) is the loader itself.
-    lanes: int = 1
-
     def lane(self, index: int) -> Loader:
-        """The loader of lane `index`: its own connection, this loader's schema queue and caches."""
+        """The loader of lane `index`: its own connection, sharing this loader's caches."""
         if index != 0:
             raise ValueError(f"{type(self).__name__} has one lane")
         return self
 
 
-# What every staging-first database target can do, and the settings that drive it.
-DATABASE_CAPABILITIES = TargetCapabilities(
-    load_methods=(APPEND, UPSERT, OVERWRITE),
-    merge=True,
-    replace_swap=True,
-    hard_delete=True,
-    soft_delete=True,
-    activate_version=True,
-    schema_evolution=("add_column", "widen"),
-)
+class SchemaQueue:
+    """Schema changes planned for a table, held until its next load runs them in its transaction.
+    One per target, shared by every lane: a change queued by one stream is run by whichever
+    load of that table comes first."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, list[str]] = {}
+
+    def put(self, table: str, statements: list[str]) -> None:
+        if statements:
+            self._pending[table] = statements
+        else:
+            self._pending.pop(table, None)
+
+    def take(self, table: str) -> list[str]:
+        """The queued changes of `table`, now owned by the caller's transaction."""
+        return self._pending.pop(table, [])
+
+
 LOADER_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "load_method",

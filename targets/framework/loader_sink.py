@@ -12,17 +12,19 @@ import logging
 import operator
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, final
 
+from dpone.targets.framework.batching import BatchPolicy
+from dpone.targets.framework.capabilities import OVERWRITE
+from dpone.targets.framework.committer import Committer
+from dpone.targets.framework.encoded_rows import EncodedRows, RowEncoder
+from dpone.targets.framework.loader import Loader, SchemaQueue, StreamPlan, resolve_method, table_name
+from dpone.targets.framework.schema_evolution import Evolution, SchemaPlan, plan_schema
+from dpone.targets.framework.sink import Sink
+from dpone.targets.framework.sql_dialect import TABLE_VERSION
 from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.errors import DataError
 from dpone_protocol.messages import SchemaMessage
-from targets.framework.batching import BatchPolicy
-from targets.framework.capabilities import OVERWRITE
-from targets.framework.encoded_rows import EncodedRows, RowEncoder
-from targets.framework.loader import Loader, StreamPlan, resolve_method, table_name
-from targets.framework.schema_evolution import Evolution, SchemaPlan, plan_schema
-from targets.framework.sink import Sink
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +57,16 @@ class LoaderSink(Sink):
         schema: SchemaMessage,
         policy: BatchPolicy,
         loader: Loader,
+        queue: SchemaQueue,
+        committer: Committer | None = None,
         *,
         plan_only: bool = False,
     ) -> None:
         self.loader = loader
+        self.queue = queue  # the target's: schema changes waiting for their table's next load
+        self.committer = committer  # the target's, when its loader loads in the background
         self.plan_only = plan_only  # --schema-plan: plan each schema, change nothing
         self.stamp_load_times = not loader.stamps_load_times
-        self.committer = loader.committer() if loader.background_commit else None
         self.shadow: str | None = None  # an open full refresh (load_method overwrite)
         # Full refreshes: the version last swapped in by ACTIVATE_VERSION, and whether any swap or
         # ACTIVATE_VERSION happened (then the end of the input has nothing left to replace).
@@ -118,7 +123,7 @@ class LoaderSink(Sink):
         loader = loader or self.loader
         # DDL still queued for this table (another stream loading into it, or this stream's previous
         # SCHEMA without rows) runs first, so this plan starts from the table it will really meet.
-        loader.flush_schema(self.shadow or plan.table)
+        self._flush(self.shadow or plan.table, loader)
         schema = self.schema_plan(loader)
         schema.check()
         plan.columns = schema.load_columns
@@ -128,7 +133,13 @@ class LoaderSink(Sink):
             log.info("stream %s: schema plan for %s: %s", self.stream, schema.table, change.describe())
         # A full refresh builds a fresh shadow from the planned columns; only a live shadow is altered.
         if plan.method != OVERWRITE or self.shadow is not None:
-            loader.queue_schema(schema.table, loader.schema_statements(plan, schema, schema.table))
+            self.queue.put(schema.table, loader.schema_statements(plan, schema, schema.table))
+
+    def _flush(self, table: str, loader: Loader | None = None) -> None:
+        """Run the changes queued for `table` now, on their own."""
+        statements = self.queue.take(table)
+        if statements:
+            (loader or self.loader).apply_schema(table, statements)
 
     # -- batches held by the loader's encoder ---------------------------------------------------
     def add_record(
@@ -181,6 +192,7 @@ class LoaderSink(Sink):
             records = _dedupe_last(records, keys)
         self._submit(plan, records)
 
+    @final
     def _submit(self, plan: StreamPlan, records: list[dict[str, Any]] | EncodedRows) -> None:
         if plan.method == OVERWRITE and self.shadow is None:
             self._settle()  # the loader's connection is ours alone only when nothing is in flight
@@ -195,6 +207,7 @@ class LoaderSink(Sink):
             self._write_with_retries(plan, records, table, self.loader, lambda: None)
             self._committed = self._submitted
 
+    @final
     def _write_with_retries(
         self,
         plan: StreamPlan,
@@ -228,8 +241,9 @@ class LoaderSink(Sink):
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
-    @staticmethod
+    @final
     def _load(
+        self,
         plan: StreamPlan,
         records: list[dict[str, Any]] | EncodedRows,
         table: str,
@@ -243,13 +257,15 @@ class LoaderSink(Sink):
             else:
                 loader.bulk_load(plan, staging, records)
             turn()  # the batch before this one commits first
-            loader.finalize(plan, staging, table)
+            loader.finalize(plan, staging, table, self.queue.take(table))
         finally:
             loader.cleanup(plan, staging)
 
+    @final
     def commit_mark(self) -> int:
         return self.committer.submitted if self.committer is not None else self._submitted
 
+    @final
     def is_committed(self, mark: int) -> bool:
         if self.shadow is not None:
             return False  # a full refresh is visible only once swapped in
@@ -257,21 +273,24 @@ class LoaderSink(Sink):
             return self._committed >= mark  # a batch that failed never counts
         return self.committer.has_committed(mark)
 
+    @final
     def settle(self) -> None:
         self._settle()
 
+    @final
     def finish(self) -> None:
         self._settle()
         if self.plan is None:
             return
         if self.plan.method != OVERWRITE:
-            self.loader.flush_schema(self.plan.table)  # a stream without rows still gets its table
+            self._flush(self.plan.table)  # a stream without rows still gets its table
             return
         if self.shadow is None and not self.refreshed:
             # A full refresh that sent no rows and no ACTIVATE_VERSION: the source is empty.
             self.shadow = self.loader.begin_replace(self.plan)
         self._swap_shadow()
 
+    @final
     def _swap_shadow(self, version: int | None = None) -> None:
         """Put the shadow in place: `version` is the ACTIVATE_VERSION that completes it, if any."""
         plan = self.plan
@@ -285,21 +304,43 @@ class LoaderSink(Sink):
             # This version is live already: the tap resumed a refresh that was swapped in, and
             # re-sent only its tail. Swapping the tail in would lose the rest: merge it instead.
             log.info("stream %s: version %d is live already: merging the resumed rows in", self.stream, incoming)
-            loader.merge_shadow(plan, self.shadow)
+            self._flush(self.shadow)
+            loader.merge_shadow(plan, self.shadow, self._live_schema(plan))
         else:
-            loader.swap(plan, self.shadow)
+            loader.swap(plan, self.shadow, self.queue.take(self.shadow))
         self.shadow = None
         self.refreshed = True
 
+    def _live_schema(self, plan: StreamPlan) -> list[str]:
+        """The live table's changes for the current schema (the shadow had them; the table may not)."""
+        self._flush(plan.table)  # what another stream queued for the table runs first
+        schema = plan_schema(
+            self.stream,
+            plan.table,
+            self.columns,
+            self.key_properties,
+            self.loader.describe_table(plan.table),
+            self.loader.dialect,
+            plan.evolution,
+        )
+        schema.check()
+        return self.loader.schema_statements(plan, schema, plan.table)
+
+    @final
     def activate_version(self, version: int) -> None:
         self._settle()
         assert self.plan is not None
         if self.plan.method == OVERWRITE:
             self._activate_refresh(version)
             return
-        self.loader.flush_schema(self.plan.table)
+        if TABLE_VERSION not in self.plan.columns:
+            # Without the version column no row says which version it belongs to: nothing to retire.
+            log.warning("stream %s: ACTIVATE_VERSION ignored: add_record_metadata is off", self.stream)
+            return
+        self._flush(self.plan.table)
         self.loader.activate_version(self.plan, version)
 
+    @final
     def _activate_refresh(self, version: int) -> None:
         """ACTIVATE_VERSION of a full refresh. After its rows it completes the refresh: the shadow is
         swapped in. Before any row it opens one: the rows that follow fill the shadow, and if none

@@ -7,22 +7,26 @@ from typing import IO, Any, ClassVar
 
 import orjson
 
+from dpone.targets.framework.capabilities import DATABASE_CAPABILITIES, TargetCapabilities
+from dpone.targets.framework.committer import Committer
+from dpone.targets.framework.loader import Loader, SchemaQueue
+from dpone.targets.framework.loader_sink import LoaderSink
+from dpone.targets.framework.schema_evolution import SchemaPlan
+from dpone.targets.framework.sink import Sink
+from dpone.targets.framework.target import Target
 from dpone_protocol.codec import MessageReader, decode_line
 from dpone_protocol.messages import SchemaMessage, from_dict
-from targets.framework.capabilities import TargetCapabilities
-from targets.framework.loader import DATABASE_CAPABILITIES, Loader
-from targets.framework.loader_sink import LoaderSink
-from targets.framework.schema_evolution import SchemaPlan
-from targets.framework.sink import Sink
-from targets.framework.target import Target
 
 
 class LoaderTarget(Target):
     capabilities: ClassVar[TargetCapabilities] = DATABASE_CAPABILITIES
+    sink_class: ClassVar[type[LoaderSink]] = LoaderSink
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
         self.loader: Loader | None = None
+        self.schema_queue = SchemaQueue()  # shared by every stream and lane: one destination
+        self.committer: Committer | None = None
         self.read_only = False  # --schema-plan: the loader must not create anything, not even a schema
 
     def make_loader(self) -> Loader:
@@ -31,12 +35,15 @@ class LoaderTarget(Target):
     def _shared_loader(self) -> Loader:
         if self.loader is None:
             self.loader = self.make_loader()
+            if self.loader.background_commit:
+                # One committer for the whole destination: batches of every stream commit in order.
+                self.committer = Committer(f"{type(self.loader).__name__}-commit", self.loader.lanes)
         return self.loader
 
     def make_sink(self, schema: SchemaMessage) -> Sink:
         loader = self._shared_loader()
         self.router = loader.line_router()
-        return LoaderSink(self.config, schema, self.policy, loader)
+        return self.sink_class(self.config, schema, self.policy, loader, self.schema_queue, self.committer)
 
     def plan_schemas(self, source: IO[bytes], out: IO[bytes], fmt: str) -> None:
         """--schema-plan: what each SCHEMA would change in the destination; nothing is changed."""
@@ -46,7 +53,8 @@ class LoaderTarget(Target):
             for frame in MessageReader(source).frames():
                 message = from_dict(decode_line(frame.raw, frame.line), frame.line)
                 if isinstance(message, SchemaMessage):
-                    sink = LoaderSink(self.config, message, self.policy, self._shared_loader(), plan_only=True)
+                    loader = self._shared_loader()
+                    sink = LoaderSink(self.config, message, self.policy, loader, self.schema_queue, plan_only=True)
                     plans[message.stream] = sink.schema_plan()
         finally:
             self.close()
@@ -58,6 +66,9 @@ class LoaderTarget(Target):
         out.flush()
 
     def close(self) -> None:
+        if self.committer is not None:
+            self.committer.close()  # never close the connection under a batch in flight
+            self.committer = None
         if self.loader is not None:
             self.loader.close()
             self.loader = None

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dpone.targets.framework.capabilities import OVERWRITE
+from dpone.targets.framework.loader_sink import LoaderSink
+from dpone.targets.framework.sink import Sink
 from dpone_protocol.messages import SchemaMessage
-from targets.framework.capabilities import OVERWRITE
-from targets.framework.loader_sink import LoaderSink
-from targets.framework.sink import Sink
 
 if TYPE_CHECKING:
-    from targets.framework.target import Target
+    from dpone.targets.framework.target import Target
 
 PROBE = SchemaMessage(
     "_dpone_check",
@@ -31,11 +31,7 @@ def write_probe(target: Target) -> None:
     try:
         sink = target.make_sink(PROBE)
         if isinstance(sink, LoaderSink) and sink.plan is not None:
-            staging = sink.loader.prepare_staging(sink.plan)
-            try:
-                sink.loader.bulk_load(sink.plan, staging, [{"id": 1, "note": "dpone check"}])
-            finally:
-                sink.loader.cleanup(sink.plan, staging)
+            sink.loader.write_probe(sink.plan, [{"id": 1, "note": "dpone check"}])
     finally:
         target.config = base
         try:

@@ -2,7 +2,7 @@
 
 The framework calls :meth:`Sink.add` per record and :meth:`Sink.drain` when the batch
 must be committed; a connector implements :meth:`Sink.write_batch` (and, for databases,
-uses :class:`targets.framework.loader_sink.LoaderSink`).
+uses :class:`dpone.targets.framework.loader_sink.LoaderSink`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
+from dpone.targets.framework.batching import Batch, BatchPolicy
 from dpone_protocol.errors import DataError
 from dpone_protocol.json_schema import ColumnType, Logical, stream_columns
 from dpone_protocol.messages import RecordMessage, SchemaMessage
-from targets.framework.batching import Batch, BatchPolicy
 
 METADATA_PROPERTIES: dict[str, dict[str, Any]] = {
     "_sdc_extracted_at": {"type": ["null", "string"], "format": "date-time"},

@@ -12,6 +12,10 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import IO, Any, ClassVar, cast
 
+from dpone.targets.framework.batching import BatchPolicy
+from dpone.targets.framework.capabilities import TargetCapabilities
+from dpone.targets.framework.encoded_rows import ADDED_FULL, LineRouter
+from dpone.targets.framework.sink import Sink
 from dpone_protocol.batch_files import iter_batch_records
 from dpone_protocol.codec import DEFAULT_CODEC, EXACT_CODEC, Frame, MessageWriter, decode_line
 from dpone_protocol.errors import ConfigError, DataError, InputCutError, ProtocolError
@@ -24,14 +28,9 @@ from dpone_protocol.messages import (
     from_dict,
 )
 from dpone_protocol.settings import Setting
-from targets.framework.batching import BatchPolicy
-from targets.framework.capabilities import TargetCapabilities
-from targets.framework.encoded_rows import ADDED_FULL, LineRouter
-from targets.framework.sink import Sink
+from dpone_protocol.wire import opens_as_record
 
 log = logging.getLogger(__name__)
-_TYPE_HEAD = b'{"type"'
-_RECORD_HEAD = b'{"type":"RECORD"'
 
 COMMON_SETTINGS: tuple[Setting, ...] = (
     Setting("batch_size_rows", "integer", "Commit a stream's batch at this many records.", default=50_000),
@@ -85,7 +84,7 @@ class Target:
         The default loads a probe row into staging and drops it (targets/framework/probe.py).
         Override it where that leaves something behind, or misses what a load needs.
         """
-        from targets.framework.probe import write_probe  # noqa: PLC0415 - probe imports this module
+        from dpone.targets.framework.probe import write_probe  # noqa: PLC0415 - probe imports this module
 
         write_probe(self)
 
@@ -179,7 +178,7 @@ class Target:
                     if added == ADDED_FULL or (not self.records_in & 4095 and self._states_waiting()):
                         self._after_add(added == ADDED_FULL, writer)
                     continue
-            elif raw.startswith(_RECORD_HEAD) and not exact:
+            elif not exact and opens_as_record(raw):
                 obj: Any
                 try:
                     obj = loads(raw)
@@ -210,7 +209,9 @@ class Target:
 
     def _handle(self, raw: bytes, line: int, writer: MessageWriter) -> None:
         codec = DEFAULT_CODEC
-        if self._exact_streams and raw.startswith(_TYPE_HEAD):
+        if self._exact_streams:
+            # Any layout is peeked (another key order costs one more decode): a RECORD of an exact
+            # stream must never reach the rounding decoder.
             kind, stream = Frame(line, raw).peek()
             if kind == "RECORD" and stream in self._exact_streams:
                 # Exact numeric columns: decode without rounding to float (slower, so only here).

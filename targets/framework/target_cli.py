@@ -7,12 +7,12 @@ import sys
 from collections.abc import Sequence
 from typing import IO, Any
 
+from dpone.targets.framework.target import Target
 from dpone_protocol.about import about_document, dpone_version, render_about
 from dpone_protocol.config import Redactor
 from dpone_protocol.entrypoint import guarded
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.settings import load_settings
-from targets.framework.target import Target
 
 OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--config",), {"action": "append", "metavar": "FILE", "help": "JSON config file (repeatable)"}),
@@ -52,7 +52,7 @@ def run(
 ) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("spec", "check", "write"):
-        from targets.framework import airbyte_cli  # noqa: PLC0415 - only Airbyte runs need it
+        from dpone.targets.framework import airbyte_cli  # noqa: PLC0415 - only Airbyte runs need it
 
         return airbyte_cli.run(target_cls, argv, stdin, stdout, stderr)
     parser = argparse.ArgumentParser(prog=target_cls.name, description=target_cls.description)

@@ -9,16 +9,16 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
+from dpone.targets.framework.batching import BatchPolicy
+from dpone.targets.framework.capabilities import APPEND, OVERWRITE, TargetCapabilities
+from dpone.targets.framework.loader import table_name
+from dpone.targets.framework.sink import Sink
+from dpone.targets.framework.target import Target
 from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.messages import SchemaMessage
 from dpone_protocol.os_errors import classify_os_error
 from dpone_protocol.settings import Setting
-from targets.framework.batching import BatchPolicy
-from targets.framework.capabilities import APPEND, OVERWRITE, TargetCapabilities
-from targets.framework.loader import table_name
-from targets.framework.sink import Sink
-from targets.framework.target import Target
 
 
 def _repair_torn_tail(path: Path) -> None:
@@ -146,7 +146,7 @@ class JsonlSink(Sink):
 class JsonlTarget(Target):
     name = "target-jsonl"
     description = "Writes each stream to a JSON Lines file."
-    capabilities: ClassVar[TargetCapabilities] = TargetCapabilities(load_methods=(APPEND, OVERWRITE), replace_swap=True)
+    capabilities: ClassVar[TargetCapabilities] = TargetCapabilities(load_methods=(APPEND, OVERWRITE))
     settings: ClassVar[tuple[Setting, ...]] = (
         Setting("destination_path", "string", "Directory for the <stream>.jsonl files.", default="output"),
         Setting(

@@ -6,7 +6,7 @@ import sys
 
 
 def main() -> None:
-    from targets.framework.target_cli import run  # noqa: PLC0415 - keep --help fast
-    from targets.postgres.target import PostgresTarget  # noqa: PLC0415
+    from dpone.targets.framework.target_cli import run  # noqa: PLC0415 - keep --help fast
+    from dpone.targets.postgres.target import PostgresTarget  # noqa: PLC0415
 
     sys.exit(run(PostgresTarget))

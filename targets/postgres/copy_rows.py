@@ -19,11 +19,11 @@ from decimal import Decimal
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from targets.framework.batching import BatchPolicy
-from targets.framework.loader import StreamPlan
+from dpone.targets.framework.batching import BatchPolicy
+from dpone.targets.framework.loader import StreamPlan
 
 if TYPE_CHECKING:
-    from targets.postgres import _copyrows
+    from dpone.targets.postgres import _copyrows
 
 PURE_PYTHON_ENV = "DPONE_PURE_PYTHON"
 EXTRACTED_AT = "_sdc_extracted_at"
@@ -39,7 +39,7 @@ def _module() -> ModuleType | None:
     if _pure_python_asked():
         return None
     try:
-        from targets.postgres import _copyrows  # noqa: PLC0415 - compiled, optional
+        from dpone.targets.postgres import _copyrows  # noqa: PLC0415 - compiled, optional
     except ImportError:
         return None
     return _copyrows

@@ -1,11 +1,57 @@
-"""SQL text for target-postgres. Identifiers are always quoted; record values never appear here."""
+"""SQL text for target-postgres: where PostgreSQL's words differ from the plain dialect, and the
+statements only its loader runs. Identifiers are always quoted; record values never appear here."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+
+from dpone.targets.framework.sql_dialect import DELETED_AT, SqlDialect
 
 MAX_NAME_BYTES = 63  # PostgreSQL silently truncates longer identifiers
+
+
+class PostgresSql(SqlDialect):
+    max_name_bytes = MAX_NAME_BYTES
+    create_if_missing = True  # two streams mapped to one table may both plan its creation
+
+    def primary_key(self, keys: list[str], key_name: str | None) -> str | None:
+        # Named explicitly: PostgreSQL's own <table>_pkey would be cut silently for a long name.
+        if not keys:
+            return None
+        constraint = f"CONSTRAINT {self.q(key_name)} " if key_name else ""
+        return f"{constraint}PRIMARY KEY ({self.column_list(keys)})"
+
+    def add_column(self, table: str, column: str, type_: str) -> str:
+        return f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {self.q(column)} {type_}"
+
+    def alter_type(self, table: str, column: str, type_: str) -> str:
+        return f"{super().alter_type(table, column, type_)} USING {self.q(column)}::{type_}"
+
+    def merge(self, table: str, source: str, columns: list[str], keys: list[str], hard_delete: bool) -> list[str]:
+        """One MERGE: update matched keys, insert new ones; CDC deletes as hard deletes on request."""
+        q = self.q
+        on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in keys)
+        updates = ", ".join(f"{q(c)} = s.{q(c)}" for c in columns if c not in keys) or f"{q(keys[0])} = s.{q(keys[0])}"
+        values = ", ".join(f"s.{q(c)}" for c in columns)
+        clauses = []
+        if hard_delete:
+            clauses.append(f"WHEN MATCHED AND s.{q(DELETED_AT)} IS NOT NULL THEN DELETE")
+        clauses.append(f"WHEN MATCHED THEN UPDATE SET {updates}")
+        only_live = f" AND s.{q(DELETED_AT)} IS NULL" if hard_delete else ""
+        clauses.append(f"WHEN NOT MATCHED{only_live} THEN INSERT ({self.column_list(columns)}) VALUES ({values})")
+        return [f"MERGE INTO {table} AS t USING {source} AS s ON {on} " + " ".join(clauses)]
+
+    def swap(self, schema: str, table: str, shadow: str) -> list[str]:
+        # The key index follows its table's name, so the next refresh's shadow can take its own.
+        old_key, new_key = self.fit_name(shadow, "_pkey"), self.fit_name(table, "_pkey")
+        return [
+            *super().swap(schema, table, shadow),
+            f"ALTER INDEX IF EXISTS {self.qualified(schema, old_key)} RENAME TO {self.q(new_key)}",
+        ]
+
+
+SQL = PostgresSql()
+pg_name = SQL.fit_name  # a table, column or key name within PostgreSQL's 63 bytes
 
 
 def truncated(name: str) -> str:
@@ -13,65 +59,8 @@ def truncated(name: str) -> str:
     return name.encode()[:MAX_NAME_BYTES].decode("utf-8", "ignore")
 
 
-def pg_name(base: str, suffix: str = "") -> str:
-    """A name within the limit: a longer one is cut and gets 8 hex digits of the SHA-1 of the whole
-    name, so two names sharing their first 63 bytes never become one table, column or key."""
-    if len((base + suffix).encode()) <= MAX_NAME_BYTES:
-        return base + suffix
-    digest = hashlib.sha1(base.encode()).hexdigest()[:8]  # noqa: S324 - a name, not security
-    room = MAX_NAME_BYTES - len(suffix.encode()) - len(digest) - 1
-    cut = base.encode()[:room].decode("utf-8", "ignore")
-    return f"{cut}_{digest}{suffix}"
-
-
-def q(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def literal(text: str) -> str:
-    """A string literal for a statement that takes no parameters (COMMENT); standard_conforming_strings is on."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def qualified(schema: str, table: str) -> str:
-    return f"{q(schema)}.{q(table)}"
-
-
-def create_table(
-    name: str,
-    columns: Mapping[str, str],
-    keys: Iterable[str] = (),
-    pk_name: str | None = None,
-    *,
-    unlogged: bool = False,
-) -> str:
-    cols = [f"{q(c)} {t}" for c, t in columns.items()]
-    keys = list(keys)
-    if keys:
-        constraint = f"CONSTRAINT {q(pk_name)} " if pk_name else ""
-        cols.append(f"{constraint}PRIMARY KEY ({', '.join(q(k) for k in keys)})")
-    return f"CREATE {'UNLOGGED ' if unlogged else ''}TABLE IF NOT EXISTS {name} ({', '.join(cols)})"
-
-
 def copy_into(staging: str, columns: Iterable[str]) -> str:
-    return f"COPY {staging} ({', '.join(q(c) for c in columns)}) FROM STDIN"
-
-
-def add_column(table: str, column: str, type_: str) -> str:
-    return f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {q(column)} {type_}"
-
-
-def alter_type(table: str, column: str, type_: str) -> str:
-    return f"ALTER TABLE {table} ALTER COLUMN {q(column)} TYPE {type_} USING {q(column)}::{type_}"
-
-
-def drop_not_null(table: str, column: str) -> str:
-    return f"ALTER TABLE {table} ALTER COLUMN {q(column)} DROP NOT NULL"
-
-
-def insert(table: str, staging: str, columns: Iterable[str], where: str = "") -> str:
-    cols = ", ".join(q(c) for c in columns)
-    return f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging}{f' WHERE {where}' if where else ''}"
+    return f"COPY {staging} ({SQL.column_list(columns)}) FROM STDIN"
 
 
 # Whether a unique index covers exactly the key columns (sorted names as a text[] parameter).
@@ -85,47 +74,15 @@ SELECT EXISTS (
 
 
 def has_deletes(staging: str) -> str:
-    return f"SELECT EXISTS (SELECT 1 FROM {staging} WHERE _sdc_deleted_at IS NOT NULL)"
+    return f"SELECT EXISTS (SELECT 1 FROM {staging} WHERE {SQL.q(DELETED_AT)} IS NOT NULL)"
 
 
 def keys_overlap(table: str, staging: str, keys: list[str]) -> str:
-    on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in keys)
+    on = " AND ".join(f"t.{SQL.q(k)} = s.{SQL.q(k)}" for k in keys)
     return f"SELECT EXISTS (SELECT 1 FROM {staging} AS s JOIN {table} AS t ON {on})"
 
 
 def dedupe_staging(staging: str, keys: list[str]) -> str:
     """Keep the last row per key in a staging table filled by one COPY (its ctid order is arrival order)."""
-    same = " AND ".join(f"a.{q(k)} = b.{q(k)}" for k in keys)
+    same = " AND ".join(f"a.{SQL.q(k)} = b.{SQL.q(k)}" for k in keys)
     return f"DELETE FROM {staging} AS a USING {staging} AS b WHERE {same} AND a.ctid < b.ctid"
-
-
-def merge(table: str, staging: str, columns: list[str], keys: list[str], hard_delete: bool) -> str:
-    """One statement: update matched keys, insert new ones; CDC deletes as hard deletes on request."""
-    on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in keys)
-    updates = ", ".join(f"{q(c)} = s.{q(c)}" for c in columns if c not in keys) or f"{q(keys[0])} = s.{q(keys[0])}"
-    names = ", ".join(q(c) for c in columns)
-    values = ", ".join(f"s.{q(c)}" for c in columns)
-    deleted = hard_delete and "_sdc_deleted_at" in columns
-    clauses = []
-    if deleted:
-        clauses.append("WHEN MATCHED AND s._sdc_deleted_at IS NOT NULL THEN DELETE")
-    clauses.append(f"WHEN MATCHED THEN UPDATE SET {updates}")
-    clauses.append(
-        f"WHEN NOT MATCHED{' AND s._sdc_deleted_at IS NULL' if deleted else ''} THEN INSERT ({names}) VALUES ({values})"
-    )
-    return f"MERGE INTO {table} AS t USING {staging} AS s ON {on} " + " ".join(clauses)
-
-
-def swap(schema: str, table: str, shadow: str) -> list[str]:
-    return [
-        f"DROP TABLE IF EXISTS {qualified(schema, table)}",
-        f"ALTER TABLE {qualified(schema, shadow)} RENAME TO {q(table)}",
-        f"ALTER INDEX IF EXISTS {qualified(schema, pg_name(shadow, '_pkey'))} RENAME TO {q(pg_name(table, '_pkey'))}",
-    ]
-
-
-def activate_version(table: str, hard: bool) -> str:
-    older = "(_sdc_table_version IS NULL OR _sdc_table_version < %s)"
-    if hard:
-        return f"DELETE FROM {table} WHERE {older}"
-    return f"UPDATE {table} SET _sdc_deleted_at = now() WHERE {older} AND _sdc_deleted_at IS NULL"

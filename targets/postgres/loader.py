@@ -9,23 +9,25 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from dpone.targets.framework.batching import BatchPolicy
+from dpone.targets.framework.encoded_rows import EncodedRows, LineRouter, RowEncoder
+from dpone.targets.framework.loader import StreamPlan
+from dpone.targets.framework.schema_evolution import DestinationColumn, SchemaPlan
+from dpone.targets.framework.sql_dialect import DELETED_AT
+from dpone.targets.framework.sql_loader import SqlLoader
+from dpone.targets.postgres import copy_rows, ddl
+from dpone.targets.postgres.ddl import SQL
+from dpone.targets.postgres.type_map import POSTGRES
+from dpone.targets.postgres.type_map import dialect as postgres_dialect
 from dpone_drivers.postgres import classify, connect, driver_errors, jsonb_wrapper
 from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.config import Redactor
-from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
-from targets.framework.batching import BatchPolicy
-from targets.framework.encoded_rows import EncodedRows, LineRouter, RowEncoder
-from targets.framework.loader import Loader, StreamPlan
-from targets.framework.schema_evolution import DestinationColumn, SchemaPlan, change_statements
-from targets.postgres import copy_rows, ddl
-from targets.postgres.type_map import POSTGRES
-from targets.postgres.type_map import dialect as postgres_dialect
+from dpone_protocol.errors import ConfigError, DataError, DponeError
 
 log = logging.getLogger(__name__)
-SHADOW_SUFFIX = "__dpone_new"
 APPLICATION_NAME = "dpone-target-postgres"
 NUL = "\x00"
 _NUL_REPLACEMENTS = {"strip": "", "replace": "\ufffd"}
@@ -44,8 +46,9 @@ NUL_REFUSED = (
 )
 
 
-class PostgresLoader(Loader):
+class PostgresLoader(SqlLoader):
     dialect = POSTGRES
+    sql = SQL
     stamps_load_times = True  # staging defaults them to now(): nothing to set per row in Python
     background_commit = True  # finalize waits on the server: decode the next batch meanwhile
 
@@ -71,10 +74,9 @@ class PostgresLoader(Loader):
         self.lanes = 1 if self.keep_staging or not copy_rows.available() else lanes
         self._lanes: list[PostgresLoader] = []  # lanes 1.. (lane 0 is this loader)
         self._stream = ""  # the stream being loaded, for messages
-        # Shared by every lane: what one lane learns about a table or queues for it holds for all.
+        # Shared by every lane: what one lane learns about a table holds for all.
         self._unique_keys: dict[str, bool] = primary._unique_keys if primary else {}  # a unique index on the key
         self._overlapping: set[str] = primary._overlapping if primary else set()  # keys existed: MERGE from now on
-        self._pending_ddl = primary._pending_ddl if primary and primary._pending_ddl is not None else {}
         self._names: dict[str, str] = primary._names if primary else {}  # table name -> the name in PostgreSQL
         self._errors = driver_errors()
         self._router: LineRouter | None = None
@@ -100,27 +102,16 @@ class PostgresLoader(Loader):
             # schema exists, and a loader with USAGE + CREATE on its schema has all it needs.
             missing = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)).fetchone() is None
             if missing and not self.read_only:
-                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ddl.q(self.schema)}")
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SQL.q(self.schema)}")
         except self._errors as exc:
             raise classify(exc, self.redactor, f"creating schema {self.schema}") from None
         return conn
 
-    def _exec(self, sql: str, params: Any = None, doing: str = "") -> Any:
-        try:
-            return self.conn.execute(sql, params)
-        except self._errors as exc:
-            raise classify(exc, self.redactor, doing or sql.split(" (", 1)[0][:80]) from None
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        return self.conn.execute(sql, params)
 
-    def _transaction(self, statements: list[tuple[str, Any]], doing: str) -> None:
-        try:
-            with self.conn.transaction():
-                for sql, params in statements:
-                    self.conn.execute(sql, params)
-        except self._errors as exc:
-            raise classify(exc, self.redactor, doing) from None
-
-    def is_transient(self, exc: Exception) -> bool:
-        return isinstance(exc, TransientError)
+    def error(self, exc: Exception, doing: str) -> Exception:
+        return classify(exc, self.redactor, doing) if isinstance(exc, self._errors) else exc
 
     def reconnect(self) -> None:
         try:
@@ -128,15 +119,12 @@ class PostgresLoader(Loader):
         finally:
             self.conn = self._connect()
 
-    def _table(self, name: str) -> str:
-        return ddl.qualified(self.schema, self._name(name))
-
-    def _name(self, table: str) -> str:
+    def stored_name(self, table: str) -> str:
         """The PostgreSQL name of a table: itself within 63 bytes, else cut with a hash of the whole
         name (ddl.pg_name), so two long names never meet. A table an older version made under the
         plainly cut name is still used, by the first long name that finds it (a table comment
         records which); any other name sharing the cut gets its hashed table."""
-        if len(table.encode()) <= ddl.MAX_NAME_BYTES:
+        if len(table.encode()) <= SQL.max_name_bytes:
             return table
         if table not in self._names:
             self._names[table] = self._resolve_long(table)
@@ -144,11 +132,11 @@ class PostgresLoader(Loader):
 
     def _resolve_long(self, table: str) -> str:
         hashed, cut = ddl.pg_name(table), ddl.truncated(table)
-        row = self._exec(
+        row = self.run(
             "SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = ANY(%s)",
-            (self.schema, [hashed, cut]),
             "reading the table's name",
+            (self.schema, [hashed, cut]),
         ).fetchall()
         found = dict(row)
         if hashed in found or cut not in found:
@@ -159,61 +147,44 @@ class PostgresLoader(Loader):
         if claimed - {table} or owner not in (None, table):
             return hashed  # the cut table is another long name's
         if owner is None and not self.read_only:
-            self._exec(self._owner_comment(table, cut), doing="recording which stream table a cut table name is for")
+            self.run(self._owner_comment(table, cut), "recording which stream table a cut table name is for")
         log.info("table %s.%s: loading into %r, the name an older version gave it", self.schema, table, cut)
         return cut
 
     def _owner_comment(self, table: str, name: str) -> str:
-        return f"COMMENT ON TABLE {ddl.qualified(self.schema, name)} IS {ddl.literal(OWNER_COMMENT + table)}"
+        return f"COMMENT ON TABLE {SQL.qualified(self.schema, name)} IS {SQL.literal(OWNER_COMMENT + table)}"
 
-    def _swap_sql(self, table: str, shadow: str) -> list[str]:
+    def swap_statements(self, table: str, shadow: str) -> list[str]:
         """The swap; a table kept under its cut legacy name keeps the comment that says whose it is."""
-        name = self._name(table)
+        name = self.stored_name(table)
         legacy = name != table and name != ddl.pg_name(table)
-        return ddl.swap(self.schema, name, shadow) + ([self._owner_comment(table, name)] if legacy else [])
-
-    def _wanted(self, plan: StreamPlan) -> dict[str, str]:
-        return {name: self.dialect.column_type(col) for name, col in plan.columns.items()}
+        return super().swap_statements(table, shadow) + ([self._owner_comment(table, name)] if legacy else [])
 
     def describe_table(self, table: str) -> dict[str, DestinationColumn] | None:
-        rows = self._exec(
+        rows = self.run(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull FROM pg_attribute a "
             "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            (self.schema, self._name(table)),
             "reading the table's columns",
+            (self.schema, self.stored_name(table)),
         ).fetchall()
         return {name: DestinationColumn(type_, nullable) for name, type_, nullable in rows} or None
 
     # -- the loader contract ------------------------------------------------------
     def schema_statements(self, plan: StreamPlan, schema: SchemaPlan, table: str) -> list[str]:
-        target = self._table(table)
-        if schema.creates:
-            keys = copy_rows.key_columns(plan) if plan.merges else []
-            if keys:
-                self._unique_keys[self._name(table)] = True  # the primary key we are about to create
-            pk = ddl.pg_name(self._name(table), "_pkey") if keys else None
-            return [ddl.create_table(target, schema.table_columns, keys, pk)]
-        return change_statements(schema, target, ddl)
+        if schema.creates and plan.merges and plan.key_properties:
+            self._unique_keys[self.stored_name(table)] = True  # the primary key we are about to create
+        return super().schema_statements(plan, schema, table)
 
-    def flush_schema(self, table: str) -> None:
-        statements = self.take_schema(table)
-        if statements:
-            self._transaction([(sql, None) for sql in statements], f"changing the schema of {self.schema}.{table}")
-            for sql in statements:
-                log.info("schema change on %s.%s: %s", self.schema, table, sql)
-
-    def prepare_staging(self, plan: StreamPlan) -> str:
-        name = ddl.pg_name(f"_dpone_stage_{self._name(plan.table)}")
-        # Kept staging must outlive the session to be inspected: an unlogged table then.
-        staging = self._table(name) if self.keep_staging else ddl.q(name)
+    def staging_table(self, plan: StreamPlan, staging: str) -> str:
+        # Kept staging must outlive the session to be inspected: an unlogged table then. The load
+        # times default to now(): nothing to set per row.
         kind = "UNLOGGED" if self.keep_staging else "TEMPORARY"
         columns = ", ".join(
-            f"{ddl.q(c)} {t}{' DEFAULT now()' if c in LOAD_TIME_COLUMNS else ''}" for c, t in self._wanted(plan).items()
+            f"{SQL.q(c)} {t}{' DEFAULT now()' if c in LOAD_TIME_COLUMNS else ''}"
+            for c, t in self.column_types(plan).items()
         )
-        self._exec(f"DROP TABLE IF EXISTS {staging}", doing="dropping old staging")
-        self._exec(f"CREATE {kind} TABLE {staging} ({columns})", doing="creating staging")
-        return staging
+        return f"CREATE {kind} TABLE {staging} ({columns})"
 
     def _no_nul(self, text: str) -> str:
         if self.nul_policy == "fail":
@@ -239,7 +210,7 @@ class PostgresLoader(Loader):
 
     def _copy_columns(self, plan: StreamPlan) -> dict[str, str]:
         """What COPY fills, in order: the load times are staging's defaults."""
-        return {c: t for c, t in self._wanted(plan).items() if c not in LOAD_TIME_COLUMNS}
+        return {c: t for c, t in self.column_types(plan).items() if c not in LOAD_TIME_COLUMNS}
 
     # -- the fast path: rows encoded from the input lines (copy_rows.py) --------------------------
     def row_encoder(self, plan: StreamPlan, policy: BatchPolicy, *, metadata: bool) -> RowEncoder | None:
@@ -315,124 +286,74 @@ class PostgresLoader(Loader):
                         row[i] = no_nul(value)
                 write(row)
 
-    def finalize(self, plan: StreamPlan, staging: str, table: str) -> None:
-        columns = list(plan.columns)
-        target = self._table(table)
-        doing = f"stream {plan.stream!r}: loading {self.schema}.{table}"
-        hard = plan.hard_delete and "_sdc_deleted_at" in plan.columns
-        # Schema changes commit with the rows they are for, or not at all.
-        schema = [(sql, None) for sql in self.take_schema(table)]
+    def finalize(self, plan: StreamPlan, staging: str, table: str, schema: list[str]) -> None:
         if not plan.merges:
-            self._transaction([*schema, (ddl.insert(target, staging, columns), None)], doing)
+            super().finalize(plan, staging, table, schema)
             return
-        keys = copy_rows.key_columns(plan)
-        merge = ddl.merge(target, staging, columns, keys, plan.hard_delete)
-        insert = ddl.insert(target, staging, columns, "_sdc_deleted_at IS NULL" if hard else "")
-        name = self._name(table)
+        columns = list(plan.columns)
+        target = self.table_ref(table)
+        doing = f"stream {plan.stream!r}: loading {self.schema}.{table}"
+        hard = plan.hard_delete and DELETED_AT in plan.columns
+        keys = plan.key_columns
+        merge = SQL.merge(target, staging, columns, keys, hard)
+        name = self.stored_name(table)
         if name in self._overlapping:
-            self._merge([*schema, (merge, None)], staging, keys, doing)
+            self._merge([*schema, *merge], staging, keys, doing)
             return
         unique = self._has_unique_key(name, keys)
         try:
-            with self.conn.transaction():
-                for sql, _ in schema:
-                    self.conn.execute(sql)
+            with self.raw_transaction():
+                for sql in schema:
+                    self.execute(sql)
                 # A batch of only new keys (a first load, an append-mostly stream) is a plain INSERT, several
                 # times cheaper than MERGE. With a unique key the INSERT itself finds out (a violation rolls it
                 # back); without one, a probe on the keys decides.
                 # A hard delete of an existing key inserts nothing and conflicts with nothing: MERGE it.
-                deletes = hard and self.conn.execute(ddl.has_deletes(staging)).fetchone()[0]
+                deletes = hard and self.execute(ddl.has_deletes(staging)).fetchone()[0]
                 overlap = deletes or (
-                    not unique and self.conn.execute(ddl.keys_overlap(target, staging, keys)).fetchone()[0]
+                    not unique and self.execute(ddl.keys_overlap(target, staging, keys)).fetchone()[0]
                 )
-                self.conn.execute(merge if overlap else insert)
+                for sql in merge if overlap else self.move_statements_appending(plan, staging, target):
+                    self.execute(sql)
         except self._errors as exc:
             if getattr(exc, "sqlstate", None) != "23505":
                 raise classify(exc, self.redactor, doing) from None
             # Some keys exist: merge this batch, and the rest of this run's batches straight away.
             self._overlapping.add(name)
-            self._merge([*schema, (merge, None)], staging, keys, doing)
+            self._merge([*schema, *merge], staging, keys, doing)
 
-    def _merge(self, statements: list[tuple[str, Any]], staging: str, keys: list[str], doing: str) -> None:
+    def move_statements_appending(self, plan: StreamPlan, staging: str, target: str) -> list[str]:
+        """A merge batch whose keys are all new: an INSERT (hard-deleted rows left out)."""
+        hard = plan.hard_delete and DELETED_AT in plan.columns
+        return [SQL.insert(target, staging, list(plan.columns), f"{SQL.q(DELETED_AT)} IS NULL" if hard else "")]
+
+    def _merge(self, statements: list[str], staging: str, keys: list[str], doing: str) -> None:
         """The merge transaction. A batch can hold one key twice under two spellings that only the server
         finds equal (10 and 10.0 in a numeric key): MERGE refuses to update a row twice, so the earlier
         row is dropped from staging and the merge runs again."""
         try:
-            with self.conn.transaction():
-                for sql, params in statements:
-                    self.conn.execute(sql, params)
+            with self.raw_transaction():
+                for sql in statements:
+                    self.execute(sql)
         except self._errors as exc:
             if getattr(exc, "sqlstate", None) != CARDINALITY_VIOLATION:
                 raise classify(exc, self.redactor, doing) from None
-            self._exec(ddl.dedupe_staging(staging, keys), doing=doing)
-            self._transaction(statements, doing)
+            self.run(ddl.dedupe_staging(staging, keys), doing)
+            self.run_all(statements, doing)
 
     def _has_unique_key(self, table: str, keys: list[str]) -> bool:
         if table not in self._unique_keys:
-            row = self._exec(ddl.UNIQUE_ON_KEYS, (self.schema, table, sorted(keys)), "reading the table's keys")
+            row = self.run(ddl.UNIQUE_ON_KEYS, "reading the table's keys", (self.schema, table, sorted(keys)))
             self._unique_keys[table] = bool(row.fetchone()[0])
         return self._unique_keys[table]
 
-    def cleanup(self, plan: StreamPlan, staging: str) -> None:
-        if not self.keep_staging and not self.conn.closed:
-            try:
-                self.conn.execute(f"DROP TABLE IF EXISTS {staging}")
-            except self._errors:
-                log.debug("dropping staging %s failed; it is temporary and goes with the session", staging)
-
-    def begin_replace(self, plan: StreamPlan) -> str:
-        shadow = ddl.pg_name(self._name(plan.table), SHADOW_SUFFIX)
-        keys = copy_rows.key_columns(plan) if plan.merges else []
-        self._transaction(
-            [
-                (f"DROP TABLE IF EXISTS {self._table(shadow)}", None),
-                (
-                    ddl.create_table(
-                        self._table(shadow),
-                        plan.table_columns or self._wanted(plan),
-                        keys,
-                        ddl.pg_name(shadow, "_pkey") if keys else None,
-                    ),
-                    None,
-                ),
-            ],
-            f"creating the shadow table {shadow}",
-        )
-        return shadow
-
-    def swap(self, plan: StreamPlan, shadow: str) -> None:
+    def swap(self, plan: StreamPlan, shadow: str, schema: list[str]) -> None:
         try:
-            schema = [(sql, None) for sql in self.take_schema(shadow)]
-            self._transaction(
-                schema + [(sql, None) for sql in self._swap_sql(plan.table, shadow)],
-                f"replacing {self.schema}.{plan.table}",
-            )
+            super().swap(plan, shadow, schema)
         except DponeError as exc:
             if "depend" in str(exc):
                 raise ConfigError(f"{exc} (views depend on the table: drop them, or use load_method upsert)") from None
             raise
-        log.info("replaced %s.%s", self.schema, plan.table)
-
-    def table_version(self, table: str) -> int | None:
-        columns = self.describe_table(table)
-        if not columns or "_sdc_table_version" not in columns:
-            return None
-        row = self._exec(f"SELECT max(_sdc_table_version) FROM {self._table(table)}", doing="reading the table version")
-        return row.fetchone()[0]  # type: ignore[no-any-return]
-
-    def merge_shadow(self, plan: StreamPlan, shadow: str) -> None:
-        self.flush_schema(shadow)
-        self.finalize(plan, self._table(shadow), plan.table)
-        self._exec(f"DROP TABLE IF EXISTS {self._table(shadow)}", doing="dropping the shadow table")
-
-    def activate_version(self, plan: StreamPlan, version: int) -> None:
-        if "_sdc_table_version" not in plan.columns:
-            log.warning("stream %s: ACTIVATE_VERSION ignored: add_record_metadata is off", plan.stream)
-            return
-        self._transaction(
-            [(ddl.activate_version(self._table(plan.table), plan.hard_delete), (version,))],
-            f"applying ACTIVATE_VERSION to {plan.table}",
-        )
 
     def close(self) -> None:
         for lane in self._lanes:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from dpone.targets.framework.loader import LOADER_SETTINGS, Loader
+from dpone.targets.framework.loader_target import LoaderTarget
+from dpone.targets.postgres.loader import PostgresLoader
+from dpone.targets.postgres.type_map import NUMBER_TYPES
 from dpone_drivers.postgres import CONNECTION_SETTINGS
 from dpone_protocol.config import Redactor
 from dpone_protocol.settings import Setting
-from targets.framework.loader import LOADER_SETTINGS, Loader
-from targets.framework.loader_target import LoaderTarget
-from targets.postgres.loader import PostgresLoader
-from targets.postgres.type_map import NUMBER_TYPES
 
 
 class PostgresTarget(LoaderTarget):

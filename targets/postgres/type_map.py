@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 import re
 
+from dpone.targets.framework.schema_evolution import Dialect
+from dpone.targets.postgres.ddl import pg_name, truncated
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.json_schema import ColumnType, Logical
-from targets.framework.schema_evolution import Dialect
-from targets.postgres.ddl import pg_name, truncated
 
 NUMBER_TYPES = ("numeric", "double precision")  # choices of number_type: where a plain JSON number lands
 _SIMPLE = {

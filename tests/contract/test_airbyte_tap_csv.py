@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from taps.csv.tap import CsvTap
-from taps.framework.tap_cli import run as run_tap
+from dpone.taps.csv.tap import CsvTap
+from dpone.taps.framework.tap_cli import run as run_tap
 from tests.tools.airbyte_validate import assert_valid
 
 SECRET = "hunter2-very-secret"

@@ -15,10 +15,10 @@ import duckdb
 import orjson
 import pytest
 
-from targets.duckdb.target import DuckDBTarget
-from targets.framework.target import Target
-from targets.framework.target_cli import run as run_target
-from targets.jsonl.target import JsonlTarget
+from dpone.targets.duckdb.target import DuckDBTarget
+from dpone.targets.framework.target import Target
+from dpone.targets.framework.target_cli import run as run_target
+from dpone.targets.jsonl.target import JsonlTarget
 from tests.tools.airbyte_validate import assert_valid
 
 SECRET = "hunter2-very-secret"

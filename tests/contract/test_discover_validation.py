@@ -22,8 +22,8 @@ import jsonschema
 import orjson
 import pytest
 
-from taps.csv.tap import CsvTap
-from taps.framework.tap import Tap
+from dpone.taps.csv.tap import CsvTap
+from dpone.taps.framework.tap import Tap
 from tests.conftest import Run, write_config
 from tests.tools import ROOT
 

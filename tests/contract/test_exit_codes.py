@@ -28,9 +28,9 @@ import duckdb
 import orjson
 import pytest
 
+from dpone.state.sqlite_store import SqliteStore
+from dpone.state.store import LockInfo, utc_now
 from dpone_protocol import errors
-from state.sqlite_store import SqliteStore
-from state.store import LockInfo, utc_now
 from tests.service.conftest import _as_postgres, _bin_dir, _free_port
 
 BIN = Path(sys.executable).parent
@@ -526,7 +526,7 @@ class _FullDisk:
 
 
 def test_duckdb_disk_full_is_transient_and_other_errors_pass_through() -> None:
-    from targets.duckdb.connector import Connection
+    from dpone.targets.duckdb.connector import Connection
 
     conn = Connection(_FullDisk(), "w.duckdb", (duckdb.IOException, duckdb.TransactionException))
     with pytest.raises(errors.TransientError, match=r"DuckDB file w\.duckdb: disk full \(.*No space left on device"):

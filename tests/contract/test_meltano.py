@@ -21,8 +21,9 @@ from tests.tools import ROOT, tool_venv
 
 pytestmark = pytest.mark.slow
 
-PROJECT_FILES = ("pyproject.toml", "README.md", "meltano.yml", "examples")
-PACKAGES = ("dpone_protocol", "dpone_drivers", "taps", "targets", "state", "dpone_runner")
+PROJECT_FILES = ("pyproject.toml", "setup.py", "README.md", "meltano.yml", "examples")
+# dpone/ holds links to taps/, targets/ and state/ (installed as dpone.taps, ...): copied as links.
+PACKAGES = ("dpone_protocol", "dpone_drivers", "dpone", "taps", "targets", "state", "dpone_runner")
 STATE_ID = "dev:tap-csv-to-target-duckdb"
 
 
@@ -48,11 +49,11 @@ class Meltano:
 
 
 def _copy_project(dest: Path) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "*.so")
     for name in (*PROJECT_FILES, *PACKAGES):
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=ignore)
+            shutil.copytree(src, dest / name, ignore=ignore, symlinks=True)
         else:
             shutil.copy2(src, dest / name)
 

@@ -27,9 +27,9 @@ import duckdb
 import orjson
 import pytest
 
+from dpone.state.sqlite_store import SqliteStore
+from dpone.state.store import StoredState
 from dpone_runner import cli
-from state.sqlite_store import SqliteStore
-from state.store import StoredState
 
 DPONE = str(Path(sys.executable).parent / "dpone")
 FAULT_TARGET = Path(__file__).resolve().parent.parent / "crash" / "fault_target.py"

@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from targets.duckdb.target import DuckDBTarget
+from dpone.targets.duckdb.target import DuckDBTarget
 from tests.conftest import Run, lines, record, schema, state
 
 NC = "__dpone__nc__"

@@ -1,4 +1,7 @@
-"""tap-csv through its CLI: discovery, about, full and incremental syncs, selection, BATCH, errors."""
+"""tap-csv through its CLI: type inference, about, full and incremental syncs, BATCH, errors.
+
+Discovery, selection, bookmarks and state cadence are the shared suite's (tests/kit/tap_suite.py,
+run by test_tap_csv_suite.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from taps.csv.tap import CsvTap
+from dpone.taps.csv.tap import CsvTap
 
 
 @pytest.fixture
@@ -69,39 +72,10 @@ def test_full_table_sync_reads_every_file_with_typed_values(run_tap, csv_dir):
     assert result.messages[-1]["type"] == "STATE"
 
 
-def test_incremental_resumes_at_bookmark_keeping_ties(run_tap, csv_dir, tmp_path):
-    config = people_config(csv_dir, replication_key="updated_at")
-    first = run_tap(CsvTap, config)
-    final = first.states[-1]
-    bookmark = final["bookmarks"]["people"]
-    assert bookmark == {"replication_key": "updated_at", "replication_key_value": "2024-01-03T00:00:00+00:00"}
-    state_file = tmp_path / "state.json"
-    # A saved STATE message line works as --state as well as its bare value.
-    state_file.write_bytes(orjson.dumps({"type": "STATE", "value": final}))
-    second = run_tap(CsvTap, config, "--state", str(state_file))
-    assert second.rc == 0, second.stderr
-    # Both rows that share the bookmark value come again: nothing at the boundary is lost.
-    assert [m["record"]["id"] for m in second.of_type("RECORD")] == [3, 4]
-    assert second.states[-1] == final
-
-
 def test_start_date_bounds_a_first_incremental_run(run_tap, csv_dir):
     config = {**people_config(csv_dir, replication_key="updated_at"), "start_date": "2024-01-02T00:00:00+00:00"}
     result = run_tap(CsvTap, config)
     assert [m["record"]["id"] for m in result.of_type("RECORD")] == [2, 3, 4]
-
-
-def test_catalog_selection_narrows_properties(run_tap, csv_dir, tmp_path):
-    discovered = json.loads(run_tap(CsvTap, people_config(csv_dir), "--discover").stdout)
-    for md in discovered["streams"][0]["metadata"]:
-        if md["breadcrumb"] == ["properties", "score"]:
-            md["metadata"]["selected"] = False
-    catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps(discovered))
-    result = run_tap(CsvTap, people_config(csv_dir), "--catalog", str(catalog))
-    assert result.rc == 0, result.stderr
-    assert "score" not in result.of_type("SCHEMA")[0]["schema"]["properties"]
-    assert all("score" not in m["record"] for m in result.of_type("RECORD"))
 
 
 def test_declared_schema_overrides_inference(run_tap, csv_dir):

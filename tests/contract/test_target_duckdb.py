@@ -1,17 +1,19 @@
-"""target-duckdb: load strategies, deletes, versions, types, schema drift, BATCH, state after commit."""
+"""target-duckdb's own cases: types, exact numbers, names and schemas, and its in-line commits.
+
+Load methods, deletes, versions, schema drift, BATCH, bad input, state after commit and crashes are
+the shared suite's (tests/kit/target_suite.py, run by test_target_duckdb_suite.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
-import gzip
 from pathlib import Path
 
 import duckdb
 import orjson
 import pytest
 
-from targets.duckdb.target import DuckDBTarget
+from dpone.targets.duckdb.target import DuckDBTarget
 from tests.conftest import lines, record, schema, state
 
 PROPS = {"id": {"type": "integer"}, "name": {"type": ["string", "null"]}}
@@ -29,77 +31,6 @@ def db(tmp_path: Path) -> Path:
 
 def people(*pairs: tuple[int, str], stream: str = "people", **extra) -> list[dict]:
     return [record(stream, {"id": i, "name": n}, **extra) for i, n in pairs]
-
-
-def test_upsert_merges_on_key_and_is_idempotent(run_target, db):
-    data = lines(schema("people", PROPS), *people((1, "a"), (2, "b"), (1, "a2")), state({"s": 1}))
-    config = {"filepath": str(db)}
-    for _ in range(2):
-        result = run_target(DuckDBTarget, config, data)
-        assert result.rc == 0, result.stderr
-        assert result.states == [{"s": 1}]
-        assert rows(db, "SELECT id, name FROM people ORDER BY id") == [(1, "a2"), (2, "b")]
-
-
-def test_append_only_keeps_every_row(run_target, db):
-    data = lines(schema("people", PROPS), *people((1, "a"), (1, "b")))
-    config = {"filepath": str(db), "load_method": "append-only"}
-    run_target(DuckDBTarget, config, data)
-    run_target(DuckDBTarget, config, data)
-    assert rows(db, "SELECT count(*) FROM people") == [(4,)]
-
-
-def test_overwrite_replaces_by_swap_and_holds_state_until_swapped(run_target, db):
-    config = {"filepath": str(db), "load_method": "overwrite", "batch_size_rows": 2}
-    run_target(DuckDBTarget, config, lines(schema("people", PROPS), *people((1, "old"), (2, "old"), (3, "old"))))
-    data = lines(
-        schema("people", PROPS),
-        *people((7, "new"), (8, "new")),
-        state({"mid": 1}),
-        *people((9, "new")),
-        state({"end": 1}),
-    )
-    result = run_target(DuckDBTarget, config, data)
-    assert result.rc == 0, result.stderr
-    # The mid-stream state covered rows that were only in the shadow table: never echoed.
-    assert result.states == [{"end": 1}]
-    assert rows(db, "SELECT id FROM people ORDER BY id") == [(7,), (8,), (9,)]
-    assert rows(db, "SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '%dpone%'") == [(0,)]
-
-
-def test_overwrite_with_no_rows_empties_the_table(run_target, db):
-    config = {"filepath": str(db), "load_method": "overwrite"}
-    run_target(DuckDBTarget, config, lines(schema("people", PROPS), *people((1, "a"))))
-    run_target(DuckDBTarget, config, lines(schema("people", PROPS)))
-    assert rows(db, "SELECT count(*) FROM people") == [(0,)]
-
-
-@pytest.mark.parametrize("hard", [False, True])
-def test_activate_version_soft_and_hard(run_target, db, hard):
-    config = {"filepath": str(db), "hard_delete": hard}
-    run_target(DuckDBTarget, config, lines(schema("people", PROPS), *people((1, "a"), (2, "b"), version=1)))
-    data = lines(
-        schema("people", PROPS),
-        *people((2, "b2"), version=2),
-        {"type": "ACTIVATE_VERSION", "stream": "people", "version": 2},
-    )
-    assert run_target(DuckDBTarget, config, data).rc == 0
-    live = rows(db, "SELECT id FROM people WHERE _sdc_deleted_at IS NULL ORDER BY id")
-    assert live == [(2,)]
-    total = rows(db, "SELECT count(*) FROM people")[0][0]
-    assert total == (1 if hard else 2)
-
-
-@pytest.mark.parametrize("hard", [False, True])
-def test_cdc_delete_records(run_target, db, hard):
-    config = {"filepath": str(db), "hard_delete": hard}
-    run_target(DuckDBTarget, config, lines(schema("people", PROPS), *people((1, "a"), (2, "b"))))
-    deleted = record("people", {"id": 1, "name": "a", "_sdc_deleted_at": "2024-05-01T00:00:00+00:00"})
-    assert run_target(DuckDBTarget, config, lines(schema("people", PROPS), deleted)).rc == 0
-    if hard:
-        assert rows(db, "SELECT id FROM people") == [(2,)]
-    else:
-        assert rows(db, "SELECT id, _sdc_deleted_at IS NOT NULL FROM people ORDER BY id") == [(1, True), (2, False)]
 
 
 def test_all_types_round_trip(run_target, db):
@@ -158,66 +89,8 @@ def test_all_types_round_trip(run_target, db):
     assert rows(db, "SELECT count(*) FROM types WHERE id = 2 AND ts IS NULL AND obj IS NULL") == [(1,)]
 
 
-def test_new_column_mid_stream_is_added_and_earlier_rows_kept(run_target, db):
-    wider = {**PROPS, "age": {"type": ["integer", "null"]}}
-    data = lines(
-        schema("people", PROPS),
-        *people((1, "a")),
-        schema("people", wider),
-        record("people", {"id": 2, "name": "b", "age": 30}),
-    )
-    assert run_target(DuckDBTarget, {"filepath": str(db)}, data).rc == 0
-    assert rows(db, "SELECT id, age FROM people ORDER BY id") == [(1, None), (2, 30)]
-
-
-def test_widening_integer_to_decimal_is_applied(run_target, db):
-    config = {"filepath": str(db)}
-    run_target(
-        DuckDBTarget,
-        config,
-        lines(schema("m", {"id": {"type": "integer"}, "v": {"type": "integer"}}), record("m", {"id": 1, "v": 5})),
-    )
-    wider = {
-        "id": {"type": "integer"},
-        "v": {"type": "string", "format": "singer.decimal", "precision": 38, "scale": 9},
-    }
-    result = run_target(DuckDBTarget, config, lines(schema("m", wider), record("m", {"id": 2, "v": "1.25"})))
-    assert result.rc == 0, result.stderr
-    assert rows(db, "SELECT id, v FROM m ORDER BY id") == [(1, decimal.Decimal(5)), (2, decimal.Decimal("1.25"))]
-
-
-def test_incompatible_type_change_stops_with_a_clear_message(run_target, db):
-    config = {"filepath": str(db)}
-    run_target(
-        DuckDBTarget,
-        config,
-        lines(schema("m", {"id": {"type": "integer"}, "v": {"type": "boolean"}}), record("m", {"id": 1, "v": True})),
-    )
-    changed = {"id": {"type": "integer"}, "v": {"type": "integer"}}
-    result = run_target(DuckDBTarget, config, lines(schema("m", changed), record("m", {"id": 2, "v": 3})))
-    assert result.rc == 65
-    assert "column 'v': is BOOLEAN" in result.stderr and "BIGINT" in result.stderr
-    assert rows(db, "SELECT id FROM m") == [(1,)]
-
-
-def test_bad_value_fails_the_batch_leaves_table_and_state_unchanged(run_target, db):
-    config = {"filepath": str(db), "batch_size_rows": 2}
-    data = lines(
-        schema("people", PROPS),
-        *people((1, "a"), (2, "b")),
-        state({"after": 2}),
-        record("people", {"id": 3, "name": "c"}),
-        record("people", {"id": "not-a-number", "name": "d"}),
-        state({"after": 4}),
-    )
-    result = run_target(DuckDBTarget, config, data)
-    assert result.rc == 65
-    assert "line 6, stream 'people', column 'id': 'not-a-number' is not an integer" in result.stderr
-    assert result.states == [{"after": 2}]
-    assert rows(db, "SELECT id FROM people ORDER BY id") == [(1,), (2,)]
-
-
-def test_state_is_echoed_only_after_the_records_before_it_commit(run_target, db):
+def test_state_is_echoed_as_soon_as_a_batch_commits(run_target, db):
+    """The suite checks that no state goes out early; DuckDB commits in line, so none goes out late either."""
     config = {"filepath": str(db), "batch_size_rows": 3}
     data = lines(
         schema("people", PROPS),
@@ -234,54 +107,6 @@ def test_state_is_echoed_only_after_the_records_before_it_commit(run_target, db)
     # the latest pending state (n=2) out, then n=3 was echoed at once (nothing uncommitted).
     assert result.states == [{"n": 2}, {"n": 3}]
     assert rows(db, "SELECT count(*) FROM people") == [(4,)]
-
-
-def test_malformed_json_names_the_line(run_target, db):
-    data = lines(schema("people", PROPS), *people((1, "a"))) + b"{not json\n"
-    result = run_target(DuckDBTarget, {"filepath": str(db)}, data)
-    assert result.rc == 65
-    assert "line 3" in result.stderr and "malformed JSON" in result.stderr
-    assert result.states == []
-
-
-def test_unknown_message_type_and_unknown_stream(run_target, db):
-    result = run_target(DuckDBTarget, {"filepath": str(db)}, b'{"type": "RECORDZ", "stream": "x"}\n')
-    assert result.rc == 65 and "unknown message type 'RECORDZ'" in result.stderr
-    result = run_target(
-        DuckDBTarget, {"filepath": str(db)}, lines({"type": "ACTIVATE_VERSION", "stream": "ghost", "version": 1})
-    )
-    assert result.rc == 65 and "'ghost'" in result.stderr
-
-
-def test_batch_messages_jsonl_gzip_and_parquet(run_target, db, tmp_path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    gz = tmp_path / "part-1.jsonl.gz"
-    with gzip.open(gz, "wb") as fh:
-        fh.write(b"".join(orjson.dumps({"id": i, "name": f"n{i}"}) + b"\n" for i in range(1, 4)))
-    pq_file = tmp_path / "part-2.parquet"
-    pq.write_table(pa.table({"id": [4, 5], "name": ["n4", "n5"]}), pq_file)
-    data = lines(
-        schema("people", PROPS),
-        {
-            "type": "BATCH",
-            "stream": "people",
-            "encoding": {"format": "jsonl", "compression": "gzip"},
-            "manifest": [gz.as_uri()],
-        },
-        {
-            "type": "BATCH",
-            "stream": "people",
-            "encoding": {"format": "parquet", "compression": None},
-            "manifest": [str(pq_file)],
-        },
-        state({"batches": 2}),
-    )
-    result = run_target(DuckDBTarget, {"filepath": str(db)}, data)
-    assert result.rc == 0, result.stderr
-    assert result.states == [{"batches": 2}]
-    assert [r[0] for r in rows(db, "SELECT id FROM people ORDER BY id")] == [1, 2, 3, 4, 5]
 
 
 def test_table_name_map_and_target_schema(run_target, db):

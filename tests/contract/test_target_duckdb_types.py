@@ -21,9 +21,9 @@ import duckdb
 import orjson
 import pytest
 
+from dpone.targets.duckdb import type_map, values
+from dpone.targets.duckdb.target import DuckDBTarget
 from dpone_protocol.json_schema import ColumnType, Logical, column_type
-from targets.duckdb import type_map, values
-from targets.duckdb.target import DuckDBTarget
 from tests.conftest import lines, record, schema
 
 ID = {"type": "integer"}

@@ -1,4 +1,7 @@
-"""target-jsonl: one file per stream, appends, overwrite, torn-tail repair, errors that name the path."""
+"""target-jsonl's own cases: file names, torn-tail repair, metadata fields, errors that name the path.
+
+Load methods, bad input, state after commit and crashes are the shared suite's
+(tests/kit/target_suite.py, run by test_target_jsonl_suite.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from targets.jsonl import target as jsonl_target
-from targets.jsonl.target import JsonlTarget
+from dpone.targets.jsonl import target as jsonl_target
+from dpone.targets.jsonl.target import JsonlTarget
 from tests.conftest import Run, lines, record, schema, state
 
 RunTarget = Callable[..., Run]
@@ -37,17 +40,6 @@ def test_writes_one_file_per_stream_and_echoes_state(run_target: RunTarget, tmp_
     assert read(tmp_path / "b_c.jsonl") == [{"id": 2, "v": None}]
 
 
-def test_appends_across_runs_and_overwrite_replaces(run_target: RunTarget, tmp_path: Path) -> None:
-    data = lines(schema("a", PROPS), record("a", {"id": 1, "v": "x"}))
-    run_target(JsonlTarget, {"destination_path": str(tmp_path)}, data)
-    run_target(JsonlTarget, {"destination_path": str(tmp_path)}, data)
-    assert len(read(tmp_path / "a.jsonl")) == 2
-    result = run_target(JsonlTarget, {"destination_path": str(tmp_path), "load_method": "overwrite"}, data)
-    assert result.rc == 0, result.stderr
-    assert len(read(tmp_path / "a.jsonl")) == 1
-    assert not list(tmp_path.glob("*.partial"))
-
-
 def test_torn_last_line_from_a_crash_is_cut_before_appending(run_target: RunTarget, tmp_path: Path) -> None:
     (tmp_path / "a.jsonl").write_bytes(b'{"id":1,"v":"x"}\n{"id":2,"v"')
     run_target(
@@ -71,17 +63,6 @@ def test_unwritable_destination_is_a_config_error(run_target: RunTarget, tmp_pat
         JsonlTarget, {"destination_path": str(blocker / "sub")}, lines(schema("a", PROPS), record("a", {"id": 1}))
     )
     assert result.rc == 78 and "destination_path" in result.stderr
-
-
-def test_a_run_that_stops_at_once_leaves_no_empty_file(run_target: RunTarget, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    malformed = lines(schema("a", PROPS)) + b"INFO starting sync\n"
-    result = run_target(JsonlTarget, {"destination_path": str(out)}, malformed)
-    assert result.rc == 65 and "line 2: malformed JSON" in result.stderr
-    no_key = lines(schema("a", PROPS), record("a", {"v": "no id"}))
-    result = run_target(JsonlTarget, {"destination_path": str(out), "load_method": "overwrite"}, no_key)
-    assert result.rc == 65 and "record has no value for key property 'id'" in result.stderr
-    assert not out.exists() or not list(out.iterdir())
 
 
 def test_a_stream_without_records_is_an_empty_file_when_the_input_ends_cleanly(

@@ -22,9 +22,9 @@ import orjson
 import pytest
 import yaml
 
+from dpone.targets.duckdb.target import DuckDBTarget
+from dpone.targets.jsonl.target import JsonlTarget
 from dpone_runner.cli import run as dpone
-from targets.duckdb.target import DuckDBTarget
-from targets.jsonl.target import JsonlTarget
 from tests.conftest import Run, write_config
 from tests.tools import ROOT, tool_venv
 

@@ -30,14 +30,14 @@ from typing import IO, Any, ClassVar
 
 import orjson
 
+from dpone.targets.duckdb.target import DuckDBTarget
+from dpone.targets.framework.batching import BatchPolicy
+from dpone.targets.framework.loader import Loader, SchemaQueue
+from dpone.targets.framework.loader_sink import LoaderSink
+from dpone.targets.framework.sink import Sink
+from dpone.targets.framework.target_cli import run
 from dpone_protocol.messages import SchemaMessage
 from dpone_protocol.settings import Setting
-from targets.duckdb.loader import DuckDBLoader
-from targets.duckdb.target import DuckDBTarget
-from targets.framework.batching import BatchPolicy
-from targets.framework.loader_sink import LoaderSink
-from targets.framework.sink import Sink
-from targets.framework.target_cli import run
 
 NONE = "none"
 MID_BATCH = "mid_batch"
@@ -77,10 +77,17 @@ class Fault:
 
 class FaultSink(LoaderSink):
     def __init__(
-        self, config: Mapping[str, Any], schema: SchemaMessage, policy: BatchPolicy, loader: DuckDBLoader, fault: Fault
+        self,
+        config: Mapping[str, Any],
+        schema: SchemaMessage,
+        policy: BatchPolicy,
+        loader: Loader,
+        queue: SchemaQueue,
+        *,
+        fault: Fault,
     ) -> None:
         self.fault = fault
-        super().__init__(config, schema, policy, loader)
+        super().__init__(config, schema, policy, loader, queue)
 
     def add_record(
         self, record: dict[str, Any], version: int | None, time_extracted: str | None, size: int, line: int
@@ -133,9 +140,7 @@ class FaultTarget(DuckDBTarget):
         self.fault = Fault(config)
 
     def make_sink(self, schema: SchemaMessage) -> Sink:
-        if self.loader is None:
-            self.loader = DuckDBLoader(self.config)
-        return FaultSink(self.config, schema, self.policy, self.loader, self.fault)
+        return FaultSink(self.config, schema, self.policy, self._shared_loader(), self.schema_queue, fault=self.fault)
 
     def run(self, stdin: IO[bytes], stdout: IO[bytes]) -> None:
         echo_log = self.config.get("echo_log")

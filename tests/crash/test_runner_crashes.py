@@ -41,8 +41,8 @@ import duckdb
 import orjson
 import pytest
 
-from state.sqlite_store import SqliteStore
-from state.store import LockInfo, utc_now
+from dpone.state.sqlite_store import SqliteStore
+from dpone.state.store import LockInfo, utc_now
 from tests.crash.fault_target import FAULT_POINTS, MID_BATCH
 
 ROWS = 150
@@ -60,8 +60,8 @@ SORTED_TAP = """\
 #!{python}
 import sys
 
-from taps.csv.tap import CsvTap
-from taps.framework.tap_cli import run
+from dpone.taps.csv.tap import CsvTap
+from dpone.taps.framework.tap_cli import run
 
 
 class SortedCsvTap(CsvTap):

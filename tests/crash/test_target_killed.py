@@ -114,7 +114,7 @@ def test_a_target_killed_while_creating_its_file_leaves_none_or_a_whole_one(tmp_
     db = tmp_path / "new.duckdb"
     dying = textwrap.dedent(f"""
         import os, duckdb
-        from targets.duckdb import connector
+        from dpone.targets.duckdb import connector
         def connect(path, **kwargs):
             with open(path, "wb") as fh:
                 fh.write(b"\\0" * 4096)

@@ -144,7 +144,7 @@ def src(server: Any, database: str, run_tap: Any, tmp_path: Path) -> Iterator[An
 @pytest.fixture(params=[False, True], ids=["encoder", "decoded"])
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The two ways target-postgres takes rows: the C encoder, or the decoded path."""
-    from targets.postgres import copy_rows
+    from dpone.targets.postgres import copy_rows
 
     if request.param:
         monkeypatch.setenv(copy_rows.PURE_PYTHON_ENV, "1")

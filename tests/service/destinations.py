@@ -11,9 +11,9 @@ import duckdb
 import psycopg
 import pytest
 
-from targets.duckdb.target import DuckDBTarget
-from targets.framework.target import Target
-from targets.postgres.target import PostgresTarget
+from dpone.targets.duckdb.target import DuckDBTarget
+from dpone.targets.framework.target import Target
+from dpone.targets.postgres.target import PostgresTarget
 
 
 class Destination(Protocol):

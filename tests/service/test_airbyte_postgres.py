@@ -15,10 +15,10 @@ import orjson
 import psycopg
 import pytest
 
-from taps.framework.tap_cli import run as run_tap
-from taps.postgres.tap import PostgresTap
-from targets.framework.target_cli import run as run_target
-from targets.postgres.target import PostgresTarget
+from dpone.taps.framework.tap_cli import run as run_tap
+from dpone.taps.postgres.tap import PostgresTap
+from dpone.targets.framework.target_cli import run as run_target
+from dpone.targets.postgres.target import PostgresTarget
 from tests.tools.airbyte_validate import assert_valid
 
 pytestmark = pytest.mark.service

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from taps.postgres.tap import PostgresTap
+from dpone.taps.postgres.tap import PostgresTap
 from tests.contract.test_discover_validation import check_tap
 
 pytestmark = pytest.mark.service

@@ -15,8 +15,8 @@ import orjson
 import psycopg
 import pytest
 
-from taps.postgres.tap import PostgresTap
-from targets.postgres.target import PostgresTarget
+from dpone.taps.postgres.tap import PostgresTap
+from dpone.targets.postgres.target import PostgresTarget
 from tests.conftest import lines, record, schema, state
 
 pytestmark = pytest.mark.service

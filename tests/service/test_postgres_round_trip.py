@@ -21,7 +21,7 @@ import orjson
 import psycopg
 import pytest
 
-from targets.postgres.target import PostgresTarget
+from dpone.targets.postgres.target import PostgresTarget
 from tests.conftest import Run
 from tests.service.test_tap_postgres import (
     BYTES,

@@ -15,7 +15,7 @@ import orjson
 import psycopg
 import pytest
 
-from targets.postgres.target import PostgresTarget
+from dpone.targets.postgres.target import PostgresTarget
 from tests.conftest import Run, lines, record, schema, state
 
 pytestmark = pytest.mark.service

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from dpone.state.postgres_store import PostgresStore
+from dpone.state.store import LockedError, LockInfo, open_store
 from dpone_protocol.errors import EXIT_CODES, ErrorKind, TransientError, describe
-from state.postgres_store import PostgresStore
-from state.store import LockedError, LockInfo, open_store
 from tests.unit.test_state_stores import Opener, StoreBehaviour
 
 pytestmark = pytest.mark.service

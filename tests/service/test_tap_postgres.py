@@ -5,7 +5,9 @@ Each test works in a schema of its own inside a database this module creates on 
 server (the database's TimeZone is UTC, so rendered timestamps are predictable). The tap runs
 in-process through its CLI (`run_tap`); a second, tiny server with password authentication and
 wal_level=replica is started for the tests that need one. LOG_BASED lives in
-test_tap_postgres_cdc.py, the tap | target round trip in test_postgres_round_trip.py.
+test_tap_postgres_cdc.py, the tap | target round trip in test_postgres_round_trip.py. The scenarios
+every tap shares (discovery, selection, bookmarks, resume, state cadence) are the shared suite's:
+tests/kit/tap_suite.py, run by test_tap_postgres_suite.py.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ import orjson
 import psycopg
 import pytest
 
+from dpone.taps.framework.tap_cli import run as run_tap_cli
+from dpone.taps.postgres.discovery import discover
+from dpone.taps.postgres.tap import PostgresTap
 from dpone_protocol.catalog import Catalog, apply_selection
-from taps.framework.tap_cli import run as run_tap_cli
-from taps.postgres.discovery import discover
-from taps.postgres.tap import PostgresTap
 from tests.conftest import Run
 
 pytestmark = pytest.mark.service
@@ -488,25 +490,6 @@ def test_partitioned_table_is_one_stream_read_through_its_parent(src):
     assert catalog.streams[0].key_properties == ["id", "at"]
     run = ok(src.sync(src.catalog("measures", catalog=catalog)))
     assert records(run) == [{"id": 1, "at": "2024-06-01", "v": 10}, {"id": 2, "at": "2025-06-01", "v": 20}]
-
-
-def test_catalog_selection_narrows_columns_but_keeps_the_key(src):
-    src.sql(
-        "CREATE TABLE people (id int PRIMARY KEY, name text, secret text, age int)",
-        "INSERT INTO people VALUES (1, 'ana', 's1', 30), (2, 'ben', 's2', NULL)",
-    )
-    catalog = src.catalog("people", deselect=("secret", "age", "id"))  # the key cannot be deselected
-    run = ok(src.sync(catalog))
-    schema = run.of_type("SCHEMA")[0]
-    assert list(schema["schema"]["properties"]) == ["id", "name"]
-    assert records(run) == [{"id": 1, "name": "ana"}, {"id": 2, "name": "ben"}]
-
-
-def test_no_catalog_syncs_every_discovered_stream(src):
-    src.sql("CREATE TABLE a (id int PRIMARY KEY)", "CREATE TABLE b (id int)", "INSERT INTO a VALUES (1)")
-    run = ok(src.sync())
-    assert [m["stream"] for m in run.of_type("SCHEMA")] == [src.stream("a"), src.stream("b")]
-    assert records(run, src.stream("a")) == [{"id": 1}]
 
 
 # -- FULL_TABLE --------------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from dpone.taps.postgres import cdc
 from dpone_protocol.errors import ConfigError
-from taps.postgres import cdc
 from tests.conftest import Run
 from tests.service.test_tap_postgres import (
     EVERY_TYPE_VALUES,

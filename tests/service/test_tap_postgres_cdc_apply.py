@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from targets.postgres.target import PostgresTarget
+from dpone.targets.postgres.target import PostgresTarget
 from tests.service.test_tap_postgres import ok, q, records
 from tests.service.test_tap_postgres_cdc import Cdc
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from targets.postgres.target import PostgresTarget
+from dpone.targets.postgres.target import PostgresTarget
 from tests.service.test_postgres_round_trip import compare, fill_source, target_config
 from tests.service.test_tap_postgres import (
     EVERY_TYPE_SCHEMA,

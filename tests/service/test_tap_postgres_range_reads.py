@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
+from dpone.taps.postgres.range_reads import KeyRange, split
 from dpone_protocol.batch_files import uri_to_path
-from taps.postgres.range_reads import KeyRange, split
 from tests.service.test_tap_postgres import ok
 
 pytestmark = pytest.mark.service
@@ -92,7 +92,7 @@ def test_selected_columns_only_and_an_empty_table(src, tmp_path):
 
 def test_all_readers_see_one_snapshot(src, tmp_path, monkeypatch):
     """Rows committed while the ranges are read belong to no reader: they came after the snapshot."""
-    from taps.postgres import range_reads
+    from dpone.taps.postgres import range_reads
 
     src.sql(
         "CREATE TABLE items (id int PRIMARY KEY, v text)",
@@ -128,7 +128,7 @@ def test_a_failing_reader_stops_the_run_and_announces_nothing_past_it(src, tmp_p
     covers only files of the ranges before the failed one, so a resumed run re-reads the rest."""
     import psycopg
 
-    from taps.postgres import range_reads
+    from dpone.taps.postgres import range_reads
 
     src.sql(
         "CREATE TABLE items (id int PRIMARY KEY, v text)",

@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 import pytest
 
-from targets.framework.encoded_rows import NOT_HANDLED
-from targets.postgres import copy_rows
-from targets.postgres.loader import LOAD_TIME_COLUMNS
-from targets.postgres.target import PostgresTarget
+from dpone.targets.framework.encoded_rows import NOT_HANDLED
+from dpone.targets.postgres import copy_rows
+from dpone.targets.postgres.loader import LOAD_TIME_COLUMNS
+from dpone.targets.postgres.target import PostgresTarget
 from tests.conftest import lines, record, schema, state
 from tests.service.test_target_postgres import TYPE_PROPS, Pg
 

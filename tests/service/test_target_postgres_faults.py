@@ -24,7 +24,7 @@ import orjson
 import psycopg
 import pytest
 
-from targets.postgres.target import PostgresTarget
+from dpone.targets.postgres.target import PostgresTarget
 from tests.conftest import lines, record, schema
 
 pytestmark = pytest.mark.service

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from targets.postgres.target import PostgresTarget
+from dpone.targets.postgres.target import PostgresTarget
 from tests.conftest import lines, record, schema, state
 from tests.service.test_target_postgres import PROPS, Pg, check_all_types_round_trip, ok, people
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from targets.postgres.ddl import pg_name, truncated
-from targets.postgres.target import PostgresTarget
+from dpone.targets.postgres.ddl import pg_name, truncated
+from dpone.targets.postgres.target import PostgresTarget
 from tests.conftest import lines, record, schema
 from tests.service.test_target_postgres import Pg, ok
 

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from targets.postgres.target import PostgresTarget
+from dpone.targets.postgres.target import PostgresTarget
 from tests.conftest import lines, record, schema, state
 from tests.service.test_target_postgres import Pg, error_line, ok
 

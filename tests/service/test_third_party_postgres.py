@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from taps.postgres.tap import PostgresTap
-from targets.postgres.target import PostgresTarget
+from dpone.taps.postgres.tap import PostgresTap
+from dpone.targets.postgres.target import PostgresTarget
 from tests.contract.test_third_party import messages, read_csv, singer_python_tap, tap_jsonl, target_csv
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]

@@ -9,14 +9,14 @@ from typing import Any
 import orjson
 import pytest
 
+from dpone.taps.framework.airbyte_writer import AirbyteOutput
+from dpone.targets.framework.airbyte_input import AirbyteInput, StateEcho, configured_streams
+from dpone.targets.framework.capabilities import APPEND, OVERWRITE, UPSERT
 from dpone_protocol.airbyte import StreamNames
 from dpone_protocol.catalog import Catalog, CatalogEntry
 from dpone_protocol.codec import MessageWriter
 from dpone_protocol.errors import ConfigError, ProtocolError
 from dpone_protocol.messages import RecordMessage, SchemaMessage, StateMessage
-from taps.framework.airbyte_writer import AirbyteOutput
-from targets.framework.airbyte_input import AirbyteInput, StateEcho, configured_streams
-from targets.framework.capabilities import APPEND, OVERWRITE, UPSERT
 
 
 def _lines(data: bytes) -> list[dict[str, Any]]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
 
-from targets.framework.committer import Committer
+from dpone.targets.framework.committer import Committer
 
 
 class Log:
@@ -117,3 +119,102 @@ def test_marks_tell_which_batches_have_committed() -> None:
     gate.set()
     committer.wait()
     assert committer.has_committed(mark) and not committer.busy
+
+
+# -- the pool under the committer: what the executor makes possible to get wrong --------------------------
+
+
+def _lane_threads(committer: Committer) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(committer._name)]
+
+
+def test_a_chain_waiting_on_a_failed_batch_is_cancelled_whole() -> None:
+    log, committer = Log(), Committer("chain", lanes=3)
+    gate = threading.Event()
+
+    def fails_late(lane: int, turn: Callable[[], None]) -> None:
+        turn()
+        gate.wait(5)
+        raise RuntimeError("a failed committing")
+
+    committer.submit(fails_late)
+    committer.submit(batch(log, "b"))  # waits on a; cancelled when a fails
+    committer.submit(batch(log, "c"))  # waits on b, which was cancelled: cancelled too
+    gate.set()
+    with pytest.raises(RuntimeError, match="a failed"):
+        committer.wait()
+    assert commits(log) == []
+    assert sorted(log.events) == ["b load on 1", "c load on 2"]  # loaded, never committed
+    assert committer.committed == 0 and not committer.busy
+
+
+def test_a_keyboard_interrupt_in_a_batch_reaches_the_main_thread_and_cancels_the_next() -> None:
+    log, committer = Log(), Committer(lanes=2)
+
+    def interrupted(lane: int, turn: Callable[[], None]) -> None:
+        time.sleep(0.05)
+        raise KeyboardInterrupt
+
+    committer.submit(interrupted)
+    committer.submit(batch(log, "b"))
+    with pytest.raises(KeyboardInterrupt):
+        committer.wait()
+    assert commits(log) == [] and committer.committed == 0
+
+
+def test_no_more_lane_threads_than_lanes_and_all_of_them_daemons() -> None:
+    log, committer = Log(), Committer("pool-size", lanes=2)
+    seen: list[threading.Thread] = []
+    for name in "abcdef":
+        committer.submit(batch(log, name, load_s=0.005))
+        threads = _lane_threads(committer)
+        assert len(threads) <= 2
+        seen += threads
+    committer.wait()
+    assert seen and all(t.daemon for t in seen)
+    assert commits(log) == list("abcdef")
+
+
+def test_close_lets_the_batches_in_flight_commit_and_their_threads_end() -> None:
+    log, committer = Log(), Committer("closing", lanes=2)
+    committer.submit(batch(log, "a", load_s=0.1))
+    committer.submit(batch(log, "b"))
+    threads = _lane_threads(committer)
+    committer.close()
+    assert commits(log) == ["a", "b"] and committer.has_committed(2)
+    for thread in threads:
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def test_close_keeps_an_error_not_yet_raised_for_wait() -> None:
+    log, committer = Log(), Committer(lanes=1)
+    committer.submit(batch(log, "a", fail="final"))
+    committer.close()
+    assert committer.busy
+    with pytest.raises(RuntimeError, match="a failed"):
+        committer.wait()
+
+
+_EXIT_WITH_A_BATCH_IN_FLIGHT = """
+import sys, threading
+from dpone.targets.framework.committer import Committer
+
+committer = Committer(lanes=2)
+committer.submit(lambda lane, turn: threading.Event().wait())  # a database call that never returns
+committer.submit(lambda lane, turn: turn())  # and one waiting its turn behind it
+if sys.argv[1] == "raise":
+    raise RuntimeError("the main thread failed")
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize(("how", "code"), [("raise", 1), ("exit", 3)])
+def test_a_process_exits_at_once_with_a_batch_in_flight(how: str, code: int) -> None:
+    # ThreadPoolExecutor joins its workers at exit: a stuck batch must not keep a failing target alive.
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_WITH_A_BATCH_IN_FLIGHT, how], capture_output=True, timeout=30, check=False
+    )
+    assert done.returncode == code, done.stderr
+    assert time.monotonic() - started < 15

@@ -25,12 +25,12 @@ from typing import Any
 import orjson
 import pytest
 
-from targets.framework.batching import BatchPolicy
-from targets.framework.encoded_rows import ADDED, ADDED_FULL, NOT_HANDLED
-from targets.framework.loader import StreamPlan
-from targets.postgres import copy_rows
+from dpone.targets.framework.batching import BatchPolicy
+from dpone.targets.framework.encoded_rows import ADDED, ADDED_FULL, NOT_HANDLED
+from dpone.targets.framework.loader import StreamPlan
+from dpone.targets.postgres import copy_rows
 
-_copyrows = pytest.importorskip("targets.postgres._copyrows")
+_copyrows = pytest.importorskip("dpone.targets.postgres._copyrows")
 
 TEXT, INT, FLOAT, DECIMAL, BOOL, JSON = (
     _copyrows.KIND_TEXT,

@@ -39,14 +39,14 @@ def test_import_dpone_protocol_loads_no_driver():
 @pytest.mark.parametrize(
     "module",
     [
-        "taps.csv.cli",
-        "taps.postgres.tap",
-        "targets.duckdb.target",
-        "targets.postgres.target",
-        "targets.jsonl.cli",
+        "dpone.taps.csv.cli",
+        "dpone.taps.postgres.tap",
+        "dpone.targets.duckdb.target",
+        "dpone.targets.postgres.target",
+        "dpone.targets.jsonl.cli",
         "dpone_runner.cli",
         "dpone_runner.pipeline",
-        "state.postgres_store",
+        "dpone.state.postgres_store",
     ],
 )
 def test_cli_modules_load_no_driver(module):

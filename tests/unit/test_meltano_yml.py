@@ -5,30 +5,36 @@ When a connector's Setting table or capabilities change, this fails and prints t
 
 from __future__ import annotations
 
+import importlib
 import tomllib
 from typing import Any
 
 import pytest
 import yaml
 
+from dpone.taps.csv.tap import CsvTap
+from dpone.taps.framework.tap import Tap
+from dpone.targets.framework.target import Target
 from dpone_protocol.about import meltano_plugin_settings
 from dpone_runner.project import load_project
-from taps.csv.tap import CsvTap
-from taps.framework.tap import Tap
-from taps.postgres.tap import PostgresTap
-from targets.duckdb.target import DuckDBTarget
-from targets.framework.target import Target
-from targets.jsonl.target import JsonlTarget
-from targets.postgres.target import PostgresTarget
 from tests.tools import ROOT
 
-CONNECTORS: dict[str, tuple[str, type[Tap] | type[Target], str]] = {
-    "tap-csv": ("extractors", CsvTap, ""),
-    "tap-postgres": ("extractors", PostgresTap, "postgres"),
-    "target-jsonl": ("loaders", JsonlTarget, ""),
-    "target-duckdb": ("loaders", DuckDBTarget, "duckdb"),
-    "target-postgres": ("loaders", PostgresTarget, "postgres"),
-}
+# The driver extra each connector installs with; a connector not named here needs none.
+EXTRAS = {"tap-postgres": "postgres", "target-duckdb": "duckdb", "target-postgres": "postgres"}
+
+
+def _connectors() -> dict[str, tuple[str, type[Tap] | type[Target], str]]:
+    """Every connector of the `dpone.connectors` entry points, so a new one (`dpone connectors new`) is checked too."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["dpone.connectors"]
+    found: dict[str, tuple[str, type[Tap] | type[Target], str]] = {}
+    for name, value in declared.items():
+        module, _, attr = value.partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+        found[name] = ("extractors" if name.startswith("tap-") else "loaders", cls, EXTRAS.get(name, ""))
+    return found
+
+
+CONNECTORS = _connectors()
 
 
 def meltano_yml() -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 
 from dpone_runner.processes import Connector, _level_of
 
-INFO = "2026-01-01 10:00:00,000 INFO targets.framework.target: loaded 17483 records into 3 streams"
+INFO = "2026-01-01 10:00:00,000 INFO dpone.targets.framework.target: loaded 17483 records into 3 streams"
 
 
 def connector(*stderr: str, name: str = "target-postgres", killed_for: str | None = None) -> Connector:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dpone_protocol.errors import ConfigError, DataError
-from dpone_protocol.json_schema import ColumnType, Logical
-from targets.duckdb.type_map import DUCKDB
-from targets.framework.schema_evolution import (
+from dpone.targets.duckdb.type_map import DUCKDB
+from dpone.targets.framework.schema_evolution import (
     NEW_COLUMN_PREFIX,
     Action,
     DestinationColumn,
@@ -18,7 +16,9 @@ from targets.framework.schema_evolution import (
     plan_schema,
     render_plan,
 )
-from targets.postgres.type_map import POSTGRES, casts
+from dpone.targets.postgres.type_map import POSTGRES, casts
+from dpone_protocol.errors import ConfigError, DataError
+from dpone_protocol.json_schema import ColumnType, Logical
 
 INT = ColumnType(Logical.INTEGER)
 TEXT = ColumnType(Logical.STRING)

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
+from dpone.state.merge import canonical, clear_stream, merge_state
 from dpone_protocol.errors import DataError
-from state.merge import canonical, clear_stream, merge_state
 
 OLD = {
     "bookmarks": {"a": {"xmin": 1}, "b": {"replication_key": "id", "replication_key_value": 5}},

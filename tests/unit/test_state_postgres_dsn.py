@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from state.postgres_store import _redactor, split_schema
+from dpone.state.postgres_store import _redactor, split_schema
 
 
 @pytest.mark.parametrize(
@@ -35,6 +35,6 @@ def test_redactor_masks_the_dsn_password_even_decoded():
 
 
 def test_importing_the_postgres_store_loads_no_driver():
-    code = "import sys, state.postgres_store, state.store; print('psycopg' in sys.modules)"
+    code = "import sys, dpone.state.postgres_store, dpone.state.store; print('psycopg' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

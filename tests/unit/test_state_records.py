@@ -6,16 +6,20 @@ import dataclasses
 
 import pytest
 
-from state.records import (
+from dpone.state.records import (
     KafkaOffsets,
     LsnPosition,
     RawBookmark,
     StreamBookmark,
+    TablePosition,
     XminPosition,
+    bookmarks_of,
     describe_state,
     parse_bookmark,
     parse_state,
+    read_position,
 )
+from dpone_protocol.errors import ConfigError
 
 WIRE_BOOKMARKS = [
     (StreamBookmark, {"replication_key": "updated_at", "replication_key_value": "2024-05-01T00:00:00Z"}),
@@ -33,6 +37,8 @@ WIRE_BOOKMARKS = [
     (LsnPosition, {"lsn": 23965464, "version": 1714500000, "last_replication_method": "LOG_BASED"}),
     (LsnPosition, {"lsn": "0/16DB018"}),
     (LsnPosition, {"lsn": 23965464, "xmin": 12, "version": 1}),
+    (TablePosition, {"version": 1714500000, "last_pk": [41, "a"]}),
+    (TablePosition, {"version": 1714500000, "last_replication_method": "FULL_TABLE"}),
     (KafkaOffsets, {"topic": "orders", "partitions": {"0": 42, "1": 17}}),
     (KafkaOffsets, {"partitions": {}, "end_offsets": {"0": 50}}),
     (RawBookmark, {"partitions": [{"context": {"id": 1}, "replication_key_value": 5}]}),
@@ -40,6 +46,7 @@ WIRE_BOOKMARKS = [
     (RawBookmark, {"xmin": True}),
     (RawBookmark, {"lsn": "not an lsn"}),
     (RawBookmark, {"cursor": "abc"}),
+    (RawBookmark, {"version": 1, "last_pk": "41"}),
     (RawBookmark, {}),
 ]
 
@@ -132,3 +139,67 @@ def test_describe_state_lines():
     value = {"bookmarks": {"a": {"xmin": 1}}, "currently_syncing": "a"}
     assert describe_state(value) == ["a: full-table copy resumes after xmin 1", "currently syncing: a"]
     assert describe_state({"bookmarks": {}}) == []
+
+
+# Bookmarks as tap-postgres, tap-csv and the Singer SDK write them: each method's record reads and
+# writes them back unchanged, so existing state stays readable.
+TAP_BOOKMARKS = [
+    ("FULL_TABLE", {"version": 1764070000000, "last_pk": [41000]}, TablePosition),
+    ("FULL_TABLE", {"version": 1764070000000}, TablePosition),
+    ("FULL_TABLE", {}, TablePosition),
+    ("INCREMENTAL", {"replication_key": "updated_at", "replication_key_value": "2025-01-02T09:00:00+00:00"}, None),
+    ("INCREMENTAL", {"replication_key": "id", "replication_key_value": 5, "version": 3}, None),
+    ("XMIN", {"xmin": 7741}, XminPosition),
+    ("XMIN", {"xmin": 7741, "version": 1}, XminPosition),
+    ("LOG_BASED", {"lsn": 26412696}, LsnPosition),
+    ("LOG_BASED", {"lsn": "0/16DB018", "version": 1}, LsnPosition),
+    ("LOG_BASED", {}, LsnPosition),
+    ("SOMETHING_ELSE", {"cursor": "abc"}, RawBookmark),
+]
+
+
+@pytest.mark.parametrize(("method", "wire", "kind"), TAP_BOOKMARKS)
+def test_a_taps_read_gives_the_methods_record_and_writes_it_back_exactly(method, wire, kind):
+    bookmark = read_position("orders", wire, method)
+    assert type(bookmark) is (kind or StreamBookmark)
+    if kind is not None:
+        assert bookmark.to_dict() == wire
+
+
+def test_a_taps_read_leaves_fields_not_recorded_yet_as_none():
+    assert read_position("t", None, "FULL_TABLE") == TablePosition("t", None, None)
+    assert read_position("t", {"version": 3}, "FULL_TABLE") == TablePosition("t", 3, None)
+    assert read_position("t", {}, "XMIN") == XminPosition("t", None)
+    assert read_position("t", {"xmin": 5}, "LOG_BASED") == LsnPosition("t", None, {"xmin": 5})
+    incremental = read_position("t", {"replication_key": "k"}, "INCREMENTAL")
+    assert incremental == StreamBookmark("t", "k", None)
+    assert LsnPosition("t", 16).position == 16
+
+
+@pytest.mark.parametrize(
+    ("method", "wire", "says"),
+    [
+        ("FULL_TABLE", {"version": "1", "last_pk": [1]}, "'version' must be an integer"),
+        ("FULL_TABLE", {"version": 1, "last_pk": 41}, "'last_pk' must be a list"),
+        ("INCREMENTAL", {"replication_key": 3, "replication_key_value": 1}, "'replication_key' must be a column name"),
+        ("XMIN", {"xmin": "7741"}, "'xmin' must be an integer"),
+        ("XMIN", {"xmin": True}, "'xmin' must be an integer"),
+        ("LOG_BASED", {"lsn": "yesterday"}, "'lsn' must be an LSN"),
+        ("LOG_BASED", [1, 2], "expected an object"),
+    ],
+)
+def test_a_malformed_bookmark_is_a_config_error_naming_the_stream(method, wire, says):
+    with pytest.raises(ConfigError) as caught:
+        read_position("public-orders", wire, method)
+    assert str(caught.value).startswith("stream 'public-orders': malformed bookmark in the state: ")
+    assert says in str(caught.value)
+
+
+def test_table_position_describes_whether_a_read_is_in_progress():
+    assert "resumes after key [41]" in TablePosition("t", 1, [41]).describe()
+    assert TablePosition("t", 1).describe() == "t: full table version 1, complete"
+
+
+def test_bookmarks_of_a_state_value():
+    assert bookmarks_of({"bookmarks": {"a": {"xmin": 1}}}) == {"a": {"xmin": 1}}
+    assert bookmarks_of(None) == {} == bookmarks_of({"bookmarks": "junk"})

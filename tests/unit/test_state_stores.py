@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from dpone.state.json_store import JsonFileStore
+from dpone.state.sqlite_store import SqliteStore
+from dpone.state.store import LockedError, LockInfo, RunRecord, StateStore, new_lock, open_store, utc_now
 from dpone_protocol.errors import ConfigError, DataError
-from state.json_store import JsonFileStore
-from state.sqlite_store import SqliteStore
-from state.store import LockedError, LockInfo, RunRecord, StateStore, new_lock, open_store, utc_now
 
 Opener = Callable[[], StateStore]
 

@@ -10,13 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
+from dpone.taps.csv.tap import CsvTap
+from dpone.taps.framework.stream import EncodedRecord, ReadContext, Stream
+from dpone.taps.framework.stream_maps import StreamMaps
+from dpone.taps.framework.tap import Tap
+from dpone.taps.framework.tap_cli import about
 from dpone_protocol.codec import EXACT_CODEC
 from dpone_protocol.messages import ActivateVersionMessage
-from taps.csv.tap import CsvTap
-from taps.framework.stream import EncodedRecord, ReadContext, Stream
-from taps.framework.stream_maps import StreamMaps
-from taps.framework.tap import Tap
-from taps.framework.tap_cli import about
 
 ROWS = "id,name,email,amount,updated_at\n1,Ada,ada@x.io,10.5,2024-01-01\n2,Bob,bob@x.io,7,2024-01-02\n"
 
@@ -200,7 +200,7 @@ def test_encoded_records_keep_every_digit_and_other_messages_follow_the_alias(ru
 
 
 def test_about_lists_stream_maps_capabilities_and_secret_settings():
-    from taps.postgres.tap import PostgresTap
+    from dpone.taps.postgres.tap import PostgresTap
 
     for cls in (CsvTap, PostgresTap):
         doc = orjson.loads(about(cls, "json"))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from dpone.targets.duckdb import type_map as duck
+from dpone.targets.postgres import type_map as pg
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.json_schema import ColumnType, Logical, column_type
-from targets.duckdb import type_map as duck
-from targets.postgres import type_map as pg
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 /*
- * targets.postgres._copyrows: Singer RECORD lines -> PostgreSQL COPY text rows, without Python
+ * dpone.targets.postgres._copyrows: Singer RECORD lines -> PostgreSQL COPY text rows, without Python
  * objects per row. What each file does:
  *
  *   json_scan.c  validating JSON scanner: strings (decoded, COPY-escaped), numbers, any value

@@ -445,7 +445,7 @@ static PyMemberDef Encoder_members[] = {
 
 PyTypeObject EncoderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "targets.postgres._copyrows.Encoder",
+    .tp_name = "dpone.targets.postgres._copyrows.Encoder",
     .tp_basicsize = sizeof(Encoder),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "One stream's batch of COPY text rows.",

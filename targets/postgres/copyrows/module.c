@@ -1,8 +1,8 @@
-/* The module: targets.postgres._copyrows. See copyrows.h. */
+/* The module: dpone.targets.postgres._copyrows. See copyrows.h. */
 #include "copyrows.h"
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "targets.postgres._copyrows",
+    PyModuleDef_HEAD_INIT, "dpone.targets.postgres._copyrows",
     "Singer RECORD lines to PostgreSQL COPY text rows.", -1, NULL, NULL, NULL, NULL, NULL,
 };
 

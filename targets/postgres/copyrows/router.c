@@ -201,7 +201,7 @@ static PyMethodDef Router_methods[] = {
 
 PyTypeObject RouterType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "targets.postgres._copyrows.Router",
+    .tp_name = "dpone.targets.postgres._copyrows.Router",
     .tp_basicsize = sizeof(Router),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Routes RECORD lines to their stream's Encoder.",

@@ -1,0 +1,1 @@
+"""The files `dpone connectors new` renders (string.Template): data, not modules."""

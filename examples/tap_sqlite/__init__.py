@@ -1,0 +1,1 @@
+"""tap-sqlite: the SQLite tap of docs/writing-a-connector.md, run by its tests."""

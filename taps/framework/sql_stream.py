@@ -1,0 +1,210 @@
+"""A table or view of a database as a stream: FULL_TABLE resumable by key, INCREMENTAL with ties.
+
+The server renders every row as JSON text (the dialect's `row_json`) next to a JSON array of the
+row's bookmark key; the dialect streams the rows back as lines of bytes. The stream never decodes
+a row: it cuts the row's JSON out of the line and yields it as an EncodedRecord, which the tap
+frames into a RECORD, and keeps the key bytes of the last row for the bookmark (decoded only at
+a checkpoint). Every query orders by the key it bookmarks, so the bookmark advances at every STATE.
+
+- FULL_TABLE: ordered by the primary key; the bookmark is a TablePosition, whose `last_pk` lets
+  a stopped read resume after the last row sent, in the same table version. ACTIVATE_VERSION
+  opens a stream's first version and closes every complete read.
+- INCREMENTAL: rows whose replication key is at or after the bookmark (ties are sent again,
+  never lost), ordered by it; the bookmark is a StreamBookmark.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, final
+
+import orjson
+
+from dpone.state.records import Bookmark, RawBookmark, StreamBookmark, TablePosition
+from dpone.taps.framework.sql_dialect import FIELD_SEPARATOR
+from dpone.taps.framework.sql_discovery import SqlTable, discovery_metadata, orderable, stream_schema
+from dpone.taps.framework.stream import EncodedRecord, ReadContext, Stream, WrittenBatch
+from dpone_protocol.catalog import FULL_TABLE, INCREMENTAL
+from dpone_protocol.errors import ConfigError
+from dpone_protocol.messages import ActivateVersionMessage
+
+if TYPE_CHECKING:
+    from dpone.taps.framework.sql_tap import SqlTap
+
+SRC = "_dpone_src"  # the table's alias in every query: unlikely to clash with a column name
+_NULL_KEY = b"[null]"  # NULL keys sort last and bookmark nothing
+
+
+class SqlStream(Stream):
+    """Override `read` (calling this one for FULL_TABLE and INCREMENTAL) and `position` to add methods,
+    `full_table_files` for a faster BATCH path; the methods marked final are the base's."""
+
+    is_sorted = True  # every query orders by the key it bookmarks
+
+    def __init__(self, table: SqlTable, tap: SqlTap) -> None:
+        self.table = table
+        self.tap = tap
+        self.dialect = tap.dialect
+        self.name = table.stream_id
+        self.key_properties = list(table.primary_key)  # type: ignore[misc]
+        self.schema = stream_schema(table)
+        # Columns INCREMENTAL can bookmark (ordered, compared by value); the user picks one.
+        self.valid_replication_keys = [c.name for c in table.columns if orderable(c.schema)]  # type: ignore[misc]
+        self.log = logging.getLogger(type(self).__module__)
+        self.mode = FULL_TABLE
+        self.committed: Bookmark = RawBookmark(self.name, {})
+        self.last_key: bytes | None = None  # JSON array of the last row's key, as the server rendered it
+        self.version: int | None = None  # the table version of a FULL_TABLE read
+        self.read_key: str | None = None  # the replication key of an INCREMENTAL read
+        self.start_value: Any = None
+        self.json_nulls = 0  # rows whose JSON null went out as null (indistinguishable from SQL NULL)
+
+    def discovery_metadata(self) -> dict[str, Any]:
+        return discovery_metadata(self.table)
+
+    # -- reading --------------------------------------------------------------------
+    @final
+    def records(self, ctx: ReadContext) -> Iterator[Any]:
+        self.mode = ctx.replication_method
+        self.committed = ctx.bookmark
+        self.start_value = ctx.start_value
+        self.last_key = self.version = self.read_key = None
+        self.json_nulls = 0
+        yield from self.read(ctx)
+        if self.json_nulls:
+            self.log.warning(
+                "stream %s: %d rows held JSON null in a %s column; it is sent as null and lands as SQL NULL",
+                self.name,
+                self.json_nulls,
+                self.dialect.json_columns,
+            )
+
+    def read(self, ctx: ReadContext) -> Iterator[Any]:
+        if ctx.replication_method == INCREMENTAL:
+            yield from self.incremental(ctx)
+        else:
+            yield from self.full_table(ctx)
+
+    def full_table(self, ctx: ReadContext) -> Iterator[Any]:
+        pk = self.table.primary_key
+        committed = self.committed if isinstance(self.committed, TablePosition) else None
+        resume = committed.last_pk if committed is not None and pk else None
+        version = committed.version if committed is not None and resume is not None else None
+        if version is None:
+            version = int(time.time() * 1000)
+            if committed is None or committed.version is None:
+                # First sync ever: the target learns the version before any row.
+                yield ActivateVersionMessage(self.name, version)
+        ctx.version = self.version = version
+        keys = [self.column(k) for k in pk]
+        where = ""
+        params: list[Any] = []
+        if resume is not None:
+            if len(resume) != len(pk):
+                raise ConfigError(f"stream {self.name!r}: saved last_pk does not match the primary key {pk}")
+            condition, params = self.dialect.after_key(keys, resume)
+            where = f" WHERE {condition}"
+            self.log.info("stream %s: resuming the full table after primary key %s", self.name, resume)
+        files = self.full_table_files(ctx, where, params) if ctx.batch is not None else None
+        yield from files if files is not None else self.read_rows(ctx.selected, keys, where, params)
+        ctx.version = None
+        # Rows of older versions (deleted in the source since) can now be removed downstream.
+        yield ActivateVersionMessage(self.name, version)
+
+    def full_table_files(self, ctx: ReadContext, where: str, params: list[Any]) -> Iterator[WrittenBatch] | None:
+        """BATCH output of a full table written straight into files (e.g. key ranges read in parallel);
+        None reads it row by row. Each file's last key goes to `last_key` before it is yielded."""
+        return None
+
+    def incremental(self, ctx: ReadContext) -> Iterator[EncodedRecord]:
+        rk = ctx.replication_key
+        if rk is None or rk not in self.schema["properties"]:
+            raise ConfigError(f"stream {self.name!r}: replication key {rk!r} is not a column of the table")
+        self.read_key = rk
+        key = self.column(rk)
+        where = ""
+        params: list[Any] = []
+        if ctx.start_value is not None:
+            condition, params = self.dialect.at_or_after(key, ctx.start_value)
+            where = f" WHERE {condition}"
+        yield from self.read_rows(ctx.selected, [key], where, params)
+
+    @final
+    def column(self, name: str) -> str:
+        """A column of the table in a query: its quoted name on the table's alias."""
+        return f"{SRC}.{self.dialect.quoting.q(name)}"
+
+    @final
+    def select_sql(self, selected: list[str], keys: list[str] | None, where: str, order: list[str]) -> tuple[str, bool]:
+        """The query of a read, and whether each row ends with a JSON-null flag.
+
+        Each row selects its JSON text, then (unless `keys` is None) the JSON array of `keys`."""
+        row, joins = self.dialect.row_json(self._rendered(selected))
+        fields = [row] if keys is None else [row, self.dialect.key_json(keys)]
+        flag = self._json_null_flag(selected)
+        if flag is not None:
+            fields.append(flag)
+        order_by = f" ORDER BY {', '.join(order)}" if order else ""
+        return f"SELECT {', '.join(fields)} FROM {self.table.qualified} AS {SRC}{joins}{where}{order_by}", bool(flag)
+
+    @final
+    def read_rows(self, selected: list[str], keys: list[str], where: str, params: list[Any]) -> Iterator[EncodedRecord]:
+        """The rows ordered by `keys`, each row's JSON as it came from the server; the last key is kept."""
+        sql, flagged = self.select_sql(selected, keys, where, keys)
+        try:
+            with self.dialect.rows(self.tap.conn, sql, params) as rows:
+                for block in rows:
+                    data = bytes(block)
+                    sep = data.index(FIELD_SEPARATOR)
+                    end = len(data)
+                    if flagged:
+                        end = data.rindex(FIELD_SEPARATOR)
+                        if data[end + 1 : end + 2] == b"t":
+                            self.json_nulls += 1
+                    if keys:
+                        key = data[sep + 1 : end].rstrip(b"\n")
+                        if key != _NULL_KEY:
+                            self.last_key = key
+                    yield EncodedRecord(data[:sep])
+        except self.dialect.driver_errors() as exc:
+            raise self.dialect.read_error(exc, self.table, self.tap.redactor) from None
+
+    def _rendered(self, selected: list[str]) -> list[tuple[str, str]]:
+        by_name = {c.name: c for c in self.table.columns}
+        missing = [name for name in selected if name not in by_name]
+        if missing:
+            raise ConfigError(
+                f"stream {self.name!r}: selected columns {missing} no longer exist in "
+                f"{self.table.schema}.{self.table.name}; re-run discovery and update the catalog"
+            )
+        return [(self.dialect.column_sql(by_name[name], SRC), name) for name in selected]
+
+    def _json_null_flag(self, selected: list[str]) -> str | None:
+        chosen = set(selected)
+        tests = [
+            test
+            for c in self.table.columns
+            if c.name in chosen and (test := self.dialect.json_null_test(c, self.column(c.name))) is not None
+        ]
+        return self.dialect.any_true(tests) if tests else None
+
+    # -- bookmarks ------------------------------------------------------------------
+    @final
+    def key_values(self) -> list[Any] | None:
+        """The last row's key, decoded (at a checkpoint, not per row)."""
+        return None if self.last_key is None else list(orjson.loads(self.last_key))
+
+    def position(self, final: bool) -> Bookmark | None:
+        key = self.key_values()
+        if self.mode == FULL_TABLE and self.version is not None:
+            committed = self.committed if isinstance(self.committed, TablePosition) else None
+            # A finished read has no resume point; before its first row it keeps the one it started from.
+            last_pk = None if final else key if key is not None else committed.last_pk if committed else None
+            return TablePosition(self.name, self.version, last_pk, committed.extra if committed else {})
+        if self.mode == INCREMENTAL and self.read_key is not None:
+            extra = self.committed.extra if isinstance(self.committed, StreamBookmark) else {}
+            value = key[0] if key is not None else self.start_value
+            return StreamBookmark(self.name, self.read_key, value, extra)
+        return None

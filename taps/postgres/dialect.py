@@ -1,0 +1,70 @@
+"""PostgreSQL as a SQL stream source: row_to_json over lossless expressions, streamed with COPY.
+
+COPY in CSV form with 0x1F as the delimiter and 0x1E as the quote gives each row as one line,
+`<row JSON>\\x1f<key JSON>[\\x1f<t|f>]`, with nothing to unquote: JSON text holds neither byte
+raw (JSON escapes control characters), and the key array and flag are plain text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from dpone.taps.framework.sql_dialect import SqlDialect
+from dpone.taps.framework.sql_discovery import SqlColumn, SqlTable, TableFilter
+from dpone.taps.postgres.discovery import tables
+from dpone_drivers.postgres import classify, connect, driver_errors
+from dpone_protocol.config import Redactor
+from dpone_protocol.errors import ConfigError, DponeError
+
+APPLICATION_NAME = "dpone-tap-postgres"
+COPY_OUT = "(FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e')"
+_ROW = "_dpone_row"  # the alias of the selected columns, which row_to_json renders
+
+
+class PostgresDialect(SqlDialect):
+    name = "PostgreSQL"
+    json_columns = "json/jsonb"
+
+    def connect(self, config: Mapping[str, Any], redactor: Redactor) -> Any:
+        return connect(config, redactor, APPLICATION_NAME, autocommit=True)
+
+    def driver_errors(self) -> tuple[type[Exception], ...]:
+        return driver_errors()
+
+    def error(self, exc: Exception, redactor: Redactor, doing: str) -> DponeError:
+        return classify(exc, redactor, doing)
+
+    def read_error(self, exc: Exception, table: SqlTable, redactor: Redactor) -> DponeError:
+        doing = f"reading {table.schema}.{table.name}"
+        if "permission denied" in str(exc):
+            text = redactor(" ".join(str(exc).split()))
+            return ConfigError(f"{doing}: {text} (GRANT SELECT ON {table.qualified} TO the tap's user)")
+        return classify(exc, redactor, doing)
+
+    def tables(self, conn: Any, wanted: TableFilter) -> list[SqlTable]:
+        return tables(conn, wanted)
+
+    def row_json(self, columns: Sequence[tuple[str, str]]) -> tuple[str, str]:
+        selected = ", ".join(f"{expression} AS {self.quoting.q(name)}" for expression, name in columns)
+        return f"row_to_json({_ROW})::text", f" CROSS JOIN LATERAL (SELECT {selected}) AS {_ROW}"
+
+    def key_json(self, expressions: Sequence[str]) -> str:
+        return f"json_build_array({', '.join(expressions) or 'NULL'})::text"
+
+    def json_null_test(self, column: SqlColumn, expression: str) -> str | None:
+        if "object" not in (column.schema.get("type") or []):
+            return None
+        # jsonb renders as itself; json goes through its line-break rewrite (see type_map).
+        if column.expression == self.quoting.q(column.name):
+            return f"{expression} = 'null'::jsonb"
+        return f"json_typeof({expression}) = 'null'"
+
+    @contextlib.contextmanager
+    def rows(self, conn: Any, sql: str, params: Sequence[Any]) -> Iterator[Iterable[Any]]:
+        with conn.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT {COPY_OUT}", params or None) as copy:
+            yield copy
+
+
+POSTGRES = PostgresDialect()
