@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from dpone_protocol.config import Redactor, load_config
 from dpone_protocol.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 _KIND_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -73,4 +76,10 @@ def load_settings(settings: Iterable[Setting], who: str, paths: list[str] | None
     settings = list(settings)
     raw = load_config(paths)
     redactor.add_config(raw, secret_names(settings))
+    # Not an error (orchestrators add keys of their own), but a typo or a setting another connector
+    # has (load_method on a target that only appends) must not pass unnoticed.
+    known = {s.name for s in settings}
+    unknown = sorted(k for k in raw if k not in known and not k.startswith("_"))
+    if unknown:
+        log.warning("%s ignores settings it does not have: %s (see --about for its settings)", who, ", ".join(unknown))
     return apply_settings(settings, raw, who)

@@ -41,6 +41,16 @@ class Connector:
     about: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text!r}")
+    return value
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("connectors", help="installed taps and targets; a new connector's skeleton")
     actions = parser.add_subparsers(dest="action", required=True)
@@ -48,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     listing.add_argument("--format", choices=("table", "json"), default="table")
     listing.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"how long a third-party connector may take to answer --about (default {DEFAULT_TIMEOUT:g})",

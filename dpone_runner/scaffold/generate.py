@@ -45,10 +45,13 @@ class Written:
 def connector_names(kind: str, name: str) -> Names:
     if kind not in KINDS:
         raise ConfigError(f"connector kind must be tap or target, got {kind!r}")
-    for prefix in ("tap-", "target-"):
+    for prefix in ("tap-", "target-", "tap_", "target_"):
         if name.startswith(prefix):
             bare = name[len(prefix) :]
-            raise ConfigError(f"name {name!r}: give the part after {prefix!r}: `dpone connectors new {kind} {bare}`")
+            # The prefix says which kind was meant: it may not be the one asked for.
+            meant = prefix.rstrip("-_")
+            hint = f": `dpone connectors new {meant} {bare}`" if bare else ""
+            raise ConfigError(f"name {name!r}: give the name without the {prefix!r} prefix{hint}")
     if not _NAME.fullmatch(name) or len(name) > _MAX_NAME:
         raise ConfigError(
             f"name {name!r} is not valid: use lowercase letters, digits, and - or _ between them, starting with a "
@@ -212,8 +215,8 @@ def new_connector(kind: str, name: str, root: Path | None = None) -> Written:
         "next:\n"
         f"  .venv/bin/pytest -q {test}\n"
         f"  .venv/bin/pip install -e .   (installs the {names.executable} command)\n"
-        f"  make {package / module} {'read the source' if kind == 'tap' else 'write to the destination'},"
-        f" and {doc} say what it does\n"
+        f"  then edit {package / module} to {'read your source' if kind == 'tap' else 'write to your destination'},"
+        f" and {doc} to say what it does\n"
     )
     return Written(root, [*rendered, Path("pyproject.toml"), Path("meltano.yml")], steps)
 

@@ -56,7 +56,8 @@ class SqliteDialect(SqlDialect):
         columns, keys = [], []
         for table in found:
             info = conn.execute(f"PRAGMA table_info({self.quoting.q(table)})").fetchall()
-            columns += [(table, name, declared, not notnull) for _, name, declared, notnull, _, _ in info]
+            # A key column is never null, though SQLite lets a table say so only with NOT NULL.
+            columns += [(table, name, declared, not (notnull or pk)) for _, name, declared, notnull, _, pk in info]
             keys.append((table, [row[1] for row in sorted(info, key=lambda r: r[5]) if row[5]]))
         return assemble(found, columns, keys, sqlite_column)
 

@@ -42,10 +42,14 @@ SQLITE = Dialect(
 class SqliteSql(SqlDialect):
     table_options = "STRICT"  # a value of the wrong type is refused (SQLite 3.37+), not stored as it came
 
+    def primary_key(self, keys: list[str], key_name: str | None) -> str | None:
+        # The merge finds each staged key through this index: without it, every batch scans the table.
+        return f"PRIMARY KEY ({self.column_list(keys)})" if keys else None
+
     def delete_matching(self, table: str, source: str, keys: Iterable[str]) -> str:
-        # SQLite's DELETE has no USING clause.
-        match = " AND ".join(f"s.{self.q(k)} = {table}.{self.q(k)}" for k in keys)
-        return f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM {source} AS s WHERE {match})"
+        # SQLite's DELETE has no USING clause; IN over the staged keys probes the table's key index.
+        columns = self.column_list(keys)
+        return f"DELETE FROM {table} WHERE ({columns}) IN (SELECT {columns} FROM {source})"
 
     def now(self) -> str:
         return "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"

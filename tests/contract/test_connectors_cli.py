@@ -99,6 +99,13 @@ def test_list_json_shows_ours_with_capabilities_without_loading_a_driver() -> No
     assert {c["version"] for name, c in listed.items() if name in OURS} == {listed["tap-csv"]["version"]}
 
 
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "soon"])
+def test_list_refuses_a_timeout_that_is_not_a_positive_number(timeout: str) -> None:
+    proc = run_dpone("connectors", "list", "--timeout", timeout)
+    assert proc.returncode == 2
+    assert "--timeout: must be a number of seconds above 0" in proc.stderr
+
+
 def test_list_table() -> None:
     out = io.StringIO()
     assert dpone(["connectors", "list"], stdout=out) == 0
@@ -171,7 +178,10 @@ def snapshot(root: Path) -> dict[str, bytes]:
         ("target", "a--b", "is not valid"),
         ("target", "with space", "is not valid"),
         ("tap", "x" * 33, "at most 32 characters"),
-        ("tap", "tap-shop", "give the part after 'tap-': `dpone connectors new tap shop`"),
+        ("tap", "tap-shop", "without the 'tap-' prefix: `dpone connectors new tap shop`"),
+        ("tap", "target-shop", "without the 'target-' prefix: `dpone connectors new target shop`"),
+        ("tap", "tap_shop", "without the 'tap_' prefix"),
+        ("tap", "tap-", "without the 'tap-' prefix"),
         ("tap", "class", "name 'class' is reserved"),
         ("target", "framework", "is reserved (it would be the package targets/framework)"),
         ("tap", "csv", "tap-csv exists already in"),
@@ -283,7 +293,7 @@ def test_the_generated_tests_and_the_meltano_checks_pass_in_the_copy(generated: 
         "test_tap_zeta_api.py::TestZetaApiTap::test_incremental_resumes_at_the_bookmark_and_resends_ties PASSED",
         "test_tap_zeta_api.py::TestZetaApiTap::test_the_generated_example_resumes_at_its_bookmark PASSED",
         "test_target_abc.py::TestAbcTarget::test_state_is_echoed_only_after_the_records_before_it_commit PASSED",
-        "test_target_abc.py::TestAbcTarget::test_writes_one_jsonl_file_per_stream PASSED",
+        "test_target_abc.py::TestAbcTarget::test_writes_one_file_per_batch_and_drops_a_torn_one PASSED",
         "test_meltano_yml.py::test_settings_match_the_connector[tap-zeta-api] PASSED",
         "test_meltano_yml.py::test_plugin_identity_capabilities_and_pip_url[target-abc] PASSED",
         "test_meltano_yml.py::test_every_console_script_is_a_meltano_plugin PASSED",
@@ -313,7 +323,8 @@ def test_the_generated_tap_pipes_into_the_generated_target(generated: Path, tmp_
     assert proc.returncode == 0, proc.stderr
     states = [orjson.loads(line) for line in proc.stdout.splitlines()]
     assert states[-1]["bookmarks"]["example"]["replication_key_value"] == "2024-01-01T00:04:00+00:00"
-    rows = [orjson.loads(line) for line in (tmp_path / "out" / "example.jsonl").read_bytes().splitlines()]
+    files = sorted((tmp_path / "out" / "example").glob("*.jsonl"))
+    rows = [orjson.loads(line) for path in files for line in path.read_bytes().splitlines()]
     assert [(r["id"], r["name"]) for r in rows] == [(1, "row 1"), (2, "row 2"), (3, "row 3"), (4, "row 4")]
 
 
@@ -356,7 +367,7 @@ def test_the_project_files_are_edited_in_place(generated: Path) -> None:
     }
     assert "    pip_url: -e ${MELTANO_PROJECT_ROOT}\n    capabilities: [about, batch]\n" in "\n".join(edited) + "\n"
     doc = (generated / "docs/connectors/target-abc.md").read_text()
-    assert "| `destination_path` | string | `output` | Directory for the <stream>.jsonl files. |" in doc
+    assert "| `destination_path` | string | `output` | Directory with a folder of batch files per stream. |" in doc
 
 
 def test_the_templates_are_package_data() -> None:

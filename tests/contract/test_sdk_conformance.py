@@ -19,7 +19,11 @@ import pytest
 def test_installed_executables_reject_invalid_input(sdk_target_streams, tmp_path, executable):
     config = tmp_path / "config.json"
     config.write_text(
-        orjson.dumps({"destination_path": str(tmp_path), "filepath": str(tmp_path / "x.duckdb")}).decode()
+        orjson.dumps(
+            {"destination_path": str(tmp_path)}
+            if executable == "target-jsonl"
+            else {"filepath": str(tmp_path / "x.db")}
+        ).decode()
     )
     exe = Path(sys.executable).parent / executable
     proc = subprocess.run(

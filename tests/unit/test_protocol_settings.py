@@ -151,3 +151,16 @@ def test_about_markdown_renders_a_settings_table() -> None:
         "| password | False |  | Login password (secret) |\n"
         "| mode | False | append |  |\n"
     )
+
+
+def test_a_setting_the_connector_does_not_have_is_named_in_a_warning(tmp_path, caplog) -> None:
+    from dpone_protocol.config import Redactor
+    from dpone_protocol.settings import load_settings
+
+    path = tmp_path / "config.json"
+    path.write_text('{"host": "h", "load_metod": "upsert", "_meltano_extra": 1}')
+    with caplog.at_level("WARNING"):
+        config = load_settings(SETTINGS, "target-y", [str(path)], Redactor())
+    assert config["load_metod"] == "upsert"  # passed through, as before
+    assert "target-y ignores settings it does not have: load_metod (see --about" in caplog.text
+    assert "_meltano_extra" not in caplog.text
