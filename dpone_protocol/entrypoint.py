@@ -56,6 +56,8 @@ def guarded(program: Callable[[Redactor], int], who: str, stderr: IO[str] | None
         # An exit above 128 is a signal that stopped the run (130 Ctrl-C, 143 SIGTERM): not an
         # error of any kind, so no "fatal error" wording, which is kept for bugs.
         line = f"{who}: {exc}" if code > 128 else f"{who}: {describe(known or exc)}"
+        # A message that names the connector already (settings problems do) says it once.
+        line = line.replace(f" error: {who}: ", " error: ", 1)
         # stderr may be gone too (the runner that read it was killed): the exit code still tells.
         with contextlib.suppress(OSError, ValueError):
             if os.environ.get("DPONE_DEBUG"):

@@ -152,3 +152,12 @@ def test_guarded_says_interrupted_without_fatal_error_for_a_signal_exit() -> Non
     assert err == "target-x: interrupted by SIGTERM; committed state saved\n"
     rc, err = _guard(KeyboardInterrupt())
     assert (rc, err) == (130, "target-x: interrupted\n")
+
+
+def test_a_message_that_names_the_connector_says_it_once() -> None:
+    def program(redactor: object) -> int:
+        raise ConfigError("target-x: setting 'port' must be integer, got str")
+
+    err = io.StringIO()
+    assert guarded(program, "target-x", err) == 78
+    assert err.getvalue() == "target-x: config error: setting 'port' must be integer, got str\n"
