@@ -75,6 +75,32 @@ class _Configs:
 
 
 @dataclass
+class SqlReader:
+    """`read_table` and `tables` for a kit over a database file the test opens itself with a DB-API
+    `connect()` (a fresh connection per query, closed after it)."""
+
+    connect: Callable[[], Any]
+    tables_sql: str  # one column: every table's name
+    select_sql: str = 'SELECT * FROM "{table}"'
+    exists: Callable[[], bool] = lambda: True  # False while the target has not created the file
+
+    def query(self, sql: str) -> list[Row]:
+        conn = self.connect()
+        try:
+            cursor = conn.execute(sql)
+            names = [d[0] for d in cursor.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        finally:
+            conn.close()
+
+    def tables(self) -> set[str]:
+        return {next(iter(r.values())) for r in self.query(self.tables_sql)} if self.exists() else set()
+
+    def read_table(self, table: str) -> list[Row] | None:
+        return self.query(self.select_sql.format(table=table)) if table in self.tables() else None
+
+
+@dataclass
 class TargetKit:
     """One target as the shared suite sees it.
 

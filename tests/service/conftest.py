@@ -130,11 +130,13 @@ def database(server: Any, request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture
-def src(server: Any, database: str, run_tap: Any, tmp_path: Path) -> Iterator[Any]:
-    """A schema of its own in the module's database, and the tap pointed at it."""
+def src(server: Any, database: str, run_tap: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A schema of its own in the module's database, and the tap pointed at it: a Source, or the
+    module's `SOURCE` class (the CDC modules use one with a replication slot of its own)."""
     from tests.service.test_tap_postgres import Source
 
-    source = Source(server.dsn(database), server.config(database), run_tap, tmp_path)
+    kind = getattr(request.module, "SOURCE", Source)
+    source = kind(server.dsn(database), server.config(database), run_tap, tmp_path)
     try:
         yield source
     finally:

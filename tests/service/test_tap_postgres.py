@@ -227,7 +227,11 @@ class Source:
         return self.run_tap(PostgresTap, self.config(**config), *args)
 
     def close(self) -> None:
-        self.conn.execute(f"DROP SCHEMA IF EXISTS {q(self.schema)} CASCADE")
+        # Schemas a test named after this one (<schema>_dest, a target's destination) go with it.
+        like = self.schema.replace("_", r"\_") + r"\_%"
+        derived = [r[0] for r in self.conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (like,))]
+        for schema in [self.schema, *derived]:
+            self.conn.execute(f"DROP SCHEMA IF EXISTS {q(schema)} CASCADE")
         self.conn.close()
 
 

@@ -127,13 +127,7 @@ class Cdc(Source):
         super().close()
 
 
-@pytest.fixture
-def src(server, database, run_tap, tmp_path) -> Iterator[Cdc]:
-    source = Cdc(server.dsn(database), server.config(database), run_tap, tmp_path)
-    try:
-        yield source
-    finally:
-        source.close()
+SOURCE = Cdc  # the `src` fixture (tests/service/conftest.py) makes one
 
 
 def lsn(run: Run, stream: str) -> int:

@@ -10,7 +10,6 @@ loaded twice: once soft-deleting (live rows are those with `_sdc_deleted_at IS N
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +20,9 @@ from tests.service.test_tap_postgres import ok, q, records
 from tests.service.test_tap_postgres_cdc import Cdc
 
 pytestmark = pytest.mark.service
+SOURCE = Cdc  # the `src` fixture (tests/service/conftest.py) makes one
 
 COLUMNS = "id, n, big, note, amount"
-
-
-@pytest.fixture
-def src(server: Any, database: str, run_tap: Any, tmp_path: Path) -> Iterator[Cdc]:
-    source = Cdc(server.dsn(database), server.config(database), run_tap, tmp_path)
-    try:
-        yield source
-    finally:
-        source.sql(f"DROP SCHEMA IF EXISTS {q(source.schema + '_soft')} CASCADE")
-        source.sql(f"DROP SCHEMA IF EXISTS {q(source.schema + '_hard')} CASCADE")
-        source.close()
 
 
 def big(seed: int) -> str:

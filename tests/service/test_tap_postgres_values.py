@@ -8,7 +8,6 @@ survives, through target-postgres.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from tests.service.test_tap_postgres import ok, q, records
 from tests.service.test_tap_postgres_cdc import Cdc
 
 pytestmark = pytest.mark.service
+SOURCE = Cdc  # the `src` fixture (tests/service/conftest.py) makes one
 
 DDL = (
     "CREATE TABLE v (id int PRIMARY KEY, r real, d double precision, ra real[], t text[], n numeric[], "
@@ -47,16 +47,6 @@ EXPECTED: dict[int, dict[str, Any]] = {
     2: {"r": 0.0, "d": 1.5, "ra": [0.0], "t": ["a", None], "n": [], "b": [], "i": [1, 2], "j": None, "js": None},
     3: {"r": None, "d": None, "ra": None, "t": [["x,y", "{}"]], "n": None, "b": None, "i": None},
 }
-
-
-@pytest.fixture
-def src(server: Any, database: str, run_tap: Any, tmp_path: Path) -> Iterator[Cdc]:
-    source = Cdc(server.dsn(database), server.config(database), run_tap, tmp_path)
-    try:
-        yield source
-    finally:
-        source.sql(f"DROP SCHEMA IF EXISTS {q(source.schema + '_dest')} CASCADE")
-        source.close()
 
 
 def check(rows: list[dict[str, Any]], raw: bytes) -> None:
