@@ -37,6 +37,8 @@ class ColumnType:
     bits: int | None = None  # integers: 16, 32, 64, or None when unbounded; numbers: 32/64 for a declared float
     precision: int | None = None  # decimals
     scale: int | None = None
+    # arrays: the type of every item, where the schema gives one scalar `items` (Array(T) columns)
+    items: ColumnType | None = None
 
 
 _SCALAR_TYPES = {"string", "integer", "number", "boolean"}
@@ -120,7 +122,9 @@ def _single(schema: dict[str, Any], kind: str) -> ColumnType:
     if kind == "object":
         return ColumnType(Logical.OBJECT)
     if kind == "array":
-        return ColumnType(Logical.ARRAY)
+        items = schema.get("items")
+        item = column_type(items) if isinstance(items, dict) and _types_of(items) else None
+        return ColumnType(Logical.ARRAY, items=item)
     return ColumnType(Logical.JSON)
 
 
@@ -175,7 +179,9 @@ def column_type(schema: dict[str, Any]) -> ColumnType:
         if not options:
             return ColumnType(Logical.JSON, nullable=True)
         merged = _merge(options)
-        return ColumnType(merged.logical, nullable, merged.max_length, merged.bits, merged.precision, merged.scale)
+        return ColumnType(
+            merged.logical, nullable, merged.max_length, merged.bits, merged.precision, merged.scale, merged.items
+        )
     types = _types_of(schema)
     nullable = "null" in types or not types
     concrete = [t for t in types if t != "null"]
@@ -183,7 +189,9 @@ def column_type(schema: dict[str, Any]) -> ColumnType:
         return ColumnType(Logical.JSON, nullable=True)
     options = [_single(schema, t) for t in concrete]
     merged = options[0] if len(options) == 1 else _merge(options)
-    return ColumnType(merged.logical, nullable, merged.max_length, merged.bits, merged.precision, merged.scale)
+    return ColumnType(
+        merged.logical, nullable, merged.max_length, merged.bits, merged.precision, merged.scale, merged.items
+    )
 
 
 def stream_columns(schema: dict[str, Any], stream: str) -> dict[str, ColumnType]:

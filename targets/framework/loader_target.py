@@ -54,7 +54,7 @@ class LoaderTarget(Target):
                 message = from_dict(decode_line(frame.raw, frame.line), frame.line)
                 if isinstance(message, SchemaMessage):
                     loader = self._shared_loader()
-                    sink = LoaderSink(self.config, message, self.policy, loader, self.schema_queue, plan_only=True)
+                    sink = self.sink_class(self.config, message, self.policy, loader, self.schema_queue, plan_only=True)
                     plans[message.stream] = sink.schema_plan()
         finally:
             self.close()

@@ -136,7 +136,7 @@ class DdlText(Protocol):
 
     def alter_type(self, table: str, column: str, type_: str) -> str: ...
 
-    def drop_not_null(self, table: str, column: str) -> str: ...
+    def drop_not_null(self, table: str, column: str, type_: str = "") -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +262,7 @@ def change_statements(schema: SchemaPlan, table: str, ddl: DdlText) -> list[str]
         elif change.action in (Action.WIDEN, Action.CAST):
             statements.append(ddl.alter_type(table, change.column, str(change.wanted)))
         elif change.action is Action.RELAX:
-            statements.append(ddl.drop_not_null(table, change.column))
+            statements.append(ddl.drop_not_null(table, change.column, str(change.current or "")))
     return statements
 
 

@@ -88,7 +88,8 @@ class SqlDialect:
     def alter_type(self, table: str, column: str, type_: str) -> str:
         return f"ALTER TABLE {table} ALTER COLUMN {self.q(column)} TYPE {type_}"
 
-    def drop_not_null(self, table: str, column: str) -> str:
+    def drop_not_null(self, table: str, column: str, type_: str = "") -> str:
+        """Let `column` (now of `type_`) take NULL."""
         return f"ALTER TABLE {table} ALTER COLUMN {self.q(column)} DROP NOT NULL"
 
     def swap(self, schema: str, table: str, shadow: str) -> list[str]:

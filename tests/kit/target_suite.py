@@ -293,6 +293,7 @@ class TargetSuite(FaultScenarios):
     @pytest.mark.parametrize("name", SDK_FILES)
     def test_sdk_stream(self, target_kit: TargetKit, name: str) -> None:
         kit = target_kit
+        applies(kit, f"sdk:{name}")
         data = (SDK_STREAMS / f"{name}.singer").read_bytes()
         result = kit.run(data)
         if name in SDK_INVALID:

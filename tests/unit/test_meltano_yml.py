@@ -20,7 +20,13 @@ from dpone_runner.project import load_project
 from tests.tools import ROOT
 
 # The driver extra each connector installs with; a connector not named here needs none.
-EXTRAS = {"tap-postgres": "postgres", "target-duckdb": "duckdb", "target-postgres": "postgres"}
+EXTRAS = {
+    "tap-postgres": "postgres",
+    "tap-clickhouse": "clickhouse",
+    "target-duckdb": "duckdb",
+    "target-postgres": "postgres",
+    "target-clickhouse": "clickhouse",
+}
 
 
 def _connectors() -> dict[str, tuple[str, type[Tap] | type[Target], str]]:

@@ -23,8 +23,15 @@ from dpone_protocol.json_schema import ColumnType, Logical, column_type, stream_
         ({"type": "object", "properties": {"a": {"type": "string"}}}, ColumnType(Logical.OBJECT, nullable=False)),
         ({"type": ["object", "null"]}, ColumnType(Logical.OBJECT)),
         ({"properties": {"a": {}}}, ColumnType(Logical.OBJECT, nullable=False)),
-        ({"type": ["array", "null"], "items": {"type": "integer"}}, ColumnType(Logical.ARRAY)),
-        ({"items": {"type": "string"}}, ColumnType(Logical.ARRAY, nullable=False)),
+        (
+            {"type": ["array", "null"], "items": {"type": "integer"}},
+            ColumnType(Logical.ARRAY, items=ColumnType(Logical.INTEGER, nullable=False, bits=64)),
+        ),
+        (
+            {"items": {"type": "string"}},
+            ColumnType(Logical.ARRAY, nullable=False, items=ColumnType(Logical.STRING, nullable=False)),
+        ),
+        ({"type": "array", "items": {}}, ColumnType(Logical.ARRAY, nullable=False)),
         ({}, ColumnType(Logical.JSON)),
         ({"type": "null"}, ColumnType(Logical.JSON)),
         ({"description": "anything"}, ColumnType(Logical.JSON)),

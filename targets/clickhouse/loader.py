@@ -1,0 +1,329 @@
+"""target-clickhouse's loader: each batch is one INSERT ... SELECT the server parses and checks.
+
+The staging contract maps onto ClickHouse this way: "staging" is the batch held in memory (the
+RECORD lines); finalize runs the queued schema changes, then the INSERT into the table (or into
+a full refresh's shadow table). An INSERT is atomic per block, and a batch is one block; it
+carries a deduplication token (a hash of the table and the batch), so a retry of a batch whose
+acknowledgement was lost does not insert it twice. There is no staging table to merge from: an
+upsert table is a ReplacingMergeTree whose version column says which row of a key is newest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from dpone.targets.clickhouse.batch import LineBatch, LineRouter
+from dpone.targets.clickhouse.ddl import INTERNAL_COLUMNS, SQL, VERSION_COLUMN, TableLayout
+from dpone.targets.clickhouse.insert_sql import BAD_VALUES, READ_SETTINGS, BatchInsert, batch_insert
+from dpone.targets.clickhouse.type_map import NUMBER_MODES, OBJECT_MODES, dialect, is_nullable, normalize
+from dpone.targets.framework.batching import BatchPolicy
+from dpone.targets.framework.encoded_rows import EncodedRows
+from dpone.targets.framework.loader import StreamPlan
+from dpone.targets.framework.schema_evolution import DestinationColumn, SchemaPlan, change_statements
+from dpone.targets.framework.sql_dialect import TABLE_VERSION
+from dpone.targets.framework.sql_loader import SqlLoader
+from dpone_drivers.clickhouse import SECRET_KEYS, classify, connect, database_of, error_code, is_embedded, message_of
+from dpone_protocol.config import Redactor
+from dpone_protocol.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+# Statements that change a table wait until every replica has applied them.
+DDL_SETTINGS = {"mutations_sync": 2, "alter_sync": 2}
+# Errors of a batch's values: parsing (CANNOT_PARSE_*, ...) and our checks (throwIf).
+_VALUE_ERRORS = {6, 26, 27, 38, 41, 69, 70, 72, 117, 131, 321, 376, 395, 467, 1000}
+_AT_ROW = re.compile(r"\(at row (\d+)\)")
+_KEY = re.compile(r"while reading the value of (?:nested )?key ([^)]*)\)")
+
+
+class _Rows:
+    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
+        self.rows = rows
+
+    def fetchone(self) -> Sequence[Any] | None:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> Sequence[Sequence[Any]]:
+        return self.rows
+
+
+class ClickHouseLoader(SqlLoader):
+    sql = SQL
+    stamps_load_times = True  # now64() at insert
+    background_commit = True  # the server parses a batch while the next one is read
+
+    def __init__(self, config: Mapping[str, Any], *, read_only: bool = False) -> None:
+        self.config = config
+        self.redactor = Redactor()
+        self.redactor.add_config(config, SECRET_KEYS)
+        self.schema = database_of(config)
+        self.numbers = str(config.get("unbounded_numbers") or NUMBER_MODES[0])
+        if self.numbers not in NUMBER_MODES:
+            raise ConfigError(f"unbounded_numbers must be one of {', '.join(NUMBER_MODES)}; got {self.numbers!r}")
+        self.objects = str(config.get("object_columns") or OBJECT_MODES[0])
+        if self.objects not in OBJECT_MODES:
+            raise ConfigError(f"object_columns must be one of {', '.join(OBJECT_MODES)}; got {self.objects!r}")
+        self.dialect = dialect(self.numbers, self.objects)
+        self.staging_dir = config.get("staging_dir") or None
+        self.embedded = is_embedded(config)
+        self._router = LineRouter()
+        self._held: dict[str, EncodedRows] = {}
+        self._tables: dict[str, dict[str, str]] = {}  # table -> column -> type, every column
+        self._last_version = 0
+        self.client: Any = connect(config, self.redactor)
+        if not read_only:
+            self.run(f"CREATE DATABASE IF NOT EXISTS {SQL.q(self.schema)}", f"creating database {self.schema}")
+
+    # -- the driver ------------------------------------------------------------------------------
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        if sql.startswith("SELECT"):
+            return _Rows(self.client.query(sql).result_rows)
+        return self.client.command(sql, settings=DDL_SETTINGS)
+
+    def error(self, exc: Exception, doing: str) -> Exception:
+        return classify(exc, self.redactor, doing)
+
+    def reconnect(self) -> None:
+        self.close()
+        self.client = connect(self.config, self.redactor)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    # -- tables ----------------------------------------------------------------------------------
+    def columns_of(self, table: str) -> dict[str, str] | None:
+        """Every column of `table` with its type (the internal ones too), or None without the table."""
+        if table not in self._tables:
+            rows = self.run(
+                "SELECT name, type FROM system.columns WHERE database = "
+                f"{SQL.literal(self.schema)} AND table = {SQL.literal(table)} ORDER BY position",
+                f"reading the columns of {self.schema}.{table}",
+            ).fetchall()
+            if not rows:
+                return None
+            self._tables[table] = {name: normalize(type_) for name, type_ in rows}
+        return self._tables[table]
+
+    def describe_table(self, table: str) -> dict[str, DestinationColumn] | None:
+        columns = self.columns_of(table)
+        if columns is None:
+            return None
+        return {
+            name: DestinationColumn(type_, is_nullable(type_))
+            for name, type_ in columns.items()
+            if name not in INTERNAL_COLUMNS
+        }
+
+    def _changed(self, *tables: str) -> None:
+        for table in tables:
+            self._tables.pop(table, None)
+
+    def _create(self, plan: StreamPlan, table: str, columns: Mapping[str, str]) -> str:
+        layout = TableLayout.for_stream(self.config, plan.stream)
+        keys = plan.key_columns
+        return SQL.create(self.table_ref(table), columns, keys, layout, replacing=plan.merges, stream=plan.stream)
+
+    def schema_statements(self, plan: StreamPlan, schema: SchemaPlan, table: str) -> list[str]:
+        if schema.creates:
+            return [self._create(plan, table, schema.table_columns)]
+        return change_statements(schema, self.table_ref(table), SQL)
+
+    def apply_schema(self, table: str, statements: list[str]) -> None:
+        self._changed(table)
+        super().apply_schema(table, statements)
+
+    # -- batches ---------------------------------------------------------------------------------
+    def row_encoder(self, plan: StreamPlan, policy: BatchPolicy, *, metadata: bool) -> LineBatch:
+        return LineBatch(plan.stream, policy, tuple(plan.key_properties))
+
+    def line_router(self) -> LineRouter:
+        return self._router
+
+    def prepare_staging(self, plan: StreamPlan) -> str:
+        return f"batch-{len(self._held)}"
+
+    def bulk_load_encoded(self, plan: StreamPlan, staging: str, rows: EncodedRows) -> None:
+        self._held[staging] = rows
+
+    def bulk_load(self, plan: StreamPlan, staging: str, records: list[dict[str, Any]]) -> None:
+        batch = LineBatch(plan.stream, BatchPolicy(max_rows=len(records) + 1))
+        for record in records:
+            batch.add(record, record.get(TABLE_VERSION), None, 0)
+        self._held[staging] = EncodedRows(batch.take(), len(records), False)
+
+    def cleanup(self, plan: StreamPlan, staging: str) -> None:
+        self._held.pop(staging, None)
+
+    def finalize(self, plan: StreamPlan, staging: str, table: str, schema: list[str]) -> None:
+        if schema:
+            self._changed(table)
+            self.run_all(schema, f"stream {plan.stream!r}: changing {self.schema}.{table}")
+        rows = self._held[staging]
+        self.insert(plan, table, rows)
+
+    def insert(self, plan: StreamPlan, table: str, rows: EncodedRows) -> None:
+        columns = self.columns_of(table)
+        if columns is None:
+            raise DataError(f"stream {plan.stream!r}: table {self.schema}.{table} does not exist (dropped mid-run?)")
+        replacing = VERSION_COLUMN in columns
+        load = batch_insert(plan, columns, plan.key_columns, self.numbers, self.objects, replacing)
+        # Versions follow arrival: batches finalize in order, and a clock step back cannot reorder them.
+        base = max(time.time_ns(), self._last_version + 1)
+        self._last_version = base + rows.rows
+        token = hashlib.sha256(table.encode() + b"\x00" + rows.data).hexdigest()
+        settings = {**READ_SETTINGS, "insert_deduplication_token": token}
+        target = self.table_ref(table)
+        doing = f"stream {plan.stream!r}: loading {self.schema}.{table}"
+        try:
+            self._send(lambda source: load.statement(target, source, base), load.structure, rows.data, settings)
+        except Exception as exc:
+            if error_code(exc) in _VALUE_ERRORS:
+                raise DataError(self._unfit(plan, load, rows.data, exc)) from None
+            raise self.typed_error(exc, doing) from None
+
+    def _send(self, statement: Callable[[str], str], structure: str, data: bytes, settings: dict[str, Any]) -> None:
+        """Run `statement(source)` with the batch as its source: input() over HTTP (the batch is the
+        request body), file() on the embedded engine (which takes no body)."""
+        if not self.embedded:
+            sql = statement(f"input({SQL.literal(structure)})") + " FORMAT JSONEachRow"
+            self.client.command(sql, data=data, settings=settings)
+            return
+        fd, path = tempfile.mkstemp(prefix="dpone-clickhouse-", suffix=".jsonl", dir=self.staging_dir)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            source = f"file({SQL.literal(path)}, 'JSONEachRow', {SQL.literal(structure)})"
+            self.client.command(statement(source), settings=settings)
+        finally:
+            os.unlink(path)
+
+    def _unfit(self, plan: StreamPlan, load: BatchInsert, data: bytes, exc: Exception) -> str:
+        """Which record of the batch, and which column, the server refused."""
+        reason = message_of(exc, self.redactor)
+        stream = f"stream {plan.stream!r}"
+        if BAD_VALUES not in reason:
+            row = _AT_ROW.search(reason)
+            keys = [k for k in _KEY.findall(reason) if k != "record"]
+            clean = reason.split(": (while reading", 1)[0].split(" (at row", 1)[0].strip(" :")
+            where = self._record(plan, data, int(row.group(1))) if row else "a record of the batch"
+            column = f", column {keys[0]!r}" if keys else ""
+            return f"{stream}, {where}{column}: {clean}"
+        found = self._first_unfit(load, data)
+        if found is None:
+            return f"{stream}: {reason}"
+        at, column, value, why = found
+        if value == "null" and column in plan.key_columns:
+            return f"{stream}, {self._record(plan, data, at)}: record has no value for key property {column!r}"
+        return f"{stream}, {self._record(plan, data, at)}, column {column!r}: {value} ({why})"
+
+    def _first_unfit(self, load: BatchInsert, data: bytes) -> tuple[int, str, str, str] | None:
+        names = list(load.checks)
+        flags = ", ".join(f"ifNull({check}, 0)" for check, _, _ in load.checks.values())
+        raws = ", ".join(f"toString({raw})" for _, raw, _ in load.checks.values())
+        table = f"_dpone_check_{os.getpid()}"
+        ref = self.table_ref(table)
+        found: list[Any] = []
+        try:
+            self.run(
+                f"CREATE TABLE {ref} (n UInt64, ok Array(UInt8), raw Array(Nullable(String))) ENGINE = Memory",
+                "finding the unfit value",
+            )
+            select = f"rowNumberInAllBlocks() + 1, [{flags}], [{raws}]"
+            self._send(
+                lambda source: f"INSERT INTO {ref} SELECT {select} FROM {source}",
+                load.structure,
+                data,
+                dict(READ_SETTINGS),
+            )
+            found = list(
+                self.run(
+                    f"SELECT n, ok, raw FROM {ref} WHERE has(ok, 0) ORDER BY n LIMIT 1", "finding the unfit value"
+                ).fetchall()
+            )
+        except Exception:
+            log.debug("finding the unfit value failed", exc_info=True)
+        finally:
+            self.run(SQL.drop_table(ref), "dropping the check table")
+        if not found:
+            return None
+        n, ok, raw = found[0]
+        at = list(ok).index(0)
+        value = raw[at]
+        shown = "null" if value is None else repr(value if len(value) <= 60 else value[:57] + "...")
+        return int(n), names[at], shown, load.checks[names[at]][2]
+
+    @staticmethod
+    def _record(plan: StreamPlan, data: bytes, row: int) -> str:
+        """`record N of the batch` with its key, to find it in the source."""
+        lines = data.split(b"\n", row)
+        where = f"record {row} of the batch"
+        if 0 < row <= len(lines) and plan.key_properties:
+            try:
+                # The standard library reads any number (orjson refuses 1e400): the error path only.
+                record = json.loads(lines[row - 1], parse_float=str).get("record") or {}
+                key = ", ".join(f"{k}={record.get(k)!r}" for k in plan.key_properties)
+                return f"{where} ({key})"
+            except (ValueError, AttributeError):
+                pass
+        return where
+
+    # -- full refresh and versions ---------------------------------------------------------------
+    def begin_replace(self, plan: StreamPlan) -> str:
+        shadow = self.shadow_name(plan.table)
+        columns = plan.table_columns or self.column_types(plan)
+        ref = self.table_ref(shadow)
+        self._changed(shadow)
+        self.run_all([SQL.drop_table(ref), self._create(plan, shadow, columns)], f"creating the shadow table {shadow}")
+        return shadow
+
+    def swap_statements(self, table: str, shadow: str) -> list[str]:
+        self._changed(table, shadow)
+        if self.columns_of(table) is None:
+            return [SQL.rename(self.schema, table, shadow)]
+        return SQL.exchange(self.schema, table, shadow)
+
+    def swap(self, plan: StreamPlan, shadow: str, schema: list[str]) -> None:
+        super().swap(plan, shadow, schema)
+        self._changed(plan.table, shadow)
+
+    def merge_shadow(self, plan: StreamPlan, shadow: str, schema: list[str]) -> None:
+        if schema:
+            self._changed(plan.table)
+            self.run_all(schema, f"stream {plan.stream!r}: changing {self.schema}.{plan.table}")
+        live, rows = self.columns_of(plan.table) or {}, self.columns_of(shadow) or {}
+        shared = SQL.column_list(c for c in rows if c in live)
+        self.run(
+            f"INSERT INTO {self.table_ref(plan.table)} ({shared}) SELECT {shared} FROM {self.table_ref(shadow)}",
+            f"merging the resumed refresh into {self.schema}.{plan.table}",
+        )
+        self.run(SQL.drop_table(self.table_ref(shadow)), "dropping the shadow table")
+        self._changed(shadow)
+
+    def table_version(self, table: str) -> int | None:
+        columns = self.columns_of(table)
+        if not columns or TABLE_VERSION not in columns:
+            return None
+        row = self.run(f"SELECT max({SQL.q(TABLE_VERSION)}) FROM {self.table_ref(table)}", "reading the version")
+        found = row.fetchone()
+        return None if found is None or found[0] is None else int(found[0])
+
+    def write_probe(self, plan: StreamPlan, records: list[dict[str, Any]]) -> None:
+        """`check`: the batch path into a table of its own, dropped at once."""
+        probe = self.sql.fit_name("_dpone_probe_" + plan.table)
+        ref = self.table_ref(probe)
+        self.run(self._create(plan, probe, plan.table_columns or self.column_types(plan)), "creating a probe table")
+        try:
+            self.bulk_load(plan, "probe", records)
+            self.insert(plan, probe, self._held.pop("probe"))
+        finally:
+            self._changed(probe)
+            self.run(SQL.drop_table(ref), "dropping the probe table")
