@@ -23,7 +23,9 @@ anything else stops the benchmark.
   line, a tuple per record (Decimal, datetime, date where insert() wants them), ``client.insert()``
   every 100,000 rows, STATE echoed; same table as the limit.
 - ``dpone target-clickhouse``: the console script of this venv, stdin = the Singer file, default
-  settings (upsert on key ``id``: a ReplacingMergeTree; batches of 100,000 rows; metadata columns).
+  settings (upsert on key ``id``: a ReplacingMergeTree; batches of 100,000 rows, two load
+  connections; metadata columns, so 15 columns and the 2 of the ReplacingMergeTree where the limit
+  writes 10).
 - ``dpone target-clickhouse, append-only``: the same with ``load_method: append-only`` (a MergeTree).
 
 Every row is timed from process start to exit (wall seconds, best of --repeat; CPU of that run;

@@ -79,6 +79,8 @@ _TRANSIENT_CODES = {
     425,  # SYSTEM_ERROR
     999,  # KEEPER_EXCEPTION
 }
+# DSN scheme -> the interface it asks for ("" : by the port, 8443 and 443 being HTTPS).
+_SCHEMES = {"clickhouse": "", "clickhouses": "https", "http": "http", "https": "https"}
 _CODE_RE = re.compile(r"Code: (\d+)\.")
 # The server repeats its message inside itself and appends its version and stack: one clause is enough.
 _NOISE_RE = re.compile(r"\s*\((?:version [^)]*|[A-Z_]+)\)\s*$|\s*: While executing .*$|\s*: \(in file/uri [^)]*\)")
@@ -108,14 +110,15 @@ def database_of(config: Mapping[str, Any]) -> str:
     return "default"
 
 
-def client_options(config: Mapping[str, Any]) -> dict[str, Any]:
-    """get_client's keyword arguments for the settings (no database: the caller creates it first)."""
+def client_options(config: Mapping[str, Any], *, session: bool = False) -> dict[str, Any]:
+    """get_client's keyword arguments for the settings (no database: the caller creates it first).
+    `session`: an HTTP session of the client's own, for temporary tables."""
     options: dict[str, Any] = {
         "connect_timeout": int(config.get("connect_timeout") or 10),
         "send_receive_timeout": int(config.get("send_receive_timeout") or 300),
         # Our own statements carry their settings; the session keeps only the user's.
         "settings": dict(config.get("clickhouse_settings") or {}),
-        "autogenerate_session_id": False,
+        "autogenerate_session_id": session,
     }
     dsn = config.get("dsn")
     if dsn:
@@ -123,9 +126,18 @@ def client_options(config: Mapping[str, Any]) -> dict[str, Any]:
         if dsn.startswith("chdb:"):
             return {"dsn": dsn, "settings": options["settings"]}
         parts = urlsplit(dsn)
-        if parts.scheme not in ("clickhouse", "clickhouses", "http", "https"):
-            raise ConfigError("setting 'dsn' must start with clickhouse://, http://, https:// or chdb://")
+        if parts.scheme not in _SCHEMES:
+            raise ConfigError(
+                "setting 'dsn' must start with clickhouse://, clickhouses://, http://, https:// or chdb://"
+            )
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port only when asked
+        except ValueError:
+            raise ConfigError("setting 'dsn': the port must be a number from 1 to 65535") from None
         options["dsn"] = dsn
+        if _SCHEMES[parts.scheme]:
+            # clickhouse-connect reads TLS from the port alone: an https:// DSN must say it.
+            options["interface"] = _SCHEMES[parts.scheme]
         return options
     port = config.get("port")
     if port is not None and not (str(port).isdigit() and 1 <= int(port) <= 65535):
@@ -141,13 +153,16 @@ def client_options(config: Mapping[str, Any]) -> dict[str, Any]:
     return options
 
 
-def connect(config: Mapping[str, Any], redactor: Redactor) -> Any:
+def connect(config: Mapping[str, Any], redactor: Redactor, *, session: bool = False) -> Any:
     """A client on the server (or embedded engine) the settings name; raises ConfigError or
     TransientError. Statements name their database: the client selects none."""
     driver = _driver()
-    options = client_options(config)
+    options = client_options(config, session=session)
     try:
         client = driver.get_client(**options)
+    except (TypeError, ValueError) as exc:
+        # The DSN's parameters clash with each other or with the settings (?database=... twice).
+        raise ConfigError(f"setting 'dsn' is not one clickhouse-connect can use: {redactor(str(exc))}") from None
     except Exception as exc:
         raise classify(exc, redactor, "connecting to ClickHouse") from None
     return client

@@ -47,6 +47,10 @@ RENDER_SETTINGS = (
 # The server repeats the query and the failing function in its messages; the first clause is enough.
 _ECHOES = re.compile(r"\s*:?\s*\(in query: .*? FORMAT TabSeparated\)|: while executing 'FUNCTION .*$", re.IGNORECASE)
 _READONLY = 164
+# Engines whose rows a merge replaces, collapses or sums: read with FINAL.
+_MERGING = frozenset(
+    f"{kind}MergeTree" for kind in ("Replacing", "Collapsing", "VersionedCollapsing", "Summing", "Aggregating")
+)
 
 
 def settings_for(sql: str) -> str:
@@ -82,12 +86,7 @@ class ClickHouseDialect(SqlDialect):
 
     # -- connections and errors ----------------------------------------------------
     def connect(self, config: Mapping[str, Any], redactor: Redactor) -> ClickHouseSource:
-        try:
-            client = clickhouse.connect(config, redactor)
-        except ConfigError as exc:
-            if clickhouse.is_embedded(config) and "EmbeddedServer" in str(exc):
-                raise ConfigError(f"{exc} (is another process using the directory? one process at a time)") from None
-            raise
+        client = clickhouse.connect(config, redactor)  # a locked embedded directory is named there
         return ClickHouseSource(client, clickhouse.database_of(config), str(config.get("invalid_utf8") or STRICT_UTF8))
 
     def driver_errors(self) -> tuple[type[Exception], ...]:
@@ -114,13 +113,20 @@ class ClickHouseDialect(SqlDialect):
         return tables(conn, wanted)
 
     # -- rendering rows ------------------------------------------------------------
+    @property
+    def final(self) -> str:
+        """` FINAL` for a table whose engine merges rows (ReplacingMergeTree...): its rows as of now,
+        one per key, without the superseded versions and deleted rows a merge has not removed yet."""
+        engine = self.table.kind if self.table is not None else ""  # the engine, as discovery reads it
+        return " FINAL" if engine.endswith("MergeTree") and engine.removeprefix("Replicated") in _MERGING else ""
+
     def row_json(self, columns: Sequence[tuple[str, str]]) -> tuple[str, str]:
         if not columns:
-            return "'{}'", ""
+            return "'{}'", self.final
         parts = ["'{'"]
         for i, (expression, name) in enumerate(columns):
             parts += [json_key(name, "," if i else ""), expression]
-        return f"concat({', '.join(parts)}, '}}')", ""
+        return f"concat({', '.join(parts)}, '}}')", self.final
 
     def key_json(self, expressions: Sequence[str]) -> str:
         if not expressions:
@@ -170,7 +176,7 @@ class ClickHouseDialect(SqlDialect):
         if self.table is None:
             return f"{keys} > {marks}", list(values)
         plain = f"({', '.join(e.removeprefix(SRC + '.') for e in expressions)})"
-        repeated = f"(SELECT count() FROM {self.table.qualified} WHERE {plain} = {marks}) > 1"
+        repeated = f"(SELECT count() FROM {self.table.qualified}{self.final} WHERE {plain} = {marks}) > 1"
         return f"{keys} > {marks} OR ({keys} = {marks} AND {repeated})", list(values)
 
 

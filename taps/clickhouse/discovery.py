@@ -3,7 +3,9 @@
 A stream's key is the table's sorting key (ORDER BY) when every part of it is a plain column of a
 type a bookmark can hold: it is what a ReplacingMergeTree deduplicates on, and reading in its order
 is the table's own order. Tables whose engine consumes what is read (Kafka, RabbitMQ, ...) and the
-hidden `.inner` tables of materialized views are never listed.
+hidden `.inner` tables of materialized views are never listed, nor target-clickhouse's own tables
+(staging, shadows) and columns (a ReplacingMergeTree's version and delete flag: the tap reads such
+tables with FINAL, which applies them).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ WHERE NOT is_temporary
   AND database NOT IN {system:Array(String)}
   AND engine NOT IN {consuming:Array(String)}
   AND NOT startsWith(name, '.inner')
+  AND NOT startsWith(name, '_dpone_') AND NOT endsWith(name, '__dpone_new')
 ORDER BY database, name
 """
 # EPHEMERAL columns exist only for INSERT: a SELECT cannot read them.
@@ -40,6 +43,7 @@ _COLUMNS = """
 SELECT database, table, name, type
 FROM system.columns
 WHERE database IN {databases:Array(String)} AND default_kind != 'EPHEMERAL'
+  AND name NOT IN ('_dpone_version', '_dpone_is_deleted')
 ORDER BY database, table, position
 """
 
@@ -96,14 +100,32 @@ def _as_is(name: str, column: ClickHouseColumn) -> ClickHouseColumn:
     return column
 
 
+def _unwrapped(text: str) -> str:
+    """`(id)` -> `id`, `((id), x)` -> `(id), x`: ClickHouse writes ORDER BY (a, b) with its parentheses."""
+    text = text.strip()
+    while text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
+        text = text[1:-1].strip()
+    return text
+
+
+def _balanced(text: str) -> bool:
+    """No parenthesis closes one it did not open (names with parentheses in them are not keys anyway)."""
+    depth = 0
+    for char in text:
+        depth += (char == "(") - (char == ")")
+        if depth < 0:
+            return False
+    return depth == 0
+
+
 def _key(table: SqlTable, sorting_key: str) -> list[str]:
     """The sorting key's columns; none when a part of it is an expression or of a type no bookmark holds."""
     if table.is_view or sorting_key in ("", "tuple()"):
         return []
     by_name = {c.name: c for c in table.columns if isinstance(c, ClickHouseColumn)}
     key = []
-    for part in split_top(sorting_key):
-        name = unquote_name(part)
+    for part in split_top(_unwrapped(sorting_key)):
+        name = unquote_name(_unwrapped(part))
         column = by_name.get(name) if name is not None else None
         if column is None or not column.bookmark_sql:
             log.info(

@@ -46,6 +46,13 @@ READ_SETTINGS: dict[str, str | int] = {
 }
 
 
+_NOT_UTF8 = "not UTF-8 text"
+# Date, then time to the microsecond (zeros past it allowed), then an offset: as ISO 8601 writes them.
+_ISO_DATE_TIME = (
+    "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    "([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\\\.[0-9]{1,6}0*)?)?)?"
+    "(Z|z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?$"
+)
 _DECIMAL_DIGITS = (9, 18, 38, 76)
 _DECIMAL_BITS = ("toDecimal32OrNull", "toDecimal64OrNull", "toDecimal128OrNull", "toDecimal256OrNull")
 
@@ -107,11 +114,17 @@ def column_load(column: ColumnType, v: str, numbers: str, objects: str) -> Colum
     if natural == "Date32":
         value = f"toDate32OrNull({v})"
         return ColumnLoad(text, value, f"toString({value}) = {v}", "not a date (YYYY-MM-DD) Date32 holds")
+    if natural == TIMESTAMP:
+        # ClickHouse's best-effort reader takes 12:61 as 13:01 and 01/02/2025 as the 1st of February:
+        # only ISO 8601 it reads as written, to the microsecond.
+        value = f"parseDateTime64BestEffortOrNull({v}, 6, 'UTC')"
+        check = f"{value} IS NOT NULL AND match({v}, '{_ISO_DATE_TIME}')"
+        return ColumnLoad(text, value, check, "not an ISO 8601 date-time that exists (to the microsecond)")
     if natural == "JSON":
-        return ColumnLoad(text, f"CAST(ifNull({v}, '{{}}'), 'JSON')", None, "")
-    if natural in ("Bool", "UUID", TIMESTAMP) or natural.startswith("Array("):
+        return ColumnLoad(text, f"CAST(ifNull({v}, '{{}}'), 'JSON')", f"isValidUTF8({v})", _NOT_UTF8)
+    if natural in ("Bool", "UUID") or natural.startswith("Array("):
         return ColumnLoad(natural if natural.startswith("Array(") else f"Nullable({natural})", v, None, "")
-    return ColumnLoad(text, v, None, "")
+    return ColumnLoad(text, v, f"isValidUTF8({v})", _NOT_UTF8)
 
 
 @dataclass(frozen=True, slots=True)

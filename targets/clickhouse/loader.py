@@ -1,11 +1,14 @@
-"""target-clickhouse's loader: each batch is one INSERT ... SELECT the server parses and checks.
+"""target-clickhouse's loader: the staging-first contract, the ClickHouse way.
 
-The staging contract maps onto ClickHouse this way: "staging" is the batch held in memory (the
-RECORD lines); finalize runs the queued schema changes, then the INSERT into the table (or into
-a full refresh's shadow table). An INSERT is atomic per block, and a batch is one block; it
-carries a deduplication token (a hash of the table and the batch), so a retry of a batch whose
-acknowledgement was lost does not insert it twice. There is no staging table to merge from: an
-upsert table is a ReplacingMergeTree whose version column says which row of a key is newest.
+- bulk load: the batch's RECORD lines go to the server in one INSERT ... SELECT into a staging
+  table (Memory engine), which parses, converts and checks every value (insert_sql.py). This is
+  most of the work, and with two lanes (connections) it runs for the next batch while the one
+  before is moved into its table.
+- finalize, in batch order: the queued schema changes, then one `INSERT INTO table SELECT FROM
+  staging`. ClickHouse writes an INSERT of one block atomically, and a batch is one block; the
+  INSERT carries a deduplication token (a hash of the table and the batch), so a retry of a batch
+  whose acknowledgement was lost does not insert it twice. An upsert table is a ReplacingMergeTree
+  whose version column (arrival order, batch.VersionClock) says which row of a key is newest.
 """
 
 from __future__ import annotations
@@ -16,12 +19,11 @@ import logging
 import os
 import re
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dpone.targets.clickhouse.batch import LineBatch, LineRouter
-from dpone.targets.clickhouse.ddl import INTERNAL_COLUMNS, SQL, VERSION_COLUMN, TableLayout
+from dpone.targets.clickhouse.batch import BAD_ESCAPE, LineBatch, LineRouter, VersionClock, bad_escape
+from dpone.targets.clickhouse.ddl import INTERNAL_COLUMNS, SQL, TableLayout
 from dpone.targets.clickhouse.insert_sql import BAD_VALUES, READ_SETTINGS, BatchInsert, batch_insert
 from dpone.targets.clickhouse.type_map import NUMBER_MODES, OBJECT_MODES, dialect, is_nullable, normalize
 from dpone.targets.framework.batching import BatchPolicy
@@ -29,7 +31,7 @@ from dpone.targets.framework.encoded_rows import EncodedRows
 from dpone.targets.framework.loader import StreamPlan
 from dpone.targets.framework.schema_evolution import DestinationColumn, SchemaPlan, change_statements
 from dpone.targets.framework.sql_dialect import TABLE_VERSION
-from dpone.targets.framework.sql_loader import SqlLoader
+from dpone.targets.framework.sql_loader import STAGING_PREFIX, SqlLoader
 from dpone_drivers.clickhouse import SECRET_KEYS, classify, connect, database_of, error_code, is_embedded, message_of
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError
@@ -59,7 +61,9 @@ class ClickHouseLoader(SqlLoader):
     stamps_load_times = True  # now64() at insert
     background_commit = True  # the server parses a batch while the next one is read
 
-    def __init__(self, config: Mapping[str, Any], *, read_only: bool = False) -> None:
+    def __init__(
+        self, config: Mapping[str, Any], *, read_only: bool = False, primary: ClickHouseLoader | None = None
+    ) -> None:
         self.config = config
         self.redactor = Redactor()
         self.redactor.add_config(config, SECRET_KEYS)
@@ -72,13 +76,20 @@ class ClickHouseLoader(SqlLoader):
             raise ConfigError(f"object_columns must be one of {', '.join(OBJECT_MODES)}; got {self.objects!r}")
         self.dialect = dialect(self.numbers, self.objects)
         self.staging_dir = config.get("staging_dir") or None
+        if self.staging_dir is not None and not os.path.isdir(self.staging_dir):
+            raise ConfigError(f"staging_dir {self.staging_dir!r} is not a directory")
+        self.keep_staging = bool(config.get("keep_staging", False))
+        self.lanes = 1 if self.keep_staging else max(1, int(config.get("load_connections") or 2))
         self.embedded = is_embedded(config)
         self._router = LineRouter()
-        self._held: dict[str, EncodedRows] = {}
-        self._tables: dict[str, dict[str, str]] = {}  # table -> column -> type, every column
-        self._last_version = 0
-        self.client: Any = connect(config, self.redactor)
-        if not read_only:
+        self._lanes: list[ClickHouseLoader] = []  # lanes 1.. (lane 0 is this loader)
+        self.index = len(primary._lanes) + 1 if primary else 0
+        # Shared by every lane: the tables' columns (table -> column -> type, internal ones too), the versions.
+        self._tables: dict[str, dict[str, str]] = primary._tables if primary else {}
+        self.clock: VersionClock = primary.clock if primary else VersionClock()
+        self._staged: dict[str, tuple[BatchInsert, str]] = {}  # staging -> its load and dedup token
+        self.client: Any = connect(config, self.redactor, session=True)
+        if not read_only and primary is None:
             self.run(f"CREATE DATABASE IF NOT EXISTS {SQL.q(self.schema)}", f"creating database {self.schema}")
 
     # -- the driver ------------------------------------------------------------------------------
@@ -92,9 +103,18 @@ class ClickHouseLoader(SqlLoader):
 
     def reconnect(self) -> None:
         self.close()
-        self.client = connect(self.config, self.redactor)
+        self.client = connect(self.config, self.redactor, session=True)
+
+    def lane(self, index: int) -> ClickHouseLoader:
+        if index == 0:
+            return self
+        while len(self._lanes) < index:
+            self._lanes.append(ClickHouseLoader(self.config, primary=self))
+        return self._lanes[index - 1]
 
     def close(self) -> None:
+        for lane in self._lanes:
+            lane.close()
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -143,59 +163,76 @@ class ClickHouseLoader(SqlLoader):
 
     # -- batches ---------------------------------------------------------------------------------
     def row_encoder(self, plan: StreamPlan, policy: BatchPolicy, *, metadata: bool) -> LineBatch:
-        return LineBatch(plan.stream, policy, tuple(plan.key_properties))
+        return LineBatch(plan.stream, policy, tuple(plan.key_properties), self.clock)
 
     def line_router(self) -> LineRouter:
         return self._router
 
     def prepare_staging(self, plan: StreamPlan) -> str:
-        return f"batch-{len(self._held)}"
+        # A temporary table is the session's (each lane has its own): nothing outlives a killed run.
+        # Kept staging is a table of the database, per process and lane.
+        name = self.sql.fit_name(f"{STAGING_PREFIX}{plan.table}" + (f"_{os.getpid()}_{self.index}" * self.keep_staging))
+        staging = self.table_ref(name) if self.keep_staging else self.temp_ref(name)
+        self.run(SQL.drop_table(staging), "dropping old staging")
+        return staging
 
     def bulk_load_encoded(self, plan: StreamPlan, staging: str, rows: EncodedRows) -> None:
-        self._held[staging] = rows
+        """Parse, convert and check the batch into staging, which holds the rows as the table will."""
+        types = {**(plan.table_columns or self.column_types(plan)), **INTERNAL_COLUMNS}
+        load = batch_insert(plan, types, plan.key_columns, self.numbers, self.objects, replacing=True)
+        columns = ", ".join(f"{SQL.q(c)} {types[c]}" for c in load.columns)
+        malformed = bad_escape(rows.data)
+        if malformed is not None:
+            raise DataError(f"stream {plan.stream!r}, {self._record(plan, rows.data, malformed)}: {BAD_ESCAPE}")
+        kind, engine = ("TABLE", "MergeTree ORDER BY tuple()") if self.keep_staging else ("TEMPORARY TABLE", "Memory")
+        self.run(f"CREATE {kind} {staging} ({columns}) ENGINE = {engine}", "creating staging")
+        base = getattr(rows.data, "version_base", 0) or self.clock.reserve(rows.rows)
+        token = hashlib.sha256(plan.table.encode() + b"\x00" + rows.data).hexdigest()
+        self._staged[staging] = (load, token)
+        try:
+            self._send(lambda source: load.statement(staging, source, base), load.structure, rows.data, READ_SETTINGS)
+        except Exception as exc:
+            if error_code(exc) in _VALUE_ERRORS:
+                raise DataError(self._unfit(plan, load, rows.data, exc)) from None
+            raise self.typed_error(exc, f"stream {plan.stream!r}: loading staging") from None
+        staged = self.run(f"SELECT count() FROM {staging}", "counting staged rows").fetchone()
+        if staged != (rows.rows,):
+            # ClickHouse's reader takes two objects on one line as two rows: not a RECORD line.
+            raise DataError(self._miscounted(plan, rows.data, rows.rows, staged[0] if staged else 0))
 
     def bulk_load(self, plan: StreamPlan, staging: str, records: list[dict[str, Any]]) -> None:
-        batch = LineBatch(plan.stream, BatchPolicy(max_rows=len(records) + 1))
+        batch = LineBatch(plan.stream, BatchPolicy(max_rows=len(records) + 1), clock=self.clock)
         for record in records:
             batch.add(record, record.get(TABLE_VERSION), None, 0)
-        self._held[staging] = EncodedRows(batch.take(), len(records), False)
-
-    def cleanup(self, plan: StreamPlan, staging: str) -> None:
-        self._held.pop(staging, None)
+        self.bulk_load_encoded(plan, staging, EncodedRows(batch.take(), len(records), False))
 
     def finalize(self, plan: StreamPlan, staging: str, table: str, schema: list[str]) -> None:
         if schema:
             self._changed(table)
             self.run_all(schema, f"stream {plan.stream!r}: changing {self.schema}.{table}")
-        rows = self._held[staging]
-        self.insert(plan, table, rows)
-
-    def insert(self, plan: StreamPlan, table: str, rows: EncodedRows) -> None:
-        columns = self.columns_of(table)
-        if columns is None:
+        load, token = self._staged[staging]
+        live = self.columns_of(table)
+        if live is None:
             raise DataError(f"stream {plan.stream!r}: table {self.schema}.{table} does not exist (dropped mid-run?)")
-        replacing = VERSION_COLUMN in columns
-        load = batch_insert(plan, columns, plan.key_columns, self.numbers, self.objects, replacing)
-        # Versions follow arrival: batches finalize in order, and a clock step back cannot reorder them.
-        base = max(time.time_ns(), self._last_version + 1)
-        self._last_version = base + rows.rows
-        token = hashlib.sha256(table.encode() + b"\x00" + rows.data).hexdigest()
-        settings = {**READ_SETTINGS, "insert_deduplication_token": token}
-        target = self.table_ref(table)
-        doing = f"stream {plan.stream!r}: loading {self.schema}.{table}"
+        columns = SQL.column_list(c for c in load.columns if c in live)
+        insert = f"INSERT INTO {self.table_ref(table)} ({columns}) SELECT {columns} FROM {staging}"
         try:
-            self._send(lambda source: load.statement(target, source, base), load.structure, rows.data, settings)
+            self.client.command(insert, settings={"insert_deduplication_token": token})
         except Exception as exc:
-            if error_code(exc) in _VALUE_ERRORS:
-                raise DataError(self._unfit(plan, load, rows.data, exc)) from None
-            raise self.typed_error(exc, doing) from None
+            raise self.typed_error(exc, f"stream {plan.stream!r}: loading {self.schema}.{table}") from None
 
-    def _send(self, statement: Callable[[str], str], structure: str, data: bytes, settings: dict[str, Any]) -> None:
+    def cleanup(self, plan: StreamPlan, staging: str) -> None:
+        self._staged.pop(staging, None)
+        super().cleanup(plan, staging)
+
+    def _send(
+        self, statement: Callable[[str], str], structure: str, data: bytes | bytearray, settings: dict[str, Any]
+    ) -> None:
         """Run `statement(source)` with the batch as its source: input() over HTTP (the batch is the
         request body), file() on the embedded engine (which takes no body)."""
         if not self.embedded:
             sql = statement(f"input({SQL.literal(structure)})") + " FORMAT JSONEachRow"
-            self.client.command(sql, data=data, settings=settings)
+            self.client.command(sql, data=bytes(data), settings=settings)  # the driver sends bytes only
             return
         fd, path = tempfile.mkstemp(prefix="dpone-clickhouse-", suffix=".jsonl", dir=self.staging_dir)
         try:
@@ -206,7 +243,7 @@ class ClickHouseLoader(SqlLoader):
         finally:
             os.unlink(path)
 
-    def _unfit(self, plan: StreamPlan, load: BatchInsert, data: bytes, exc: Exception) -> str:
+    def _unfit(self, plan: StreamPlan, load: BatchInsert, data: bytes | bytearray, exc: Exception) -> str:
         """Which record of the batch, and which column, the server refused."""
         reason = message_of(exc, self.redactor)
         stream = f"stream {plan.stream!r}"
@@ -225,11 +262,11 @@ class ClickHouseLoader(SqlLoader):
             return f"{stream}, {self._record(plan, data, at)}: record has no value for key property {column!r}"
         return f"{stream}, {self._record(plan, data, at)}, column {column!r}: {value} ({why})"
 
-    def _first_unfit(self, load: BatchInsert, data: bytes) -> tuple[int, str, str, str] | None:
+    def _first_unfit(self, load: BatchInsert, data: bytes | bytearray) -> tuple[int, str, str, str] | None:
         names = list(load.checks)
         flags = ", ".join(f"ifNull({check}, 0)" for check, _, _ in load.checks.values())
         raws = ", ".join(f"toString({raw})" for _, raw, _ in load.checks.values())
-        table = f"_dpone_check_{os.getpid()}"
+        table = f"_dpone_check_{os.getpid()}_{self.index}"
         ref = self.table_ref(table)
         found: list[Any] = []
         try:
@@ -261,15 +298,25 @@ class ClickHouseLoader(SqlLoader):
         shown = "null" if value is None else repr(value if len(value) <= 60 else value[:57] + "...")
         return int(n), names[at], shown, load.checks[names[at]][2]
 
+    def _miscounted(self, plan: StreamPlan, data: bytes | bytearray, lines: int, rows: int) -> str:
+        """Which line of the batch is not one JSON object (found by decoding them, the error path only)."""
+        for number, line in enumerate(bytes(data).splitlines(), 1):
+            try:
+                json.loads(line)
+            except ValueError as exc:
+                return f"stream {plan.stream!r}, {self._record(plan, data, number)}: malformed JSON ({exc})"
+        return f"stream {plan.stream!r}: the batch's {lines} lines gave {rows} rows: a line is not one JSON object"
+
     @staticmethod
-    def _record(plan: StreamPlan, data: bytes, row: int) -> str:
+    def _record(plan: StreamPlan, data: bytes | bytearray, row: int) -> str:
         """`record N of the batch` with its key, to find it in the source."""
         lines = data.split(b"\n", row)
         where = f"record {row} of the batch"
         if 0 < row <= len(lines) and plan.key_properties:
             try:
                 # The standard library reads any number (orjson refuses 1e400): the error path only.
-                record = json.loads(lines[row - 1], parse_float=str).get("record") or {}
+                line = json.loads(bytes(lines[row - 1]).decode("utf-8", "replace"), parse_float=str)
+                record = line.get("record", line) if isinstance(line, dict) else {}
                 key = ", ".join(f"{k}={record.get(k)!r}" for k in plan.key_properties)
                 return f"{where} ({key})"
             except (ValueError, AttributeError):
@@ -315,15 +362,3 @@ class ClickHouseLoader(SqlLoader):
         row = self.run(f"SELECT max({SQL.q(TABLE_VERSION)}) FROM {self.table_ref(table)}", "reading the version")
         found = row.fetchone()
         return None if found is None or found[0] is None else int(found[0])
-
-    def write_probe(self, plan: StreamPlan, records: list[dict[str, Any]]) -> None:
-        """`check`: the batch path into a table of its own, dropped at once."""
-        probe = self.sql.fit_name("_dpone_probe_" + plan.table)
-        ref = self.table_ref(probe)
-        self.run(self._create(plan, probe, plan.table_columns or self.column_types(plan)), "creating a probe table")
-        try:
-            self.bulk_load(plan, "probe", records)
-            self.insert(plan, probe, self._held.pop("probe"))
-        finally:
-            self._changed(probe)
-            self.run(SQL.drop_table(ref), "dropping the probe table")

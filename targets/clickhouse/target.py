@@ -39,13 +39,12 @@ class ClickHouseSink(LoaderSink):
 class ClickHouseTarget(LoaderTarget):
     name = "target-clickhouse"
     description = (
-        "Loads streams into ClickHouse: one server-parsed INSERT per batch; upsert through ReplacingMergeTree, "
+        "Loads streams into ClickHouse: batches parsed and checked by the server; upsert through ReplacingMergeTree, "
         "full refresh through EXCHANGE TABLES."
     )
     settings: ClassVar[tuple[Setting, ...]] = (
         CONNECTION_SETTINGS
-        # No staging table to keep: a batch goes straight into its table.
-        + tuple(s for s in LOADER_SETTINGS if s.name != "keep_staging")
+        + LOADER_SETTINGS
         + (
             Setting(
                 "unbounded_numbers",
@@ -73,12 +72,19 @@ class ClickHouseTarget(LoaderTarget):
                 "Applies when the table is created.",
             ),
             Setting("staging_dir", "string", "Directory for batch files on the embedded engine (default: temp)."),
+            Setting(
+                "load_connections",
+                "integer",
+                "Connections loading batches: the next batch is parsed into its staging table on one while the "
+                "previous one moves into its table on another (batches still commit in order). 1 loads one at a time.",
+                default=2,
+            ),
             Setting("batch_size_rows", "integer", "Insert a stream's batch at this many records.", default=100_000),
             Setting(
                 "batch_size_bytes",
                 "integer",
                 "Insert a stream's batch at this many bytes of RECORD lines.",
-                default=64 * 1024 * 1024,
+                default=32 * 1024 * 1024,
             ),
         )
     )

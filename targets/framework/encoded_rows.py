@@ -34,7 +34,7 @@ class RowEncoder(Protocol):
     def feed_record(self, line: bytes) -> bool:
         """Append a bare record object's JSON (a BATCH file line); False to have it decoded instead."""
 
-    def take(self) -> bytes:
+    def take(self) -> bytes | bytearray:
         """The batch so far; the encoder starts a new one."""
 
     def is_full(self) -> bool: ...
@@ -57,6 +57,6 @@ class LineRouter(Protocol):
 class EncodedRows:
     """A batch taken from a RowEncoder, handed to the loader's bulk load."""
 
-    data: bytes
+    data: bytes | bytearray  # a buffer the encoder gave up, not copied
     rows: int
     duplicates: bool

@@ -240,6 +240,7 @@ class PostgresLoader(SqlLoader):
     def bulk_load_encoded(self, plan: StreamPlan, staging: str, rows: EncodedRows) -> None:
         self._stream = plan.stream
         data = rows.data
+        assert isinstance(data, bytes)  # the C encoder's batches are bytes (dedupe_last needs them)
         columns = list(self._copy_columns(plan))
         if rows.duplicates and plan.merges:
             data = copy_rows.dedupe_last(data, [columns.index(k) for k in copy_rows.key_columns(plan)])

@@ -14,10 +14,11 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 
@@ -126,6 +127,8 @@ class TargetKit:
     lacks: Mapping[str, str] = field(default_factory=dict)
     cli_module: str = ""
     capabilities: TargetCapabilities | None = None
+    # In-process runs read a file instead of lines one by one (the block path a process takes).
+    stdin_file: bool = False
     _configs: _Configs = field(init=False)
 
     def __post_init__(self) -> None:
@@ -192,7 +195,14 @@ class TargetKit:
                     yield from part.splitlines(keepends=True)
 
         argv = ["--config", self._configs.write(self.settings(**config), "target")]
-        rc = run_target_cli(self.target, argv, stdin=feed(), stdout=out, stderr=err)  # type: ignore[arg-type]
+        if self.stdin_file and not any(callable(part) for part in parts):
+            # A file, as a process's stdin is: the target reads it in blocks (Target._read).
+            with tempfile.TemporaryFile() as source:
+                source.write(b"".join(cast("list[bytes]", parts)))
+                source.seek(0)
+                rc = run_target_cli(self.target, argv, stdin=source, stdout=out, stderr=err)  # type: ignore[arg-type]
+        else:
+            rc = run_target_cli(self.target, argv, stdin=feed(), stdout=out, stderr=err)  # type: ignore[arg-type]
         return Run(rc, out.getvalue(), err.getvalue(), _messages(out.getvalue()))
 
     def command(self) -> list[str]:

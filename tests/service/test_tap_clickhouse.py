@@ -593,3 +593,25 @@ def test_doc_settings_table_lists_every_setting() -> None:
     table = re.findall(r"^\| `([a-z0-9_]+)` \|", section, flags=re.MULTILINE)
     names = [s.name for s in ClickHouseTap.all_settings()]
     assert [n for n in table if n in names] == names, "docs/connectors/tap-clickhouse.md settings table is out of date"
+
+
+def test_a_target_clickhouse_table_reads_as_its_readers_see_it(clickhouse: Source) -> None:
+    """What target-clickhouse writes: ORDER BY (id) is a key; a ReplacingMergeTree is read with FINAL
+    (newest version per key, deleted keys gone), without its version columns; staging and shadow
+    tables are not streams."""
+    db = clickhouse.database
+    clickhouse.sql(
+        f"CREATE TABLE {db}.users (id Int64, name String, _dpone_version UInt64, _dpone_is_deleted UInt8) "
+        "ENGINE = ReplacingMergeTree(_dpone_version, _dpone_is_deleted) ORDER BY (id)",
+        f"INSERT INTO {db}.users VALUES (1, 'Ana', 1, 0), (2, 'Ben', 1, 0)",
+        f"INSERT INTO {db}.users VALUES (1, 'Ana v2', 2, 0), (2, 'Ben', 2, 1)",
+        f"CREATE TABLE {db}._dpone_stage_users_1_0 (id Int64) ENGINE = Memory",
+        f"CREATE TABLE {db}.users__dpone_new (id Int64) ENGINE = MergeTree ORDER BY id",
+    )
+    catalog = clickhouse.discover()
+    assert [e["tap_stream_id"] for e in catalog["streams"]] == [f"{db}-users"]
+    (entry,) = catalog["streams"]
+    assert entry["key_properties"] == ["id"]
+    assert set(entry["schema"]["properties"]) == {"id", "name"}
+    run = ok(clickhouse.sync(catalog))
+    assert [(r["id"], r["name"]) for r in records(run)] == [(1, "Ana v2")]

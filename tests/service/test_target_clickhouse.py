@@ -20,7 +20,7 @@ from dpone.targets.framework.batching import BatchPolicy
 from dpone.targets.framework.encoded_rows import ADDED, NOT_HANDLED, EncodedRows
 from dpone.targets.framework.loader import StreamPlan
 from dpone.targets.framework.target_cli import run as run_cli
-from dpone_drivers.clickhouse import database_of
+from dpone_drivers.clickhouse import client_options, database_of
 from dpone_protocol.json_schema import stream_columns
 from dpone_protocol.settings import apply_settings
 from tests.conftest import lines, record, schema, state
@@ -127,7 +127,14 @@ def test_json_columns_and_low_cardinality(kit: TargetKit, dest: ClickHouseDest) 
         ({"type": ["null", "string"], "format": "uuid"}, b'"nope"', "uuid"),
         ({"type": ["null", "string"], "format": "date"}, b'"2024-02-30"', "not a date"),
         ({"type": ["null", "boolean"]}, b'"yes"', "boolean"),
-        ({"type": ["null", "string"], "format": "date-time"}, b'"noon"', "DateTime"),
+        ({"type": ["null", "string"], "format": "date-time"}, b'"noon"', "not an ISO 8601 date-time"),
+        ({"type": ["null", "string"], "format": "date-time"}, b'"2025-01-01T12:61:00Z"', "not an ISO 8601 date-time"),
+        ({"type": ["null", "string"], "format": "date-time"}, b'"2025-01-01T25:00:00Z"', "not an ISO 8601 date-time"),
+        ({"type": ["null", "string"], "format": "date-time"}, b'"2025-01-01T12:00:00+25:00"', "not an ISO 8601"),
+        ({"type": ["null", "string"], "format": "date-time"}, b'"01/02/2025 10:00"', "not an ISO 8601 date-time"),
+        ({"type": ["null", "string"], "format": "date-time"}, b'"2023-02-29T00:00:00Z"', "not an ISO 8601 date-time"),
+        ({"type": ["null", "string"], "format": "date-time"}, b'"2024-01-01T00:00:00.1234567Z"', "to the microsecond"),
+        ({"type": ["null", "string"]}, b'"\xff\xfe"', "not UTF-8 text"),
     ],
 )
 def test_a_value_clickhouse_would_change_stops_its_batch(
@@ -174,6 +181,29 @@ def test_a_number_a_float_gives_back_is_taken_in_any_spelling(kit: TargetKit, de
     assert result.rc == 0, result.stderr
     got = [r["x"] for r in sorted(dest.rows("n") or [], key=lambda r: r["id"])]
     assert got == [float(v) for v in values]
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        # Two records on one line: ClickHouse's reader would take both, the second into the first's stream.
+        (
+            b'{"type":"RECORD","stream":"m","record":{"id":1}}{"type":"RECORD","stream":"other","record":{"id":2}}\n',
+            "malformed JSON",
+        ),
+        (b'{"type":"RECORD","stream":"m","record":{"id":1,"s":"\\x41"}}\n', "a backslash escape JSON does not have"),
+    ],
+)
+def test_a_malformed_record_line_stops_the_load(kit: TargetKit, dest: ClickHouseDest, line: bytes, says: str) -> None:
+    props = {"id": {"type": "integer"}, "s": {"type": ["null", "string"]}}
+    data = lines(schema("m", props), schema("other", props)) + line + lines(state({"n": 1}))
+    for stdin_file in (False, True):
+        kit.stdin_file = stdin_file
+        result = kit.run(data)
+        assert result.rc == 65, result.stderr
+        assert says in error(result), error(result)
+        assert result.states == []
+        assert not dest.rows("m") and not dest.rows("other")
 
 
 def test_a_required_property_missing_stops_with_its_name(kit: TargetKit) -> None:
@@ -260,13 +290,16 @@ def test_a_retried_batch_is_not_inserted_twice(dest: ClickHouseDest) -> None:
     loader = ClickHouseLoader(dest.config(load_method="append-only"))
     try:
         columns = stream_columns({"properties": {"id": {"type": "integer"}}}, "r")
-        plan = StreamPlan("r", "r", columns, [], "append-only")
+        plan = StreamPlan("r", "r", columns, [], "append-only", table_columns={"id": "Int64"})
         loader.run(loader._create(plan, "r", {"id": "Int64"}), "create")
         batch = LineBatch("r", BatchPolicy())
         batch.append(b'{"type":"RECORD","stream":"r","record":{"id":1}}\n')
         rows = EncodedRows(batch.take(), 1, False)
-        loader.insert(plan, "r", rows)
-        loader.insert(plan, "r", rows)  # the acknowledgement of the first was lost: the same batch again
+        for _ in range(2):  # the acknowledgement of the first was lost: the same batch again
+            staging = loader.prepare_staging(plan)
+            loader.bulk_load_encoded(plan, staging, rows)
+            loader.finalize(plan, staging, "r", [])
+            loader.cleanup(plan, staging)
         assert loader.run("SELECT count() FROM dw.r", "").fetchone() == (1,)
     finally:
         loader.close()
@@ -290,8 +323,24 @@ def test_connection_refused_is_transient_and_redacted(kit: TargetKit) -> None:
     assert "connecting to ClickHouse" in result.stderr
 
 
-def test_a_bad_setting_is_a_config_error(kit: TargetKit) -> None:
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"tables": {"c": {"order": "id"}}}, "unknown keys ['order']"),
+        ({"dsn": "clickhouse://127.0.0.1:notaport/db"}, "the port must be a number"),
+        ({"dsn": "http://u:s3cr3t-pw@127.0.0.1:1/?password=other&database=x"}, "setting 'dsn'"),
+        ({"staging_dir": "/nonexistent/dir"}, "is not a directory"),
+    ],
+)
+def test_a_bad_setting_is_a_config_error(kit: TargetKit, settings: dict[str, Any], says: str) -> None:
     data = lines(schema("c", {"id": {"type": "integer"}}), record("c", {"id": 1}))
-    result = kit.run(data, tables={"c": {"order": "id"}})
-    assert result.rc == 78
-    assert "unknown keys ['order']" in error(result)
+    result = kit.run(data, **settings)
+    assert result.rc == 78, result.stderr
+    assert says in error(result) and "s3cr3t-pw" not in result.stderr
+
+
+def test_an_https_dsn_asks_for_tls() -> None:
+    assert client_options({"dsn": "https://u:p@db.example:8123/raw"})["interface"] == "https"
+    assert client_options({"dsn": "clickhouses://u:p@db.example/raw"})["interface"] == "https"
+    assert client_options({"dsn": "http://u:p@db.example:8443/raw"})["interface"] == "http"
+    assert "interface" not in client_options({"dsn": "clickhouse://u:p@db.example:8443/raw"})

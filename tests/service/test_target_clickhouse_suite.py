@@ -25,6 +25,7 @@ class TestTargetClickHouse(TargetSuite):
             read_table=dest.rows,
             tables=dest.tables,
             workdir=tmp_path,
+            stdin_file=True,
             lacks={
                 "sdk:record_missing_required_property": (
                     "the stream declares 'id' required and never null, so its column is a non-Nullable Int64; a "
