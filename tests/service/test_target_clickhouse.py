@@ -344,3 +344,11 @@ def test_an_https_dsn_asks_for_tls() -> None:
     assert client_options({"dsn": "clickhouses://u:p@db.example/raw"})["interface"] == "https"
     assert client_options({"dsn": "http://u:p@db.example:8443/raw"})["interface"] == "http"
     assert "interface" not in client_options({"dsn": "clickhouse://u:p@db.example:8443/raw"})
+
+
+def test_the_docs_settings_table_lists_every_setting() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "connectors" / "target-clickhouse.md").read_text()
+    section = doc.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("`")[1] for line in section.splitlines() if line.startswith("| `")]
+    settings = [s.name for s in ClickHouseTarget.all_settings()]
+    assert [name for name in rows if name in settings] == settings
