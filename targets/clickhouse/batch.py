@@ -12,7 +12,9 @@ its work, but the `bytes.replace` passes it takes cost Python as much: measured,
 
 from __future__ import annotations
 
+import bisect
 import re
+import sys
 import threading
 import time
 from typing import Any
@@ -58,9 +60,19 @@ class VersionClock:
 
 
 class Lines(bytearray):
-    """A taken batch's lines, and the version of its first row."""
+    """A taken batch's lines, the version of its first row, and where its rows came from: (row, input
+    line) at the start of each run of consecutive input lines (line 0: not known)."""
 
     version_base = 0
+    runs: tuple[tuple[int, int], ...] = ()
+
+    def input_line(self, row: int) -> int | None:
+        """The input line of the batch's row `row` (1-based), where the reader said."""
+        at = bisect.bisect_right(self.runs, (row - 1, sys.maxsize)) - 1
+        if at < 0 or not self.runs[at][1]:
+            return None
+        first_row, first_line = self.runs[at]
+        return first_line + (row - 1 - first_row)
 
 
 class LineBatch:
@@ -77,6 +89,7 @@ class LineBatch:
         self.policy = policy
         self.max_rows, self.max_bytes = policy.max_rows, policy.max_bytes
         self.buffer = Lines()
+        self.runs: list[tuple[int, int]] = []
         self.count = 0
         self.first_at = 0.0
 
@@ -88,10 +101,12 @@ class LineBatch:
     def duplicates(self) -> int:
         return 0  # the ReplacingMergeTree keeps the last row of a key: the version orders them
 
-    def append(self, line: bytes | memoryview, count: int = 1) -> bool:
-        """Whole lines in the batch's shape, newlines included."""
+    def append(self, line: bytes | memoryview, count: int = 1, input_line: int = 0) -> bool:
+        """Whole lines in the batch's shape, newlines included; `input_line`: the first one's, if known."""
         if not self.count:
             self.first_at = time.monotonic()
+        if input_line or (self.runs and self.runs[-1][1]):
+            self.runs.append((self.count, input_line))
         self.buffer += line
         self.count += count
         return self.count >= self.max_rows or len(self.buffer) >= self.max_bytes
@@ -109,7 +124,9 @@ class LineBatch:
         # The buffer itself, not a copy: the batch starts a new one.
         data = self.buffer
         data.version_base = self.clock.reserve(self.count)
+        data.runs = tuple(self.runs)
         self.buffer = Lines()
+        self.runs = []
         self.count = 0
         return data
 
@@ -164,11 +181,12 @@ class LineRouter:
             self._head, self._last = record_head(found.stream), found
         return found
 
-    def feed_run(self, block: bytes, at: int) -> tuple[int, int, bool]:
-        """Take the run of one stream's RECORD lines that starts at `at` in `block` (whole lines),
-        up to where its batch is full: (where the run ends, lines taken, batch full); nothing (0
-        lines) when the line at `at` is no such record. Keys are not looked at here: the server's
-        check names a record without its key (the line loop's feed looks at each line instead)."""
+    def feed_run(self, block: bytes, at: int, line: int = 0) -> tuple[int, int, bool]:
+        """Take the run of one stream's RECORD lines that starts at `at` in `block` (whole lines; the
+        first is input line `line`), up to where its batch is full: (where the run ends, lines taken,
+        batch full); nothing (0 lines) when the line at `at` is no such record. Keys are not looked at
+        here: the server's check names a record without its key (the line loop's feed looks at each
+        line instead)."""
         if block.startswith(self._head, at):
             batch = self._last
         else:
@@ -194,4 +212,4 @@ class LineRouter:
             # At least one whole line, however long.
             end = max(block.rfind(b"\n", at, at + max(room_bytes, 0)) + 1, block.index(b"\n", at) + 1)
             count = block.count(b"\n", at, end)
-        return end, count, batch.append(memoryview(block)[at:end], count)
+        return end, count, batch.append(memoryview(block)[at:end], count, line)

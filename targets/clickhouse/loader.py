@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dpone.targets.clickhouse.batch import BAD_ESCAPE, LineBatch, LineRouter, VersionClock, bad_escape
+from dpone.targets.clickhouse.batch import BAD_ESCAPE, LineBatch, LineRouter, Lines, VersionClock, bad_escape
 from dpone.targets.clickhouse.ddl import INTERNAL_COLUMNS, SQL, TableLayout
 from dpone.targets.clickhouse.insert_sql import BAD_VALUES, READ_SETTINGS, BatchInsert, batch_insert
 from dpone.targets.clickhouse.type_map import NUMBER_MODES, OBJECT_MODES, dialect, is_nullable, normalize
@@ -87,6 +87,8 @@ class ClickHouseLoader(SqlLoader):
         # Shared by every lane: the tables' columns (table -> column -> type, internal ones too), the versions.
         self._tables: dict[str, dict[str, str]] = primary._tables if primary else {}
         self.clock: VersionClock = primary.clock if primary else VersionClock()
+        # Shadow tables of full refreshes not created yet (begin_replace) -> their CREATE.
+        self._shadows: dict[str, str] = primary._shadows if primary else {}
         self._staged: dict[str, tuple[BatchInsert, str]] = {}  # staging -> its load and dedup token
         self.client: Any = connect(config, self.redactor, session=True)
         if not read_only and primary is None:
@@ -183,7 +185,7 @@ class ClickHouseLoader(SqlLoader):
         columns = ", ".join(f"{SQL.q(c)} {types[c]}" for c in load.columns)
         malformed = bad_escape(rows.data)
         if malformed is not None:
-            raise DataError(f"stream {plan.stream!r}, {self._record(plan, rows.data, malformed)}: {BAD_ESCAPE}")
+            raise DataError(f"{self._record(plan, rows.data, malformed)}: {BAD_ESCAPE}")
         kind, engine = ("TABLE", "MergeTree ORDER BY tuple()") if self.keep_staging else ("TEMPORARY TABLE", "Memory")
         self.run(f"CREATE {kind} {staging} ({columns}) ENGINE = {engine}", "creating staging")
         base = getattr(rows.data, "version_base", 0) or self.clock.reserve(rows.rows)
@@ -207,6 +209,7 @@ class ClickHouseLoader(SqlLoader):
         self.bulk_load_encoded(plan, staging, EncodedRows(batch.take(), len(records), False))
 
     def finalize(self, plan: StreamPlan, staging: str, table: str, schema: list[str]) -> None:
+        self._create_shadow(table)
         if schema:
             self._changed(table)
             self.run_all(schema, f"stream {plan.stream!r}: changing {self.schema}.{table}")
@@ -217,7 +220,9 @@ class ClickHouseLoader(SqlLoader):
         columns = SQL.column_list(c for c in load.columns if c in live)
         insert = f"INSERT INTO {self.table_ref(table)} ({columns}) SELECT {columns} FROM {staging}"
         try:
-            self.client.command(insert, settings={"insert_deduplication_token": token})
+            # No merge of the block's own duplicate keys at insert (optimize_on_insert): every row has its
+            # version, so FINAL and background merges keep the newest; the insert is 7% cheaper.
+            self.client.command(insert, settings={"insert_deduplication_token": token, "optimize_on_insert": 0})
         except Exception as exc:
             raise self.typed_error(exc, f"stream {plan.stream!r}: loading {self.schema}.{table}") from None
 
@@ -251,16 +256,16 @@ class ClickHouseLoader(SqlLoader):
             row = _AT_ROW.search(reason)
             keys = [k for k in _KEY.findall(reason) if k != "record"]
             clean = reason.split(": (while reading", 1)[0].split(" (at row", 1)[0].strip(" :")
-            where = self._record(plan, data, int(row.group(1))) if row else "a record of the batch"
+            where = self._record(plan, data, int(row.group(1))) if row else f"{stream}, a record of the batch"
             column = f", column {keys[0]!r}" if keys else ""
-            return f"{stream}, {where}{column}: {clean}"
+            return f"{where}{column}: {clean}"
         found = self._first_unfit(load, data)
         if found is None:
             return f"{stream}: {reason}"
         at, column, value, why = found
         if value == "null" and column in plan.key_columns:
-            return f"{stream}, {self._record(plan, data, at)}: record has no value for key property {column!r}"
-        return f"{stream}, {self._record(plan, data, at)}, column {column!r}: {value} ({why})"
+            return f"{self._record(plan, data, at)}: record has no value for key property {column!r}"
+        return f"{self._record(plan, data, at)}, column {column!r}: {value} ({why})"
 
     def _first_unfit(self, load: BatchInsert, data: bytes | bytearray) -> tuple[int, str, str, str] | None:
         names = list(load.checks)
@@ -295,7 +300,9 @@ class ClickHouseLoader(SqlLoader):
         n, ok, raw = found[0]
         at = list(ok).index(0)
         value = raw[at]
-        shown = "null" if value is None else repr(value if len(value) <= 60 else value[:57] + "...")
+        if value is None:
+            return int(n), names[at], "null", "no value (null or missing) for a column that takes none"
+        shown = repr(value if len(value) <= 60 else value[:57] + "...")
         return int(n), names[at], shown, load.checks[names[at]][2]
 
     def _miscounted(self, plan: StreamPlan, data: bytes | bytearray, lines: int, rows: int) -> str:
@@ -304,33 +311,44 @@ class ClickHouseLoader(SqlLoader):
             try:
                 json.loads(line)
             except ValueError as exc:
-                return f"stream {plan.stream!r}, {self._record(plan, data, number)}: malformed JSON ({exc})"
+                return f"{self._record(plan, data, number)}: malformed JSON ({exc})"
         return f"stream {plan.stream!r}: the batch's {lines} lines gave {rows} rows: a line is not one JSON object"
 
     @staticmethod
     def _record(plan: StreamPlan, data: bytes | bytearray, row: int) -> str:
-        """`record N of the batch` with its key, to find it in the source."""
+        """Where the batch's row `row` came from: `line N, stream 's' (key)` where the reader said,
+        else `stream 's', record N of the batch (key)`; the key finds it in the source."""
+        line = data.input_line(row) if isinstance(data, Lines) else None
+        where = f"line {line}, stream {plan.stream!r}" if line else f"stream {plan.stream!r}, record {row} of the batch"
         lines = data.split(b"\n", row)
-        where = f"record {row} of the batch"
         if 0 < row <= len(lines) and plan.key_properties:
             try:
                 # The standard library reads any number (orjson refuses 1e400): the error path only.
-                line = json.loads(bytes(lines[row - 1]).decode("utf-8", "replace"), parse_float=str)
-                record = line.get("record", line) if isinstance(line, dict) else {}
-                key = ", ".join(f"{k}={record.get(k)!r}" for k in plan.key_properties)
-                return f"{where} ({key})"
+                decoded = json.loads(bytes(lines[row - 1]).decode("utf-8", "replace"), parse_float=str)
+                record = decoded.get("record", decoded) if isinstance(decoded, dict) else {}
+                if any(record.get(k) is not None for k in plan.key_properties):
+                    key = ", ".join(f"{k}={record.get(k)!r}" for k in plan.key_properties)
+                    return f"{where} ({key})"
             except (ValueError, AttributeError):
                 pass
         return where
 
     # -- full refresh and versions ---------------------------------------------------------------
     def begin_replace(self, plan: StreamPlan) -> str:
+        """The shadow of a full refresh, created by the first batch that moves into it (or by the
+        swap, for an empty source): a refresh whose first batch fails leaves no table behind."""
         shadow = self.shadow_name(plan.table)
         columns = plan.table_columns or self.column_types(plan)
-        ref = self.table_ref(shadow)
         self._changed(shadow)
-        self.run_all([SQL.drop_table(ref), self._create(plan, shadow, columns)], f"creating the shadow table {shadow}")
+        self.run(SQL.drop_table(self.table_ref(shadow)), f"dropping an old shadow table {shadow}")
+        self._shadows[shadow] = self._create(plan, shadow, columns)
         return shadow
+
+    def _create_shadow(self, shadow: str) -> None:
+        create = self._shadows.pop(shadow, None)
+        if create is not None:
+            self._changed(shadow)
+            self.run(create, f"creating the shadow table {shadow}")
 
     def swap_statements(self, table: str, shadow: str) -> list[str]:
         self._changed(table, shadow)
@@ -339,6 +357,7 @@ class ClickHouseLoader(SqlLoader):
         return SQL.exchange(self.schema, table, shadow)
 
     def swap(self, plan: StreamPlan, shadow: str, schema: list[str]) -> None:
+        self._create_shadow(shadow)
         super().swap(plan, shadow, schema)
         self._changed(plan.table, shadow)
 
@@ -346,6 +365,8 @@ class ClickHouseLoader(SqlLoader):
         if schema:
             self._changed(plan.table)
             self.run_all(schema, f"stream {plan.stream!r}: changing {self.schema}.{plan.table}")
+        if self._shadows.pop(shadow, None) is not None:
+            return  # never created: no row to merge
         live, rows = self.columns_of(plan.table) or {}, self.columns_of(shadow) or {}
         shared = SQL.column_list(c for c in rows if c in live)
         self.run(

@@ -44,6 +44,10 @@ class RowEncoder(Protocol):
 
 
 class LineRouter(Protocol):
+    """May also offer `feed_run(block, at, line) -> (end, lines taken, batch full)`: the run of
+    whole RECORD lines starting at `at` in a block of the input (the first is input line `line`),
+    taken at once; Target reads a file in blocks when the router has it."""
+
     def register(self, stream: str, encoder: Any) -> None:
         """Send this stream's RECORD lines to `encoder` (replacing the stream's previous one)."""
 

@@ -183,10 +183,12 @@ class Target:
         at, size = 0, len(block)
         while at < size:
             feed_run = getattr(self.router, "feed_run", None)
-            if feed_run is None:
+            if feed_run is None and self.sinks:
+                # No runs to take (the target has no such router): the rest of the block line by line.
                 # Lines end at \n only, as a file's do (a \r is JSON whitespace): not splitlines().
                 return self._read_lines(io.BytesIO(block[at:]), writer)
-            end, count, full = feed_run(block, at)
+            # Before the first SCHEMA there is no router yet: one line at a time until it comes.
+            end, count, full = feed_run(block, at, self._line + 1) if feed_run is not None else (at, 0, False)
             if count:
                 self._line += count
                 self.records_in += count

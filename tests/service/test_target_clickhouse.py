@@ -149,6 +149,13 @@ def test_a_value_clickhouse_would_change_stops_its_batch(
     assert "column 'x'" in line and says in line, line
     assert result.states == [{"n": 1}]
     assert [r["id"] for r in dest.rows("v") or []] == [1]
+    # Read from a file (as a process reads its stdin), in blocks: the record is named by its input line.
+    kit.stdin_file = True
+    result = kit.run(head + bad + lines(state({"n": 2})), batch_size_rows=1)
+    assert error(result).startswith("target-clickhouse: data error: line 4, stream 'v' (id=2), column 'x'"), error(
+        result
+    )
+    assert result.states == [{"n": 1}]
 
 
 def test_an_integer_with_a_zero_fraction_is_an_integer(kit: TargetKit, dest: ClickHouseDest) -> None:
@@ -211,7 +218,7 @@ def test_a_required_property_missing_stops_with_its_name(kit: TargetKit) -> None
     message["schema"]["required"] = ["m"]
     result = kit.run(lines(message, record("r", {"id": 1})))
     assert result.rc == 65
-    assert "column 'm': null (not an integer that fits Int64)" in error(result)
+    assert "column 'm': null (no value (null or missing) for a column that takes none)" in error(result)
 
 
 def test_upsert_is_a_replacing_merge_tree_read_with_final(kit: TargetKit, dest: ClickHouseDest) -> None:
