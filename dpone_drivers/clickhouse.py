@@ -81,6 +81,7 @@ _TRANSIENT_CODES = {
 }
 # DSN scheme -> the interface it asks for ("" : by the port, 8443 and 443 being HTTPS).
 _SCHEMES = {"clickhouse": "", "clickhouses": "https", "http": "http", "https": "https"}
+_HTTP_REFUSED = re.compile(r"(?<![\w-])(?:401|403)(?![\w-])")
 _CODE_RE = re.compile(r"Code: (\d+)\.")
 # The server repeats its message inside itself and appends its version and stack: one clause is enough.
 _NOISE_RE = re.compile(r"\s*\((?:version [^)]*|[A-Z_]+)\)\s*$|\s*: While executing .*$|\s*: \(in file/uri [^)]*\)")
@@ -205,7 +206,8 @@ def classify(exc: BaseException, redactor: Redactor, doing: str) -> DponeError:
     name = type(exc).__name__
     if code is None and name in ("OperationalError", "StreamFailureError", "StreamCompleteException"):
         text = str(exc).lower()
-        if "401" in text or "403" in text or "authentication" in text:
+        # An HTTP status, not digits of the query id (a UUID) the message also carries.
+        if _HTTP_REFUSED.search(text) or "authentication" in text:
             return ConfigError(message)
         return TransientError(message)  # refused, reset, unresolved host, timeout: the network
     if code is None and name in ("ProgrammingError", "NotSupportedError", "InterfaceError"):

@@ -105,15 +105,22 @@ class LineBatch:
         """Whole lines in the batch's shape, newlines included; `input_line`: the first one's, if known."""
         if not self.count:
             self.first_at = time.monotonic()
-        if input_line or (self.runs and self.runs[-1][1]):
-            self.runs.append((self.count, input_line))
+        runs = self.runs
+        if input_line or (runs and runs[-1][1]):
+            first_row, first_line = runs[-1] if runs else (0, 0)
+            # A line right after the run before it (the decoded path adds one at a time) extends it.
+            if not (input_line and first_line and first_line + self.count - first_row == input_line):
+                runs.append((self.count, input_line))
         self.buffer += line
         self.count += count
         return self.count >= self.max_rows or len(self.buffer) >= self.max_bytes
 
-    def add(self, record: dict[str, Any], version: int | None, time_extracted: str | None, size: int) -> bool:
+    def add(
+        self, record: dict[str, Any], version: int | None, time_extracted: str | None, size: int, line: int = 0
+    ) -> bool:
+        """A decoded record (input line `line`, where known) in the batch's envelope."""
         envelope = {"record": record, "version": version, "time_extracted": time_extracted}
-        return self.append(DEFAULT_CODEC.dumps(envelope) + b"\n")
+        return self.append(DEFAULT_CODEC.dumps(envelope) + b"\n", 1, line)
 
     def feed_record(self, line: bytes) -> bool:
         # A BATCH file's bare record object: wrapped, not decoded.

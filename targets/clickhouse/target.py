@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from dpone.targets.clickhouse.batch import LineBatch
 from dpone.targets.clickhouse.loader import ClickHouseLoader
 from dpone.targets.clickhouse.type_map import NUMBER_MODES, OBJECT_MODES
 from dpone.targets.framework.loader import LOADER_SETTINGS, Loader
@@ -26,6 +27,16 @@ class ClickHouseSink(LoaderSink):
         keys = set(self.key_properties)
         self.columns = {name: self._nullability(name, col, required, keys) for name, col in self.columns.items()}
         super().on_schema()
+
+    def add_record(
+        self, record: dict[str, Any], version: int | None, time_extracted: str | None, size: int, line: int
+    ) -> bool:
+        encoder = self.encoder
+        if not isinstance(encoder, LineBatch):
+            return super().add_record(record, version, time_extracted, size, line)
+        # A record the framework decoded (another layout than the compact one): its line goes with it.
+        self.check_keys(record, line)
+        return encoder.add(record, version, time_extracted, size, line)
 
     @staticmethod
     def _nullability(name: str, column: ColumnType, required: set[str], keys: set[str]) -> ColumnType:

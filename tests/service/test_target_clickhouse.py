@@ -359,3 +359,28 @@ def test_the_docs_settings_table_lists_every_setting() -> None:
     rows = [line.split("`")[1] for line in section.splitlines() if line.startswith("| `")]
     settings = [s.name for s in ClickHouseTarget.all_settings()]
     assert [name for name in rows if name in settings] == settings
+
+
+def test_a_record_in_another_layout_is_named_by_its_line(kit: TargetKit) -> None:
+    """Lines the framework decodes (spaces, another key order) keep their input line too."""
+    head = lines(schema("v", {"id": {"type": "integer"}, "n": {"type": ["null", "integer"]}}))
+    spaced = b'{"type": "RECORD", "stream": "v", "record": {"id": 1, "n": 1}}\n'
+    reordered = b'{"stream":"v","type":"RECORD","record":{"id":2,"n":9223372036854775808}}\n'
+    for stdin_file in (False, True):
+        kit.stdin_file = stdin_file
+        result = kit.run(head + spaced + reordered)
+        assert error(result).startswith("target-clickhouse: data error: line 3, stream 'v' (id=2), column 'n'"), error(
+            result
+        )
+
+
+def test_a_refused_connection_whose_query_id_holds_403_is_still_transient() -> None:
+    from dpone_drivers.clickhouse import classify
+    from dpone_protocol.config import Redactor
+    from dpone_protocol.errors import TransientError
+
+    class OperationalError(Exception):
+        pass
+
+    refused = OperationalError("Max retries exceeded with url: /?query_id=af93b4f5-1e60-4033-b72e (Connection refused)")
+    assert isinstance(classify(refused, Redactor(), "connecting"), TransientError)
