@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from dpone_drivers.ports import check_port
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
 from dpone_protocol.settings import Setting
@@ -84,7 +85,11 @@ _SCHEMES = {"clickhouse": "", "clickhouses": "https", "http": "http", "https": "
 _HTTP_REFUSED = re.compile(r"(?<![\w-])(?:401|403)(?![\w-])")
 _CODE_RE = re.compile(r"Code: (\d+)\.")
 # The server repeats its message inside itself and appends its version and stack: one clause is enough.
-_NOISE_RE = re.compile(r"\s*\((?:version [^)]*|[A-Z_]+)\)\s*$|\s*: While executing .*$|\s*: \(in file/uri [^)]*\)")
+# It may also echo the statement, `(in query: ...)`, just before that trailer.
+_NOISE_RE = re.compile(
+    r"\s*\((?:version [^)]*|[A-Z_]+)\)\s*$|\s*: (?i:while executing) .*$|\s*: \(in file/uri [^)]*\)"
+    r"|\s*:?\s*\(in query: .*?\)(?=\.?\s*(?:\([A-Z_]+\)\s*)?$)"
+)
 
 
 def _driver() -> Any:
@@ -131,18 +136,17 @@ def client_options(config: Mapping[str, Any], *, session: bool = False) -> dict[
             raise ConfigError(
                 "setting 'dsn' must start with clickhouse://, clickhouses://, http://, https:// or chdb://"
             )
-        try:
-            parts.port  # noqa: B018 - urlsplit checks the port only when asked
-        except ValueError:
-            raise ConfigError("setting 'dsn': the port must be a number from 1 to 65535") from None
+        _, colon, port_text = parts.netloc.rpartition("@")[2].rpartition(":")
+        if colon and not port_text.endswith("]"):  # `[::1]` is a host, not a port
+            check_port(port_text, "setting 'dsn'")
         options["dsn"] = dsn
         if _SCHEMES[parts.scheme]:
             # clickhouse-connect reads TLS from the port alone: an https:// DSN must say it.
             options["interface"] = _SCHEMES[parts.scheme]
         return options
     port = config.get("port")
-    if port is not None and not (str(port).isdigit() and 1 <= int(port) <= 65535):
-        raise ConfigError("setting 'port' must be a number from 1 to 65535")
+    if port is not None:
+        check_port(port, "setting 'port'")
     secure = bool(config.get("secure", False))
     options.update(
         host=str(config.get("host") or "localhost"),

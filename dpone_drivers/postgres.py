@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from dpone_drivers.ports import check_port
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
 from dpone_protocol.settings import Setting
@@ -20,7 +20,6 @@ CONNECTION_SETTINGS: tuple[Setting, ...] = (
     Setting("dsn", "string", "A libpq connection string or URL instead of the fields above.", secret=True),
     Setting("connect_timeout", "integer", "Seconds to wait for a connection.", default=30),
 )
-_PLAIN_VALUE_RE = re.compile(r"[\w.+-]{1,16}")
 # libpq's words for a connection option it cannot use: a setting to fix, not a server to wait for.
 _BAD_OPTION_SIGNS = ("invalid port number", "invalid integer value", "invalid connection option", "invalid sslmode")
 # The server said who or what is wrong: retrying cannot help.
@@ -35,17 +34,6 @@ def _psycopg() -> Any:
     return psycopg
 
 
-def check_port(value: Any, where: str) -> None:
-    """libpq reports a bad port only when connecting, as a connection failure; it is a setting to fix."""
-    # A list ("5432,5433") goes with a list of hosts; an empty entry means the default port.
-    for entry in str(value).split(","):
-        part = entry.strip()
-        if part and not (part.isascii() and part.isdigit() and 1 <= int(part) <= 65535):
-            # The value is shown only when it cannot be a piece of a mis-parsed password.
-            shown = repr(part) if _PLAIN_VALUE_RE.fullmatch(part) else "a value that is not a number"
-            raise ConfigError(f"{where}: the port must be a number from 1 to 65535, got {shown}")
-
-
 def conninfo(config: Mapping[str, Any]) -> dict[str, Any]:
     if config.get("dsn"):
         dsn = str(config["dsn"])
@@ -55,10 +43,10 @@ def conninfo(config: Mapping[str, Any]) -> dict[str, Any]:
             # libpq's message quotes the string around the mistake, which may be the password.
             raise ConfigError("setting 'dsn' is not a valid libpq connection string or URL") from None
         if "port" in parsed:
-            check_port(parsed["port"], "setting 'dsn'")
+            check_port(parsed["port"], "setting 'dsn'", several=True)
         return {"conninfo": dsn}
     port = config.get("port") or 5432
-    check_port(port, "setting 'port'")
+    check_port(port, "setting 'port'", several=True)
     params: dict[str, Any] = {
         "host": config.get("host") or "localhost",
         "port": int(port),

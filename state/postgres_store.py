@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from dpone.state.merge import canonical
 from dpone.state.store import LockedError, LockInfo, RunRecord, StoredState, utc_now
-from dpone_drivers.postgres import check_port, classify
+from dpone_drivers.ports import check_port
+from dpone_drivers.postgres import classify
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError, FatalError, TransientError
 
@@ -80,7 +81,7 @@ class PostgresStore:
             raise ConfigError(
                 f"invalid PostgreSQL state store DSN {self._redact(dsn)}: {self._redact(str(exc))}"
             ) from None
-        check_port(params.get("port", ""), "the PostgreSQL state store DSN")
+        check_port(params.get("port", ""), "the PostgreSQL state store DSN", several=True)
         params.setdefault("connect_timeout", connect_timeout)
         self._params = params
         schema_id = self._psycopg.sql.Identifier(self.schema)

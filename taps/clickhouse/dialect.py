@@ -13,7 +13,6 @@ columns' SQL, and a key is rendered and compared by its type.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -45,7 +44,6 @@ RENDER_SETTINGS = (
     "date_time_output_format = 'iso'"
 )
 # The server repeats the query and the failing function in its messages; the first clause is enough.
-_ECHOES = re.compile(r"\s*:?\s*\(in query: .*? FORMAT TabSeparated\)|: while executing 'FUNCTION .*$", re.IGNORECASE)
 _READONLY = 164
 # Engines whose rows a merge replaces, collapses or sums: read with FINAL.
 _MERGING = frozenset(
@@ -100,13 +98,12 @@ class ClickHouseDialect(SqlDialect):
         if isinstance(exc, ConnectionLost):
             return TransientError(f"{doing}: the connection was lost: {redactor(str(exc))}")
         found = clickhouse.classify(exc, redactor, doing)
-        message = _ECHOES.sub("", str(found))
         if clickhouse.error_code(exc) == _READONLY:
             return ConfigError(
-                f"{message} (tables with JSON, Dynamic or Variant columns are read with output format settings: "
+                f"{found} (tables with JSON, Dynamic or Variant columns are read with output format settings: "
                 "the user needs readonly=2 or 0)"
             )
-        return type(found)(message)
+        return found
 
     # -- catalog -------------------------------------------------------------------
     def tables(self, conn: ClickHouseSource, wanted: TableFilter) -> list[SqlTable]:

@@ -86,7 +86,6 @@ class LineBatch:
         # A line whose key is missing or null takes the decoded path, which names its line; a peek
         # at the bytes is cheap, and one it cannot settle (another escaping) decodes too.
         self.key_marks = tuple((DEFAULT_CODEC.dumps(k) + b":", DEFAULT_CODEC.dumps(k) + b":null") for k in keys)
-        self.policy = policy
         self.max_rows, self.max_bytes = policy.max_rows, policy.max_bytes
         self.buffer = Lines()
         self.runs: list[tuple[int, int]] = []

@@ -147,9 +147,10 @@ def batch_insert(
     keys: list[str],
     numbers: str,
     objects: str,
-    replacing: bool,
 ) -> BatchInsert:
-    """The INSERT of a batch of `plan`'s stream into a table with `table_columns` (name -> type)."""
+    """The INSERT of a batch of `plan`'s stream into a table (staging) with `table_columns` (name ->
+    type); it fills the ReplacingMergeTree's version and delete flag too, which a move into a plain
+    MergeTree leaves out."""
     sources = {dest: src for src, dest in (plan.renames or {}).items()}
     fields: list[str] = []
     columns: list[str] = []
@@ -178,12 +179,11 @@ def batch_insert(
             checks[dest] = (present, raw, load.why or "no value (null or missing) for a column that takes none")
         elif ok is not None:
             checks[dest] = (f"({raw} IS NULL OR {ok})", raw, load.why)
-    if replacing:
-        columns += [VERSION_COLUMN, DELETED_FLAG]
-        values.append("{version_base} + rowNumberInAllBlocks()")
-        deleted = sources.get(DELETED_AT, DELETED_AT)
-        hard = plan.hard_delete and DELETED_AT in plan.columns
-        values.append(f"toUInt8(tupleElement(record, {SQL.literal(deleted)}) IS NOT NULL)" if hard else "0")
+    columns += [VERSION_COLUMN, DELETED_FLAG]
+    values.append("{version_base} + rowNumberInAllBlocks()")
+    deleted = sources.get(DELETED_AT, DELETED_AT)
+    hard = plan.hard_delete and DELETED_AT in plan.columns
+    values.append(f"toUInt8(tupleElement(record, {SQL.literal(deleted)}) IS NOT NULL)" if hard else "0")
     tuple_fields = ", ".join(fields) or "`_dpone_none` Nullable(String)"
     structure = f"record Tuple({tuple_fields}), version Nullable(Int64), time_extracted Nullable(String)"
     where = ""

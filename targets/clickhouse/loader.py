@@ -173,15 +173,17 @@ class ClickHouseLoader(SqlLoader):
     def prepare_staging(self, plan: StreamPlan) -> str:
         # A temporary table is the session's (each lane has its own): nothing outlives a killed run.
         # Kept staging is a table of the database, per process and lane.
-        name = self.sql.fit_name(f"{STAGING_PREFIX}{plan.table}" + (f"_{os.getpid()}_{self.index}" * self.keep_staging))
-        staging = self.table_ref(name) if self.keep_staging else self.temp_ref(name)
+        if not self.keep_staging:
+            staging = self.temp_ref(self.sql.fit_name(STAGING_PREFIX + plan.table))
+        else:
+            staging = self.table_ref(self.sql.fit_name(f"{STAGING_PREFIX}{plan.table}_{os.getpid()}_{self.index}"))
         self.run(SQL.drop_table(staging), "dropping old staging")
         return staging
 
     def bulk_load_encoded(self, plan: StreamPlan, staging: str, rows: EncodedRows) -> None:
         """Parse, convert and check the batch into staging, which holds the rows as the table will."""
         types = {**(plan.table_columns or self.column_types(plan)), **INTERNAL_COLUMNS}
-        load = batch_insert(plan, types, plan.key_columns, self.numbers, self.objects, replacing=True)
+        load = batch_insert(plan, types, plan.key_columns, self.numbers, self.objects)
         columns = ", ".join(f"{SQL.q(c)} {types[c]}" for c in load.columns)
         malformed = bad_escape(rows.data)
         if malformed is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from functools import partial
 
-from dpone.targets.framework.schema_evolution import Dialect
+from dpone.targets.framework.schema_evolution import INT64_DIGITS, Dialect, decimal_holds
 from dpone_protocol.json_schema import ColumnType, Logical
 
 MAX_PRECISION = 76
@@ -121,9 +121,9 @@ def _base_holds(existing: str, incoming: str) -> bool:
         return _INTEGERS.index(existing) >= _INTEGERS.index(incoming)
     ed, idec = decimal_shape(existing), decimal_shape(incoming)
     if ed and idec:
-        return ed[1] >= idec[1] and ed[0] - ed[1] >= idec[0] - idec[1]
+        return decimal_holds(ed, idec)
     if ed and incoming in _INTEGERS:
-        return ed[0] - ed[1] >= 19
+        return decimal_holds(ed, INT64_DIGITS)
     if existing == "Float64" and incoming in ("Float32", "Int8", "Int16", "Int32"):
         return True  # exact in a double; an Int64 beyond 2^53 would be rounded
     return existing == TIMESTAMP and incoming == "Date32"

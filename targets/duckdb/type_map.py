@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from functools import partial
 
-from dpone.targets.framework.schema_evolution import Dialect
+from dpone.targets.framework.schema_evolution import INT64_DIGITS, Dialect, decimal_holds
 from dpone_protocol.json_schema import ColumnType, Logical
 
 _SIMPLE = {
@@ -103,9 +103,9 @@ def holds(existing: str, incoming: str) -> bool:
         return _INTEGERS.index(existing) >= _INTEGERS.index(incoming)
     ed, idec = decimal_shape(existing), decimal_shape(incoming)
     if ed and idec:
-        return ed[1] >= idec[1] and ed[0] - ed[1] >= idec[0] - idec[1]
+        return decimal_holds(ed, idec)
     if ed and incoming in _INTEGERS:
-        return ed[0] - ed[1] >= 19
+        return decimal_holds(ed, INT64_DIGITS)
     if existing == "DOUBLE" and incoming in ("TINYINT", "SMALLINT", "INTEGER", "FLOAT"):
         return True  # exact in a double; a BIGINT beyond 2^53 would be rounded
     return existing == "TIMESTAMP WITH TIME ZONE" and incoming == "DATE"

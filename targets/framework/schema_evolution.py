@@ -129,6 +129,15 @@ class Dialect:
     keeps: Callable[[str, ColumnType], str | None] = _never
 
 
+def decimal_holds(existing: tuple[int, int], incoming: tuple[int, int]) -> bool:
+    """A DECIMAL(precision, scale) holds every value of another when it has as many decimals and as
+    many integer digits (an Int64 is (19, 0)): a rule every dialect's `holds` shares."""
+    return existing[1] >= incoming[1] and existing[0] - existing[1] >= incoming[0] - incoming[1]
+
+
+INT64_DIGITS = (19, 0)
+
+
 class DdlText(Protocol):
     """The SQL a target renders for each kind of column change (its ddl module)."""
 
