@@ -3,8 +3,8 @@
 The connectors live in the repository's top-level folders taps/, targets/ and state/, and are
 installed as `dpone.taps`, `dpone.targets` and `dpone.state` (dpone/ holds a link to each), so
 names as common as `state` never collide with another distribution's in site-packages. The
-extension (targets/postgres/copyrows/) is optional: where it cannot be built (no C compiler),
-target-postgres loads through its pure-Python path instead.
+extensions (targets/postgres/copyrows/, dpone_drivers/kafkafast/) are optional: where they cannot be
+built (no C compiler), the connectors take their pure-Python paths instead.
 """
 
 from pathlib import Path
@@ -21,6 +21,19 @@ setup(
             depends=["targets/postgres/copyrows/copyrows.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
             optional=True,
-        )
+        ),
+        Extension(
+            "dpone_drivers._kafkafast",
+            # The COPY encoder's JSON scanner validates values here too.
+            sources=[
+                *sorted(str(p) for p in Path("dpone_drivers/kafkafast").glob("*.c")),
+                "targets/postgres/copyrows/json_scan.c",
+            ],
+            include_dirs=["dpone_drivers/kafkafast", "targets/postgres/copyrows"],
+            depends=[*map(str, Path("dpone_drivers/kafkafast").glob("*.h")), "targets/postgres/copyrows/copyrows.h"],
+            libraries=["dl"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+            optional=True,
+        ),
     ],
 )

@@ -20,7 +20,7 @@ from dpone_protocol.errors import ConfigError
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SECRET_NAME_RE = re.compile(
-    r"(pass(word)?|secret|token|api[_-]?key|private[_-]?key|credentials?|auth|dsn|sasl)", re.IGNORECASE
+    r"(pass(word)?|secret|token|api[_-]?key|private[_-]?key|credentials?|auth|dsn|jaas)", re.IGNORECASE
 )
 # user:password@ in URLs and DSNs; password=... in libpq/ODBC connection strings.
 _URL_PASSWORD_RE = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\s/?#]+)(?=@)")

@@ -34,6 +34,11 @@ _OWN_RECORD = re.compile(
     rb'\{"type":"RECORD","stream":"([^"\\]*)","record":(\{.*\})(?:,"version":-?\d+)?,"time_extracted":"[^"\\]*"\}\n?',
     re.DOTALL,
 ).fullmatch
+# Any compact RECORD line: version and time_extracted both optional (other writers leave them out).
+_COMPACT_RECORD = re.compile(
+    rb'\{"type":"RECORD","stream":"([^"\\]*)","record":(\{.*\})(?:,"version":-?\d+)?(?:,"time_extracted":"[^"\\]*")?\}\n?',
+    re.DOTALL,
+).fullmatch
 # Type and stream near the start of a line, as every Singer implementation we know writes them.
 _HEAD = re.compile(rb'\{\s*"type"\s*:\s*"([A-Z_]+)"\s*(?:,\s*"stream"\s*:\s*"((?:[^"\\]|\\.)*)")?').match
 
@@ -84,6 +89,17 @@ def split_record(line: bytes) -> tuple[bytes, bytes] | None:
     time_extracted; None for any other line. Meant for lines the framework wrote itself: the
     record object is not parsed, only found between the envelope's bytes."""
     match = _OWN_RECORD(line)
+    return None if match is None else (match[1], match[2])
+
+
+def split_compact_record(line: bytes) -> tuple[bytes, bytes] | None:
+    """(stream name bytes, the bytes between `"record":` and the envelope's tail) of a compact RECORD
+    line, with or without version and time_extracted; None for any other layout.
+
+    Unlike split_record, for lines from any writer, so the caller must parse what it gets: when
+    that parses as one JSON object, it is the record (a valid object cannot be followed, inside
+    itself, by the envelope's tail); when it does not, decode the whole line instead."""
+    match = _COMPACT_RECORD(line)
     return None if match is None else (match[1], match[2])
 
 

@@ -35,6 +35,7 @@ class Plugin:
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     secret_keys: list[str] = field(default_factory=list)
     capabilities: list[str] = field(default_factory=list)
+    expanded: bool = False  # ${VAR}s in config replaced (when a command first uses the plugin)
 
     def command(self, project_root: Path) -> str:
         """Absolute path of the executable: PATH, our own venv, then Meltano's plugin venv.
@@ -74,6 +75,7 @@ class Project:
     contracts: Any = None
     # Off a terminal, a progress log line this often while a run goes; 0: none.
     progress_interval_seconds: float = DEFAULT_PROGRESS_INTERVAL
+    env: Mapping[str, str] = field(default_factory=dict)
 
     def plugin(self, name: str, kind: str) -> Plugin:
         found = self.plugins.get(name)
@@ -84,6 +86,10 @@ class Project:
                 f"unknown {noun} {name!r}; {'known: ' + ', '.join(known) if known else 'none is declared'}"
                 f" in {self.root / 'meltano.yml'}"
             )
+        if not found.expanded:
+            # Only the plugins a command runs need their variables: another pipeline's secret may be unset.
+            found.config = expand_env(found.config, self.env, where=f"{name}.config")
+            found.expanded = True
         return found
 
 
@@ -99,7 +105,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _plugin(entry: Mapping[str, Any], kind: str, env: Mapping[str, str]) -> Plugin:
+def _plugin(entry: Mapping[str, Any], kind: str) -> Plugin:
     name = entry.get("name")
     if not isinstance(name, str):
         raise ConfigError(f"meltano.yml: every {kind} entry needs a name")
@@ -113,7 +119,7 @@ def _plugin(entry: Mapping[str, Any], kind: str, env: Mapping[str, str]) -> Plug
         name=name,
         kind=kind,
         executable=str(entry.get("executable") or name),
-        config=expand_env(dict(entry.get("config") or {}), env, where=f"{name}.config"),
+        config=dict(entry.get("config") or {}),
         select=list(entry.get("select") or []),
         metadata=dict(entry.get("metadata") or {}),
         secret_keys=secrets,
@@ -135,11 +141,11 @@ def load_project(root: str | Path = ".", env: Mapping[str, str] | None = None) -
     if not meltano.exists():
         raise ConfigError(f"no meltano.yml in {root}: run from a project directory or pass --project DIR")
     data = _read_yaml(meltano)
-    project = Project(root)
+    project = Project(root, env=environ)
     plugins = data.get("plugins") or {}
     for kind in (EXTRACTORS, LOADERS):
         for entry in plugins.get(kind) or []:
-            plugin = _plugin(entry, kind, environ)
+            plugin = _plugin(entry, kind)
             project.plugins[plugin.name] = plugin
     extra = root / "dpone.yml"
     if extra.exists():

@@ -146,7 +146,7 @@ class TablePosition:
         return f"{self.stream}: full table version {self.version}, complete"
 
 
-# What the Kafka tap's issue will store (offsets fixed at start, read up to them); no tap writes it yet.
+# tap-kafka's position: offsets per partition, fixed at start and read up to (read_kafka_offsets).
 @dataclass(frozen=True, slots=True)
 class KafkaOffsets:
     stream: str
@@ -192,7 +192,7 @@ def _is_lsn(value: Any) -> bool:
 
 def _is_kafka_partitions(value: Any) -> bool:
     return isinstance(value, Mapping) and all(
-        isinstance(p, str) and p.isdigit() and _is_int(o) for p, o in value.items()
+        isinstance(p, str) and p.isdigit() and _is_int(o) and o >= 0 for p, o in value.items()
     )
 
 
@@ -268,6 +268,22 @@ def read_position(stream: str, bookmark: Any, method: str) -> Bookmark:
         lsn = _checked(stream, bookmark, "lsn", _is_lsn, "an LSN (an integer, or text like '0/16DB018')")
         return LsnPosition(stream, lsn, _without(bookmark, "lsn"))
     return RawBookmark(stream, dict(bookmark))
+
+
+def read_kafka_offsets(stream: str, bookmark: Any) -> KafkaOffsets:
+    """tap-kafka's view of a stream's committed bookmark, whatever replication method the catalog
+    names (a Kafka stream has one way to read): empty offsets when there is none yet."""
+    if bookmark is None:
+        bookmark = {}
+    if not isinstance(bookmark, Mapping):
+        raise ConfigError(
+            f"stream {stream!r}: malformed bookmark in the state: expected an object, got {_compact(bookmark)}"
+        )
+    partitions = _checked(
+        stream, bookmark, "partitions", _is_kafka_partitions, "an object of partition numbers to next offsets"
+    )
+    topic = _checked(stream, bookmark, "topic", lambda v: isinstance(v, str), "a topic name")
+    return KafkaOffsets(stream, dict(partitions or {}), topic, _without(bookmark, "partitions", "topic"))
 
 
 def parse_state(value: Mapping[str, Any] | None) -> list[Bookmark]:

@@ -12,10 +12,16 @@ from collections.abc import Callable
 from typing import Any
 
 from dpone.state.records import Bookmark, StreamBookmark, bookmarks_of, read_position
+from dpone_protocol.errors import ConfigError
 
 
 def committed_position(state: dict[str, Any], stream: str, method: str) -> Bookmark:
     """The stream's bookmark in `state`, as its method's record (ConfigError when malformed)."""
+    if not isinstance(state.get("bookmarks", {}), dict):
+        raise ConfigError(
+            f"the state's bookmarks must be an object of stream -> bookmark, got {type(state['bookmarks']).__name__}; "
+            "fix the state, or clear it to start over"
+        )
     return read_position(stream, bookmarks_of(state).get(stream), method)
 
 

@@ -51,6 +51,11 @@ class ReadContext:
     # Set in BATCH mode when rows need no per-row work by the tap (no stream map projects them):
     # a stream may then write the files itself and yield WrittenBatch.
     batch: BatchSpec | None = None
+    # Set when RECORD lines go out as the tap writes them (no BATCH files, no stream map, no
+    # projection): the bytes before and after a record's JSON object on its line, through the newline
+    # (`record_head(name)`, `record_tail(time_extracted, version)`). A stream may then yield
+    # EncodedLines made with them. Set again when the stream changes `version`.
+    envelope: tuple[bytes, bytes] | None = None
 
 
 @dataclass(slots=True)
@@ -58,6 +63,15 @@ class EncodedRecord:
     """A record already serialized as a JSON object (e.g. by the database): written as is."""
 
     json: bytes
+
+
+@dataclass(slots=True)
+class EncodedLines:
+    """`count` whole RECORD lines, each `head + json + tail` of `ReadContext.envelope`: written as they
+    are. Only while the envelope is set; the stream's position() covers them all once it yields them."""
+
+    data: bytes
+    count: int
 
 
 class Stream:
@@ -76,9 +90,9 @@ class Stream:
 
     def records(
         self, ctx: ReadContext
-    ) -> Iterator[dict[str, Any] | EncodedRecord | ActivateVersionMessage | WrittenBatch]:
-        """Rows as dicts or pre-encoded JSON; an ActivateVersionMessage starts (or completes) a version:
-        RECORDs that follow carry it."""
+    ) -> Iterator[dict[str, Any] | EncodedRecord | EncodedLines | ActivateVersionMessage | WrittenBatch]:
+        """Rows as dicts or pre-encoded JSON (a record, or whole lines); an ActivateVersionMessage starts
+        (or completes) a version: RECORDs that follow carry it."""
         raise NotImplementedError
 
     def discovery_metadata(self) -> dict[str, Any]:

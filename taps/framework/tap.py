@@ -6,20 +6,21 @@ A connector subclasses :class:`Tap`, declares its settings, and returns its stre
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from dpone.taps.framework.bookmarks import BookmarkTracker, committed_position, start_value, with_bookmark
-from dpone.taps.framework.stream import BatchSpec, EncodedRecord, ReadContext, Stream, WrittenBatch
+from dpone.taps.framework.stream import BatchSpec, EncodedLines, EncodedRecord, ReadContext, Stream, WrittenBatch
 from dpone.taps.framework.stream_maps import StreamMap, StreamMaps, check_unique_names
 from dpone_protocol.batch_files import uri_to_path
 from dpone_protocol.catalog import INCREMENTAL, Catalog, CatalogEntry, standard_metadata
 from dpone_protocol.codec import MessageWriter
-from dpone_protocol.errors import ConfigError
+from dpone_protocol.errors import ConfigError, DponeError
 from dpone_protocol.messages import BatchMessage, RecordMessage, SchemaMessage, StateMessage
 from dpone_protocol.settings import Setting
 from dpone_protocol.wire import record_head, record_tail
@@ -93,7 +94,8 @@ class Tap:
                     schema=stream.schema,
                     key_properties=list(stream.key_properties),
                     replication_key=stream.replication_key,
-                    replication_method=INCREMENTAL if stream.replication_key else "FULL_TABLE",
+                    replication_method=metadata[()].get("replication-method")
+                    or (INCREMENTAL if stream.replication_key else "FULL_TABLE"),
                     metadata=metadata,
                 )
             )
@@ -201,9 +203,14 @@ class _StreamSync:
         mapped = smap is not None and not smap.identity
         # Files the stream may write itself: rows then reach them without passing through this loop.
         direct = None if mapped else self.batch_spec
-        ctx = ReadContext(self.tap.config, selected, method, rk, start, bookmark, batch=direct)
+        extracted = dt.datetime.now(dt.UTC).isoformat()
+        # RECORD lines written as they come (no files, no map, no projection): the stream may make whole
+        # lines itself, in the envelope this loop would put round its records.
+        as_is = self.batch is None and not mapped and not project
+        envelope = (record_head(stream.name), record_tail(extracted)) if as_is else None
+        ctx = ReadContext(self.tap.config, selected, method, rk, start, bookmark, batch=direct, envelope=envelope)
         tracker = BookmarkTracker(rk, start, stream.is_sorted, stream.bookmark_key, stream.name)
-        source: Iterable[Any] = stream.records(ctx)
+        source: Iterable[Any] = self._checkpoint_on_error(stream.records(ctx), tracker)
         name = stream.name
         track = rk
         if smap is not None and mapped:
@@ -213,7 +220,6 @@ class _StreamSync:
             project, track = False, None
         bookmarks = [rk] if rk and rk in schema.get("properties", {}) else None
         writer.write(SchemaMessage(name, schema, keys, bookmarks))
-        extracted = dt.datetime.now(dt.UTC).isoformat()
         rows = 0
         since_state = 0
         last_state = time.monotonic()
@@ -226,6 +232,8 @@ class _StreamSync:
             if ctx.version != version:
                 version = ctx.version
                 tail = record_tail(extracted, version)
+                if ctx.envelope is not None:
+                    ctx.envelope = (head, tail)
             if isinstance(row, dict):
                 record = {k: row[k] for k in selected if k in row} if project else row
                 if track:
@@ -250,6 +258,18 @@ class _StreamSync:
                     self.batch.write_encoded(row.json)
                 else:
                     out.write(head + row.json + tail)
+            elif isinstance(row, EncodedLines):
+                # Whole RECORD lines in ctx.envelope, and position() covers them all: a block of rows.
+                if ctx.envelope is None:
+                    raise RuntimeError(f"stream {stream.name!r} wrote lines of its own without an envelope")
+                out.write(row.data)
+                rows += row.count
+                since_state += row.count
+                if since_state >= self.every_rows or time.monotonic() - last_state >= self.every_seconds:
+                    since_state = 0
+                    last_state = time.monotonic()
+                    self._checkpoint(tracker, final=False)
+                continue
             else:
                 if self.batch is not None:
                     # Rows in BATCH files carry no table version: activating one would mark them all deleted.
@@ -269,6 +289,16 @@ class _StreamSync:
         self._checkpoint(tracker, final=True)
         log.info("stream %s: %d records", stream.name, rows)
         return self.state
+
+    def _checkpoint_on_error(self, records: Iterable[Any], tracker: BookmarkTracker) -> Iterator[Any]:
+        """The stream's rows; when reading stops on an error, a STATE first covers every row before it
+        (all written by then), so the next run does not read them again."""
+        try:
+            yield from records
+        except DponeError:
+            with contextlib.suppress(Exception):  # the error that stopped the read is the one to report
+                self._checkpoint(tracker, final=False)
+            raise
 
     def _flush_batch(self) -> None:
         if self.batch is None:

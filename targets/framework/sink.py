@@ -126,11 +126,7 @@ class Sink(ABC):
         """Add a record to the batch; True when the batch is full."""
         self.check_keys(record, line)
         if self.add_metadata:
-            record["_sdc_extracted_at"] = time_extracted
-            if self.stamp_load_times:
-                record["_sdc_received_at"] = self._clock.now()
-            record.setdefault("_sdc_deleted_at", None)
-            record["_sdc_table_version"] = version
+            self.stamp(record, version, time_extracted)
         if version is not None:
             self.version = version
         batch = self.batch  # Batch.is_full, inlined with the append: this runs once per record
@@ -141,6 +137,14 @@ class Sink(ABC):
         batch.size_bytes += size
         policy = self.policy
         return len(records) >= policy.max_rows or batch.size_bytes >= policy.max_bytes
+
+    def stamp(self, record: dict[str, Any], version: int | None, time_extracted: str | None) -> None:
+        """The _sdc_* metadata fields a record gets with add_record_metadata."""
+        record["_sdc_extracted_at"] = time_extracted
+        if self.stamp_load_times:
+            record["_sdc_received_at"] = self._clock.now()
+        record.setdefault("_sdc_deleted_at", None)
+        record["_sdc_table_version"] = version
 
     def check_keys(self, record: dict[str, Any], line: int) -> None:
         for key in self.key_properties:

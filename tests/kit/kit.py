@@ -129,6 +129,9 @@ class TargetKit:
     capabilities: TargetCapabilities | None = None
     # In-process runs read a file instead of lines one by one (the block path a process takes).
     stdin_file: bool = False
+    # Records reach the destination as they are read (an event log), not in batches that commit or
+    # roll back whole: a record read before a bad line may be there after the run stops.
+    sends_as_it_reads: bool = False
     _configs: _Configs = field(init=False)
 
     def __post_init__(self) -> None:
@@ -243,6 +246,15 @@ class TapKit:
     # FULL_TABLE resumes from the position a STATE recorded, instead of starting over.
     resumes_full_table: bool = False
     replication_key: str = "updated_at"
+    # The replication method the suite selects to read a stream without a replication key: FULL_TABLE,
+    # or the method a tap forces (LOG_BASED for a tap that reads a log from its offsets).
+    read_method: str = "FULL_TABLE"
+    # Properties the tap adds to every stream after the source's own (e.g. `_sdc_deleted_at` for a tap
+    # that emits deletes): in the schema, and in a record only when it has a value.
+    added_properties: tuple[str, ...] = ()
+    # Scenarios that cannot apply to this source, with the reason shown as the skip's: "incremental"
+    # (a replication key), "full_table_resume" (a FULL_TABLE read resumed mid-table).
+    lacks: Mapping[str, str] = field(default_factory=dict)
     cli_module: str = ""
     _configs: _Configs = field(init=False)
 

@@ -45,7 +45,9 @@ class FaultScenarios:
         assert line.startswith(f"{kit.name}: data error: line 6"), line
         assert says in line, line
         assert result.states == [{"n": 2}]
-        assert pick(table(kit, "people"), "id") == [(1,), (2,)]
+        got = pick(table(kit, "people"), "id")
+        # A target that sends each record as it comes (no batch to roll back) may hold record 3 too.
+        assert got == [(1,), (2,)] or (kit.sends_as_it_reads and got == [(1,), (2,), (3,)]), got
 
     def test_a_run_that_stops_at_once_creates_nothing(self, target_kit: TargetKit) -> None:
         kit = target_kit

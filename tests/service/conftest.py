@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.service.destinations import dest  # noqa: F401 - the fixture of every database target
+from tests.tools.kafka_mock import MockKafka
 
 
 @dataclass(frozen=True)
@@ -166,3 +167,32 @@ def pg(postgres_server: PostgresServer) -> Iterator[Any]:
         yield helper
     finally:
         helper.drop()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[MockKafka]:
+    """A Kafka-protocol broker on loopback for the session (librdkafka's mock cluster, tests/tools/kafka_mock.py).
+
+    Tests share it: each names its topics with its own prefix (`kafka_prefix`)."""
+    cluster = MockKafka.start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def kafka_prefix() -> str:
+    """A topic prefix no other test uses."""
+    return f"t{uuid.uuid4().hex[:10]}_"
+
+
+@pytest.fixture
+def kafka_own_cluster() -> Iterator[MockKafka]:
+    """A mock Kafka cluster of the test's own: for faults that act on the whole cluster (a broker down or
+    slow, errors pushed for every produce request), which must not reach other tests' topics."""
+    cluster = MockKafka.start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()

@@ -26,6 +26,8 @@ EXTRAS = {
     "target-duckdb": "duckdb",
     "target-postgres": "postgres",
     "target-clickhouse": "clickhouse",
+    "tap-kafka": "kafka",
+    "target-kafka": "kafka",
 }
 
 

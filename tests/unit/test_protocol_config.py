@@ -145,13 +145,16 @@ def test_empty_file_is_an_empty_config(tmp_path: Path) -> None:
         "auth",
         "dsn",
         "sasl_password",
+        "sasl.jaas.config",
     ],
 )
 def test_secret_names(name: str) -> None:
     assert is_secret_name(name)
 
 
-@pytest.mark.parametrize("name", ["host", "port", "user", "username", "database", "schema", "start_date"])
+@pytest.mark.parametrize(
+    "name", ["host", "port", "user", "username", "database", "schema", "start_date", "sasl_mechanism", "sasl_username"]
+)
 def test_non_secret_names(name: str) -> None:
     assert not is_secret_name(name)
 

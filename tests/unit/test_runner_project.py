@@ -47,8 +47,14 @@ def test_plugins_config_env_expansion_select_metadata_secrets(tmp_path):
 
 
 def test_missing_env_var_names_the_setting(tmp_path):
+    project = load_project(write(tmp_path), env={})
     with pytest.raises(ConfigError, match="tap-csv.config.token: environment variable API_TOKEN is not set"):
-        load_project(write(tmp_path), env={})
+        project.plugin("tap-csv", EXTRACTORS)
+
+
+def test_only_the_plugins_a_command_uses_need_their_variables(tmp_path):
+    project = load_project(write(tmp_path), env={})
+    assert project.plugin("target-duckdb", LOADERS).executable == "target-duckdb"  # tap-csv's API_TOKEN is unset
 
 
 def test_unknown_plugin_lists_the_known_ones(tmp_path):

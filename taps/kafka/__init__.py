@@ -1,0 +1,1 @@
+"""tap-kafka: Kafka topics as Singer streams."""

@@ -1,0 +1,1 @@
+"""target-kafka: Singer streams to Kafka topics."""
