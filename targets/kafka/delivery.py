@@ -45,6 +45,7 @@ class Delivery:
         self.acked = 0  # every message before this count is acknowledged
         self.failure: DponeError | None = None
         self.failed_at: int | None = None  # the produced count when the first failure was seen
+        self._idle_check = 0.0
         self.oldest_unacked_at = 0.0
         self._next_collect = _COLLECT_EVERY
         self._produce = producer.produce
@@ -99,6 +100,11 @@ class Delivery:
 
     def _starting(self) -> None:
         """Before producing: the marks of what is acknowledged so far."""
+        if self.produced != self.acked and len(self.producer) and time.monotonic() - self._idle_check > 0.05:
+            # Serves the delivery reports that arrived while the input was idle (at most every 50 ms:
+            # while records stream in, the queue is never empty anyway).
+            self._idle_check = time.monotonic()
+            self._poll(0)
         if self.produced != self.acked and not len(self.producer):
             self.collect()
             if self.failure is None:

@@ -224,3 +224,33 @@ def test_with_the_broker_down_no_new_state_is_echoed(scene: Scene, down_after: i
     scene.cluster.broker_up()
     scene.assert_covered(target.echoed)
     scene.resume(target.echoed)
+
+
+def test_a_state_acknowledged_while_the_input_was_idle_goes_out_before_a_later_failure(
+    cluster: MockKafka, tmp_path: Path
+) -> None:
+    """STATE 1's record is acknowledged while no input comes; then the brokers go down and the next
+    records time out: the run fails, and STATE 1, which they do not concern, was echoed."""
+    dest = KafkaDest(cluster.bootstrap, "idle_")
+    path = tmp_path / "config.json"
+    path.write_bytes(orjson.dumps(dest.config(delivery_timeout_seconds=3)))
+    proc = subprocess.Popen(
+        [*process_command("dpone.targets.kafka.cli"), "--config", str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=process_env(),
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(lines(schema("events", {"id": {"type": "integer"}}, ["id"]), record("events", {"id": 1})))
+    proc.stdin.write(lines(state({"n": 1})))
+    proc.stdin.flush()
+    time.sleep(1.5)  # acknowledged meanwhile
+    cluster.broker_down()
+    proc.stdin.write(lines(*[record("events", {"id": i}) for i in range(2, 6)], state({"n": 2})))
+    proc.stdin.close()
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.wait(timeout=60)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    assert proc.returncode == 75, err.decode()[-500:]
+    assert [orjson.loads(line) for line in out.splitlines()] == [{"n": 1}]

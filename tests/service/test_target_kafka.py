@@ -882,3 +882,20 @@ def test_producer_settings_are_taken(env: Env, knob: str) -> None:
             assert not any(k.startswith("_sdc_") for k in value), value
         per_key.setdefault(value["id"], []).append(value["name"])
     assert per_key == {k: [r["name"] for r in sent if r["id"] == k] for k in range(10)}
+
+
+def test_two_streams_the_template_sends_to_one_topic_stop_the_run(quick: Env) -> None:
+    props = {"id": {"type": "integer"}}
+    data = lines(
+        schema("sales/orders", props, ["id"]),
+        record("sales/orders", {"id": 1}),
+        schema("sales_orders", props, ["id"]),
+        record("sales_orders", {"id": 2}),
+    )
+    result = quick.kit.run(data)
+    line = error_line(quick.kit, result, "config", 78)
+    assert "'sales/orders' and 'sales_orders' both go to topic" in line and "topic_map" in line, line
+    # A topic_map entry may share a topic on purpose.
+    shared = quick.dest.topic_for("shared")
+    ok(quick.kit.run(data, topic_map={"sales/orders": shared, "sales_orders": shared}))
+    assert sorted(r["id"] for r in quick.dest.rows(shared) or []) == [1, 2]
