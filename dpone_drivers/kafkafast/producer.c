@@ -76,6 +76,7 @@ typedef struct {
     /* Written by the callbacks, read by Python: under `lock`. */
     pthread_mutex_t lock;
     int failed, fatal, has_topic;
+    long long delivered; /* acknowledged messages: all produced are, when it equals their count */
     rd_kafka_resp_err_t code;
     int32_t partition;
     char text[512], topic[256];
@@ -160,9 +161,14 @@ static void copy_text(char *to, size_t size, const char *from) {
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
-    if (!msg->err) return; /* only failures matter: acknowledged messages are counted by outq_len */
     Producer *self = opaque;
     pthread_mutex_lock(&self->lock);
+    if (!msg->err) {
+        /* Counted, not inferred from an empty queue: error events (a broker going down) queue too. */
+        self->delivered++;
+        pthread_mutex_unlock(&self->lock);
+        return;
+    }
     if (!self->failed) {
         /* The first failure is the run's error: what follows it is its consequence. */
         self->failed = 1;
@@ -857,6 +863,13 @@ static PyObject *Producer_room_waits(Producer *self, void *closure) {
     return PyLong_FromSsize_t(self->room_waits);
 }
 
+static PyObject *Producer_delivered(Producer *self, void *closure) {
+    pthread_mutex_lock(&self->lock);
+    long long delivered = self->delivered;
+    pthread_mutex_unlock(&self->lock);
+    return PyLong_FromLongLong(delivered);
+}
+
 static PyObject *Producer_name(Producer *self, void *closure) {
     if (check_ready(self) < 0) return NULL;
     return PyUnicode_FromString(RDK.name(self->rk));
@@ -886,6 +899,7 @@ static PyMethodDef Producer_methods[] = {
 static PyGetSetDef Producer_getset[] = {
     {"room_waits", (getter)Producer_room_waits, NULL, "Times feed_run() waited for room in a full queue.", NULL},
     {"name", (getter)Producer_name, NULL, "The client's name (rd_kafka_name), as log lines carry it.", NULL},
+    {"delivered", (getter)Producer_delivered, NULL, "Messages acknowledged so far (served delivery reports).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -100,16 +100,13 @@ class Delivery:
 
     def _starting(self) -> None:
         """Before producing: the marks of what is acknowledged so far."""
-        if self.produced != self.acked and len(self.producer) and time.monotonic() - self._idle_check > 0.05:
-            # Serves the delivery reports that arrived while the input was idle (at most every 50 ms:
-            # while records stream in, the queue is never empty anyway).
+        if self.produced != self.acked and time.monotonic() - self._idle_check > 0.05:
+            # What was acknowledged while the input was idle: the STATE waiting for it can go out now,
+            # even if what comes next fails (checked at most every 50 ms: while records stream in,
+            # some are always in flight anyway).
             self._idle_check = time.monotonic()
             self._poll(0)
-        if self.produced != self.acked and not len(self.producer):
-            self.collect()
-            if self.failure is None:
-                # Acknowledged while the input was idle: the STATE waiting for it can go out now,
-                # even if what comes next fails.
+            if self._all_acknowledged():
                 self.acked = self.produced
         if self.produced == self.acked:
             self.oldest_unacked_at = time.monotonic()
@@ -164,9 +161,18 @@ class Delivery:
         if self.acked >= mark:
             return True
         self._poll(0)
-        if self.failure is None and len(self.producer) == 0:
+        if self._all_acknowledged():
             self.acked = self.produced
         return self.acked >= mark
+
+    def _all_acknowledged(self) -> bool:
+        """Every message produced so far is acknowledged, and none failed. The compiled producer counts
+        acknowledgements; confluent's reports only failures, so there an empty queue says it (error
+        events queue too, so a broker going down may keep it from saying so for a while)."""
+        if self.failure is not None:
+            return False
+        delivered = getattr(self.producer, "delivered", None)
+        return delivered >= self.produced if delivered is not None else not len(self.producer)
 
     def age(self) -> float:
         return time.monotonic() - self.oldest_unacked_at if self.produced > self.acked else 0.0

@@ -245,7 +245,11 @@ def test_a_state_acknowledged_while_the_input_was_idle_goes_out_before_a_later_f
     proc.stdin.write(lines(schema("events", {"id": {"type": "integer"}}, ["id"]), record("events", {"id": 1})))
     proc.stdin.write(lines(state({"n": 1})))
     proc.stdin.flush()
-    time.sleep(1.5)  # acknowledged meanwhile
+    deadline = time.monotonic() + 30
+    while not dest.rows(dest.topic_for("events")):  # the broker has it; its acknowledgement follows
+        assert time.monotonic() < deadline, "record 1 never reached the broker"
+        time.sleep(0.1)
+    time.sleep(1.0)
     cluster.broker_down()
     proc.stdin.write(lines(*[record("events", {"id": i}) for i in range(2, 6)], state({"n": 2})))
     proc.stdin.close()
