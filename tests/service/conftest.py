@@ -196,3 +196,15 @@ def kafka_own_cluster() -> Iterator[MockKafka]:
         yield cluster
     finally:
         cluster.close()
+
+
+@pytest.fixture
+def lab(kafka_cluster: MockKafka, kafka_prefix: str, tmp_path: Path) -> Iterator[Any]:
+    """tap-kafka's test bench (tests/service/kafka_source.py) on the session's cluster."""
+    from tests.service.kafka_source import KafkaLab
+
+    lab = KafkaLab(kafka_cluster, kafka_prefix, tmp_path)
+    try:
+        yield lab
+    finally:
+        lab.close()

@@ -19,7 +19,6 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,6 @@ from tests.service.kafka_source import (
     records,
 )
 from tests.tools.fake_schema_registry import FakeSchemaRegistry
-from tests.tools.kafka_mock import MockKafka
 
 pytestmark = pytest.mark.service
 
@@ -69,15 +67,6 @@ def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     elif kafka.fast_module() is None:
         pytest.skip("the compiled Kafka reader is not built (or DPONE_PURE_PYTHON=1)")
     return str(request.param)
-
-
-@pytest.fixture
-def lab(kafka_cluster: MockKafka, kafka_prefix: str, tmp_path: Path) -> Iterator[KafkaLab]:
-    lab = KafkaLab(kafka_cluster, kafka_prefix, tmp_path)
-    try:
-        yield lab
-    finally:
-        lab.close()
 
 
 def declared(topic: str, schema: dict[str, Any] | None = None, **extra: Any) -> list[dict[str, Any]]:

@@ -16,7 +16,6 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,15 +89,6 @@ def fast() -> Any:
     if module is None:
         pytest.skip("the compiled Kafka reader is not built (or DPONE_PURE_PYTHON=1)")
     return module
-
-
-@pytest.fixture
-def lab(kafka_cluster: MockKafka, kafka_prefix: str, tmp_path: Path) -> Iterator[KafkaLab]:
-    lab = KafkaLab(kafka_cluster, kafka_prefix, tmp_path)
-    try:
-        yield lab
-    finally:
-        lab.close()
 
 
 class Paths:
