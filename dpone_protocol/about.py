@@ -113,6 +113,7 @@ def about_markdown(doc: Mapping[str, Any]) -> str:
         desc = prop.get("description", "")
         if prop.get("secret"):
             desc = f"{desc} (secret)".strip()
+        desc = desc.replace("|", "\\|")  # a bare | would end the table cell
         lines.append(
             f"| {name} | {'True' if name in required else 'False'} | {'' if default is None else default} | {desc} |"
         )

@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlparse
 
 import orjson
 
+from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.errors import ConfigError, DataError
 from dpone_protocol.messages import BatchEncoding
 
@@ -136,7 +137,8 @@ class JsonlBatchWriter:
         self._pending_bytes = 0
 
     def write(self, record: dict[str, Any]) -> None:
-        self.write_encoded(orjson.dumps(record))
+        # The codec's encoder: exact numbers (Decimal) keep every digit, as in a RECORD line.
+        self.write_encoded(DEFAULT_CODEC.dumps(record))
 
     def write_encoded(self, record_json: bytes) -> None:
         """A record already serialized as one JSON object."""

@@ -38,7 +38,8 @@ def _orjson_default(obj: Any) -> Any:
         # A JSON number with every digit kept; a float would round it.
         if not obj.is_finite():
             return str(obj)
-        return orjson.Fragment(format(obj, "f"))
+        # Plain digits, unless that would take more than a thousand of them (1E+999999999).
+        return orjson.Fragment(format(obj, "f") if -1000 < obj.adjusted() < 1000 else str(obj))
     if isinstance(obj, (bytes, bytearray, memoryview)):
         import base64  # noqa: PLC0415 - rare path
 
@@ -48,7 +49,7 @@ def _orjson_default(obj: Any) -> Any:
     raise TypeError(f"cannot serialize {type(obj).__name__}")
 
 
-def _reject_constant(name: str) -> Any:
+def reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
@@ -106,13 +107,13 @@ class StdlibCodec:
         return json.dumps(obj, cls=_StdlibEncoder, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _exact_int(text: str) -> int | decimal.Decimal:
+def exact_int(text: str) -> int | decimal.Decimal:
     # Wider than int64 stays exact as a Decimal, which every encoder here writes as a bare number.
     return int(text) if len(text) < 19 else decimal.Decimal(text)
 
 
 def _exact_loads(data: bytes) -> Any:
-    return json.loads(data, parse_float=decimal.Decimal, parse_int=_exact_int, parse_constant=_reject_constant)
+    return json.loads(data, parse_float=decimal.Decimal, parse_int=exact_int, parse_constant=reject_constant)
 
 
 class ExactCodec(OrjsonCodec):

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import orjson
 
@@ -90,27 +91,36 @@ class Redactor:
 
     def add(self, secrets: Iterable[str]) -> None:
         # Very short values would mask ordinary words; they are still caught inside DSNs.
-        self._secrets.update(s for s in secrets if isinstance(s, str) and len(s) >= 4)
+        found = [s for s in secrets if isinstance(s, str) and len(s) >= 4]
+        # As a URL's query carries them too (a driver's debug line shows the request it sent).
+        self._secrets.update(found, (quote(s, safe="") for s in found), (quote_plus(s) for s in found))
         self._ordered = sorted(self._secrets, key=len, reverse=True)
 
-    def add_config(self, config: Mapping[str, Any], secret_keys: Iterable[str] = ()) -> None:
+    def add_config(
+        self, config: Mapping[str, Any], secret_keys: Iterable[str] = (), known_keys: Iterable[str] = ()
+    ) -> None:
+        """Register the config's secrets: the `secret_keys`, and values under secret-looking names. A
+        top-level key in `known_keys` (a declared setting) is a secret only when it is in `secret_keys`:
+        `auth_method` names no secret, and its value ("bearer") must stay readable in messages."""
         declared = set(secret_keys)
+        known = set(known_keys) - declared
         found: list[str] = []
 
-        def walk(value: Any, key: str) -> None:
+        def walk(value: Any, key: str, top: bool) -> None:
             if isinstance(value, Mapping):
                 for k, v in value.items():
-                    walk(v, str(k))
+                    walk(v, str(k), False)
             elif isinstance(value, list):
                 for v in value:
-                    walk(v, key)
-            elif isinstance(value, str) and (key in declared or is_secret_name(key)):
+                    walk(v, key, False)
+            elif isinstance(value, str) and (key in declared or (is_secret_name(key) and not (top and key in known))):
                 found.append(value)
                 match = _URL_PASSWORD_RE.search(value)
                 if match:
                     found.append(match.group("pw"))
 
-        walk(config, "")
+        for k, v in config.items():
+            walk(v, str(k), True)
         self.add(found)
 
     def __call__(self, text: str) -> str:
@@ -143,6 +153,14 @@ def install_redaction(redactor: Redactor, logger: logging.Logger | None = None) 
     for handler in target.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter(redactor))
+
+
+def register_secret(value: str) -> None:
+    """Mask a secret learned during the run (an OAuth2 access token) wherever redaction is installed."""
+    for handler in logging.getLogger().handlers:
+        for f in handler.filters:
+            if isinstance(f, RedactingFilter):
+                f.redactor.add([value])
 
 
 def redact_config(config: Mapping[str, Any], secret_keys: Iterable[str] = ()) -> dict[str, Any]:

@@ -75,7 +75,7 @@ def load_settings(settings: Iterable[Setting], who: str, paths: list[str] | None
         raise ConfigError("--config FILE is required (see --about for the settings)")
     settings = list(settings)
     raw = load_config(paths)
-    redactor.add_config(raw, secret_names(settings))
+    redactor.add_config(raw, secret_names(settings), [s.name for s in settings])
     # Not an error (orchestrators add keys of their own), but a typo or a setting another connector
     # has (load_method on a target that only appends) must not pass unnoticed.
     known = {s.name for s in settings}

@@ -28,6 +28,7 @@ EXTRAS = {
     "target-clickhouse": "clickhouse",
     "tap-kafka": "kafka",
     "target-kafka": "kafka",
+    "tap-rest": "rest",
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,17 @@ def test_gzip_writer_round_trip(tmp_path: Path) -> None:
     with gzip.open(path, "rb") as fh:  # really gzip
         assert fh.read().count(b"\n") == 3
     assert _records(manifest, writer.encoding) == RECORDS
+
+
+def test_writer_keeps_exact_numbers_exact(tmp_path: Path) -> None:
+    # What an exact decoder gives (Decimal for a fraction or a wide integer) goes out digit for digit.
+    writer = JsonlBatchWriter(tmp_path / "batches", "", "s", compression="none")
+    writer.write({"amount": Decimal("0.1000000000000000055511151231257827"), "id": Decimal("12345678901234567890123")})
+    (uri,) = writer.close()
+    assert (
+        uri_to_path(uri).read_bytes()
+        == b'{"amount":0.1000000000000000055511151231257827,"id":12345678901234567890123}\n'
+    )
 
 
 def test_writer_full_and_close_start_a_new_file(tmp_path: Path) -> None:

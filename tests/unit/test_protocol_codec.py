@@ -221,6 +221,12 @@ def test_orjson_writes_decimals_as_exact_json_numbers(value: Decimal, wire: byte
     assert out.getvalue() == b'{"type":"RECORD","stream":"s","record":{"d":' + wire + b"}}\n"
 
 
+def test_a_decimal_of_a_huge_exponent_is_written_in_exponent_form() -> None:
+    # Plain digits would take a gigabyte for 1E+999999999; the exponent form is the same JSON number.
+    assert OrjsonCodec().dumps({"d": Decimal("1E+999999999")}) == b'{"d":1E+999999999}'
+    assert OrjsonCodec().dumps({"d": Decimal("-1E-5000")}) == b'{"d":-1E-5000}'
+
+
 def test_orjson_writes_non_finite_decimals_as_strings() -> None:
     assert OrjsonCodec().dumps({"a": Decimal("NaN"), "b": Decimal("-Infinity")}) == b'{"a":"NaN","b":"-Infinity"}'
 

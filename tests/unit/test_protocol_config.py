@@ -185,6 +185,24 @@ def test_redactor_add_config_finds_secret_named_keys() -> None:
     assert text == f"connect db.example.com as etl_user with {MASK}, {MASK}, {MASK}, {MASK}, {MASK}"
 
 
+def test_a_declared_setting_is_a_secret_only_when_declared_so() -> None:
+    # `auth_method` names no secret: its value must stay readable; nested keys still go by their name.
+    redactor = Redactor()
+    redactor.add_config(
+        {"auth_method": "bearer", "bearer_token": "tok-123456", "headers": {"Authorization": "Bearer hdr-98765"}},
+        secret_keys=["bearer_token"],
+        known_keys=["auth_method", "bearer_token", "headers"],
+    )
+    assert redactor("auth_method bearer: tok-123456, Bearer hdr-98765") == f"auth_method bearer: {MASK}, {MASK}"
+
+
+def test_a_secret_is_masked_as_a_url_query_carries_it_too() -> None:
+    redactor = Redactor(["k3y+With/Slash=="])
+    assert redactor("GET /x?key=k3y%2BWith%2FSlash%3D%3D and ?key=k3y%2BWith%2FSlash%3D%3D") == (
+        f"GET /x?key={MASK} and ?key={MASK}"
+    )
+
+
 def test_redactor_add_config_learns_the_password_inside_a_secret_dsn() -> None:
     redactor = Redactor()
     redactor.add_config({"dsn": "postgresql://etl:dsn-pass-123@h/db"})

@@ -93,7 +93,7 @@ def test_a_bool_is_not_an_integer() -> None:
 def test_decimals_from_exact_decoding() -> None:
     assert prop(Decimal("1.10")) == {"type": ["null", "number"]}
     assert prop(Decimal("1E+5")) == {"type": ["null", "number"]}
-    assert prop(Decimal("12"), 3) == {"type": ["null", "integer"]}  # integer text, as _exact_int makes it
+    assert prop(Decimal("12"), 3) == {"type": ["null", "integer"]}  # integer text, as exact_int makes it
     assert prop(Decimal("1.5"), 3) == {"type": ["null", "number"]}
 
 

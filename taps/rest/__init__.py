@@ -1,0 +1,1 @@
+"""tap-rest: JSON REST APIs as Singer streams, declared in config."""
