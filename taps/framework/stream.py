@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from dpone.state.records import Bookmark, RawBookmark
 from dpone_protocol.batch_files import JsonlBatchWriter
-from dpone_protocol.messages import ActivateVersionMessage, BatchEncoding
+from dpone_protocol.messages import ActivateVersionMessage, BatchEncoding, SchemaMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +90,12 @@ class Stream:
 
     def records(
         self, ctx: ReadContext
-    ) -> Iterator[dict[str, Any] | EncodedRecord | EncodedLines | ActivateVersionMessage | WrittenBatch]:
+    ) -> Iterator[
+        dict[str, Any] | EncodedRecord | EncodedLines | ActivateVersionMessage | WrittenBatch | SchemaMessage
+    ]:
         """Rows as dicts or pre-encoded JSON (a record, or whole lines); an ActivateVersionMessage starts
-        (or completes) a version: RECORDs that follow carry it."""
+        (or completes) a version: RECORDs that follow carry it. While `ctx.envelope` is set, a
+        SchemaMessage replaces the stream's schema for the records after it (fields found mid-read)."""
         raise NotImplementedError
 
     def discovery_metadata(self) -> dict[str, Any]:

@@ -270,6 +270,14 @@ class _StreamSync:
                     last_state = time.monotonic()
                     self._checkpoint(tracker, final=False)
                 continue
+            elif isinstance(row, SchemaMessage):
+                # The stream's schema grew mid-read (fields its sample had not seen): the records
+                # before were written under the old one; a target evolves its table before the next.
+                if ctx.envelope is None:
+                    raise RuntimeError(f"stream {stream.name!r} sent a SCHEMA of its own without an envelope")
+                schema = row.schema
+                writer.write(SchemaMessage(name, schema, keys, bookmarks))
+                continue
             else:
                 if self.batch is not None:
                     # Rows in BATCH files carry no table version: activating one would mark them all deleted.

@@ -37,6 +37,7 @@ from dpone.taps.rest.pagination import LoopGuard, Paginator, paginator
 from dpone.taps.rest.spec import PLACEHOLDER_RE, StreamSpec
 from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.errors import ConfigError, DataError
+from dpone_protocol.messages import SchemaMessage
 
 if TYPE_CHECKING:
     from dpone.taps.rest.tap import RestTap
@@ -123,17 +124,57 @@ class RestStream(Stream):
         self._rk: str | None = None
         self._since_state = 0  # records handed on since the last STATE
         self._warned_unmatched = False
+        self._schema_from = "inferred"  # declared | inferred (in this run: it grows) | catalog
+        self._known: set[str] = set()  # the properties of the schema sent
 
     # -- schema -------------------------------------------------------------------------------------
     @property
     def schema(self) -> dict[str, Any]:
         if self._schema is None:
+            self._schema_from = "declared" if self.spec.schema else "inferred"
             self._schema = self._with_carried(dict(self.spec.schema) if self.spec.schema else self._inferred())
         return self._schema
 
     @schema.setter
     def schema(self, value: dict[str, Any]) -> None:
-        self._schema = value
+        """The catalog's schema (chosen by whoever made the catalog: it does not grow)."""
+        self._schema, self._schema_from = value, "catalog"
+
+    def _drift(self, page: Page, can_grow: bool) -> SchemaMessage | None:
+        """A SCHEMA with the fields this page has that the schema lacks, when the schema was inferred
+        in this run (so it grows as the sample would have); a declared or catalog schema was chosen,
+        and stays as it is, with a word in the log. None when nothing is new."""
+        new = set().union(*page.records) - self._known if page.records else set()
+        if not new:
+            return None
+        self._known |= new
+        fields = [k for k in dict.fromkeys(k for record in page.records for k in record) if k in new]
+        if self._schema_from != "inferred" or not can_grow:
+            log.log(
+                logging.INFO if self._schema_from == "declared" else logging.WARNING,
+                "stream %s: %s on page %s %s not in the %s schema: targets leave %s out%s",
+                self.name,
+                ", ".join(fields[:10]),
+                page.url,
+                "is" if len(fields) == 1 else "are",
+                self._schema_from,
+                "it" if len(fields) == 1 else "them",
+                "; run discovery again to take them" if self._schema_from == "catalog" else "",
+            )
+            return None
+        inferrer = SchemaInferrer()
+        for record in page.records:
+            inferrer.observe(record)
+        found = inferrer.schema()["properties"]
+        schema = self.schema
+        self._schema = {**schema, "properties": {**schema["properties"], **{k: found[k] for k in fields}}}
+        log.info(
+            "stream %s: %s appeared on page %s, after the sample: the SCHEMA now has them",
+            self.name,
+            ", ".join(fields),
+            page.url,
+        )
+        return SchemaMessage(self.name, self._schema, self.key_properties)
 
     def _with_carried(self, schema: dict[str, Any]) -> dict[str, Any]:
         """Carried parent fields first, typed as the parent's schema types them."""
@@ -326,6 +367,7 @@ class RestStream(Stream):
     def records(self, ctx: ReadContext) -> Iterator[Any]:
         self._rk = ctx.replication_key
         self.partitions = {}
+        self._known = set(self.schema.get("properties", {}))
         for partition in self._partitions(ctx):
             if ctx.envelope is not None:
                 yield from self._lines(ctx, partition)
@@ -359,13 +401,14 @@ class RestStream(Stream):
         rk, carried = self._rk, partition.carried
         for page in self._pages(self._request(partition)):
             records = page.records
+            self._drift(page, can_grow=False)
             for i in self._kept(page, partition):
                 record = records[i]
                 if rk is not None:
                     partition.observe(record.get(rk))
                 yield {**carried, **record} if carried else record
 
-    def _lines(self, ctx: ReadContext, partition: Partition) -> Iterator[EncodedLines]:
+    def _lines(self, ctx: ReadContext, partition: Partition) -> Iterator[EncodedLines | SchemaMessage]:
         assert ctx.envelope is not None
         head, tail = (part.decode() for part in ctx.envelope)
         every = max(1, int(ctx.config.get("state_every_rows") or 10_000))
@@ -374,6 +417,9 @@ class RestStream(Stream):
         for page in self._pages(self._request(partition), exact=False):
             records = page.records
             texts = page.texts if page.texts is not None else [DEFAULT_CODEC.dumps(r).decode() for r in records]
+            grown = self._drift(page, can_grow=True)
+            if grown is not None:
+                yield grown
             kept = self._kept(page, partition)
             at = 0
             while at < len(kept):

@@ -760,6 +760,35 @@ def sampled_stream(**extra: Any) -> Stream:
 
 
 class TestSchema:
+    def test_fields_past_the_sample_grow_an_inferred_schema_before_their_records(self, tap: Tap, api: FakeApi) -> None:
+        late = [{"id": i, "name": f"n{i}"} for i in (1, 2)] + [{"id": 3, "name": "n3", "color": "red", "size": 1.5}]
+        api.put("things", late)
+        result = tap.sync([sampled_stream()], schema_sample_pages=1)
+        kinds = [(m["type"], m.get("record", {}).get("id")) for m in result.messages if m["type"] != "STATE"]
+        assert kinds == [("SCHEMA", None), ("RECORD", 1), ("RECORD", 2), ("SCHEMA", None), ("RECORD", 3)]
+        first, grown = (m["schema"]["properties"] for m in result.of_type("SCHEMA"))
+        assert list(grown) == [*first, "color", "size"]
+        assert grown["color"] == {"type": ["null", "string"]} and grown["size"] == {"type": ["null", "number"]}
+        assert "color, size appeared on page" in result.stderr
+
+    @pytest.mark.parametrize("source", ["catalog", "declared", "projected"])
+    def test_a_chosen_schema_does_not_grow_and_the_log_names_what_is_left_out(
+        self, tap: Tap, api: FakeApi, source: str
+    ) -> None:
+        api.put("things", [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "c", "color": "red"}])
+        declared = {"properties": {"id": {"type": "integer"}, "name": {"type": ["null", "string"]}}}
+        stream = sampled_stream(schema=declared) if source == "declared" else sampled_stream()
+        catalog = tap.discover([stream], schema_sample_pages=1)
+        if source == "projected":  # a column deselected: records go out as values, not as the API's text
+            for entry in catalog["streams"][0]["metadata"]:
+                if entry["breadcrumb"] == ["properties", "name"]:
+                    entry["metadata"]["selected"] = False
+        result = tap.sync([stream], catalog=catalog if source != "declared" else None, schema_sample_pages=1)
+        assert result.rc == 0, result.stderr
+        assert len(result.of_type("SCHEMA")) == 1
+        said = f"stream things: color on page {api.url}/page/things?page=2&per_page=2 is not in the"
+        assert said in result.stderr, result.stderr
+
     def test_inferred_from_the_sample_pages_only(self, tap: Tap, api: FakeApi) -> None:
         api.put("things", SAMPLED)
         catalog = tap.discover([sampled_stream()], schema_sample_pages=2)

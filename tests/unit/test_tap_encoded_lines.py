@@ -15,7 +15,7 @@ import pytest
 from dpone.state.records import Bookmark, RawBookmark
 from dpone.taps.framework.stream import EncodedLines, EncodedRecord, ReadContext, Stream
 from dpone.taps.framework.tap import Tap
-from dpone_protocol.messages import ActivateVersionMessage
+from dpone_protocol.messages import ActivateVersionMessage, SchemaMessage
 from dpone_protocol.wire import record_head, record_tail
 
 _EXTRACTED = re.compile(rb',"time_extracted":"[^"]*"')
@@ -152,3 +152,29 @@ def test_lines_without_an_envelope_are_a_bug_said_as_such(run_tap: Any) -> None:
     run = run_tap(tap_of(_Rogue(1, 1)), {"stream_maps": {"things": {"__alias__": "renamed"}}})
     assert run.rc != 0
     assert "without an envelope" in run.stderr
+
+
+class _Growing(_Blocks):
+    """Its first block under the declared schema, then a SCHEMA with a field found in the rest."""
+
+    def records(self, ctx: ReadContext) -> Iterator[Any]:
+        blocks = super().records(ctx)
+        yield next(blocks)
+        grown = {**self.schema, "properties": {**self.schema["properties"], "w": {"type": ["null", "string"]}}}
+        yield SchemaMessage(self.name, grown, ["id"])
+        yield from blocks
+
+
+def test_a_schema_the_stream_grows_goes_out_between_its_records(run_tap: Any) -> None:
+    run = run_tap(tap_of(_Growing(4, 2)), {})
+    kinds = [m["type"] for m in run.messages]
+    assert kinds[:6] == ["SCHEMA", "RECORD", "RECORD", "SCHEMA", "RECORD", "RECORD"]
+    first, grown = run.of_type("SCHEMA")
+    assert list(grown["schema"]["properties"]) == ["id", "v", "w"]
+    assert grown["key_properties"] == first["key_properties"] == ["id"]
+
+
+def test_a_schema_of_its_own_without_an_envelope_is_a_bug_said_as_such(run_tap: Any) -> None:
+    run = run_tap(tap_of(_Growing(4, 2, lines=False)), {"stream_maps": {"things": {"__alias__": "renamed"}}})
+    assert run.rc == 70
+    assert "sent a SCHEMA of its own without an envelope" in run.stderr
