@@ -30,6 +30,8 @@ class Auth:
 
     # A query parameter the credentials travel in: masked in every URL shown.
     query_param: str | None = None
+    # The headers they travel in: dropped on a redirect to another host.
+    header_names: tuple[str, ...] = ()
 
     def apply(self, headers: MutableMapping[str, str], params: MutableMapping[str, Any]) -> None:
         """Add the credentials to one request."""
@@ -43,6 +45,7 @@ class Auth:
 class HeaderAuth(Auth):
     def __init__(self, name: str, value: str) -> None:
         self.name, self.value = name, value
+        self.header_names = (name,)
 
     def apply(self, headers: MutableMapping[str, str], params: MutableMapping[str, Any]) -> None:
         headers[self.name] = self.value

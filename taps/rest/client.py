@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -46,6 +47,7 @@ class Request:
     method: str = "GET"
     body: Mapping[str, Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    empty_on: frozenset[int] = frozenset()  # 4xx statuses that mean "no records here"
 
     def key(self) -> tuple[Any, ...]:
         """What tells two requests apart, for the pagination loop guard."""
@@ -117,25 +119,46 @@ class HttpClient:
         self.backoff_max = float(config.get("backoff_max_seconds", 60))
         self.max_retry_after = float(config.get("max_retry_after_seconds", 300))
         self.limiter = RateLimiter(config.get("max_requests_per_second"))
-        self.headers = {
+        self.base_headers = {
             "Accept": "application/json",
             "Accept-Encoding": "gzip, deflate",
             "User-Agent": f"dpone-tap-rest/{dpone_version()}",
-            **{str(k): str(v) for k, v in (config.get("headers") or {}).items()},
         }
-        self.transport = Transport(self.timeout, bool(config.get("verify_ssl", True)))
+        self.headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
         self.auth: Auth = make_auth(config, self._post_form)
+        # Credentials and configured headers go to api_url's origin and the trusted hosts only: a next
+        # link or a redirect elsewhere gets neither.
+        self.trusted = {_origin(str(config["api_url"]))} | {str(h).lower() for h in config.get("trusted_hosts") or ()}
+        self._untrusted_seen: set[str] = set()
+        stream_headers = {
+            h for s in config.get("streams") or () if isinstance(s, Mapping) for h in s.get("headers") or ()
+        }
+        private = {*self.headers, *stream_headers, *self.auth.header_names, "Authorization", "Cookie"}
+        self.transport = Transport(self.timeout, bool(config.get("verify_ssl", True)), private)
         self.masked_params = {self.auth.query_param} if self.auth.query_param else set()
 
     def close(self) -> None:
         self.transport.close()
+
+    def _trusted(self, url: str) -> bool:
+        origin = _origin(url)
+        if origin in self.trusted or urlsplit(url).hostname in self.trusted:
+            return True
+        if origin not in self._untrusted_seen:
+            self._untrusted_seen.add(origin)
+            log.warning(
+                "following a link to %s, which is not api_url's host: no credential nor configured header is sent "
+                "there (add the host to trusted_hosts if it should get them)",
+                origin,
+            )
+        return False
 
     # -- what is shown ----------------------------------------------------------------------------
     def shown_url(self, url: str, params: Mapping[str, Any] | None = None) -> str:
         """The URL with its query, secret-looking parameters and any password masked."""
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True) + [(k, str(v)) for k, v in (params or {}).items()]
-        masked = [(k, MASK if k in self.masked_params or is_secret_name(k) else v) for k, v in query]
+        masked = [(k, MASK if k in self.masked_params or _secret_param(k) else v) for k, v in query]
         netloc = parts.netloc
         if "@" in netloc:
             userinfo, host = netloc.rsplit("@", 1)
@@ -199,11 +222,14 @@ class HttpClient:
             if cancel is not None and cancel.is_set():
                 raise Cancelled(shown)
             self.limiter.wait()
-            headers = {**self.headers, **request.headers}
             params = dict(request.params)
-            self.auth.apply(headers, params)
-            if self.auth.query_param and self.auth.query_param in dict(parse_qsl(urlsplit(request.url).query)):
-                params.pop(self.auth.query_param)  # a followed link carries the key already
+            if self._trusted(request.url):
+                headers = {**self.base_headers, **self.headers, **request.headers}
+                self.auth.apply(headers, params)
+                if self.auth.query_param and self.auth.query_param in dict(parse_qsl(urlsplit(request.url).query)):
+                    params.pop(self.auth.query_param)  # a followed link carries the key already
+            else:
+                headers = dict(self.base_headers)  # no credential, no configured header
             body = None
             if request.body is not None and request.method != "GET":
                 headers.setdefault("Content-Type", "application/json")
@@ -233,12 +259,16 @@ class HttpClient:
                     f"max_retry_after_seconds ({self.max_retry_after:g}); re-run later"
                 )
             raise _Retryable(f"answered {status} {answer.reason}".rstrip(), after)
+        if status in request.empty_on:
+            log.info("%s %s: answered %d: no records there (empty_on_status)", request.method, shown, status)
+            return Response(status, shown, b"", answer.headers, None)
         if status >= 400:
             body = " ".join(answer.text[:_BODY_SHOWN].split())
             hint = {
                 401: "the API refused the credentials: check auth_method and its settings",
                 403: "the credentials lack permission for this endpoint",
-                404: "no such endpoint: check api_url and the stream's path",
+                404: "no such endpoint: check api_url and the stream's path "
+                "(or set empty_on_status when a 404 means no records)",
             }.get(status, "the API rejected the request: check the stream's path, params and body")
             raise ConfigError(f"{request.method} {shown}: answered {status} {answer.reason}: {body!r}; {hint}")
         link = answer.next_link()
@@ -261,6 +291,23 @@ class HttpClient:
             return answer.status, body, answer.text
 
         return self._retried("POST", f"{shown} (OAuth2 token)", attempt)
+
+
+# Query parameter names that carry secrets besides the usual ones (is_secret_name): API keys as `key`,
+# signatures of presigned URLs, sessions, OAuth codes.
+_QUERY_SECRET_RE = re.compile(
+    r"(^|[-_.])(key|sig|signature|session|sessionid|sid|code|hash|credential|x-amz-[a-z-]+)$", re.IGNORECASE
+)
+
+
+def _secret_param(name: str) -> bool:
+    return is_secret_name(name) or _QUERY_SECRET_RE.search(name) is not None
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
 def _with_query(url: str, params: Mapping[str, Any]) -> str:

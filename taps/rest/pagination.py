@@ -7,10 +7,13 @@ fetched ahead. An API tap written in code adds its own kinds to `PAGINATORS`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import urljoin
+
+import orjson
 
 from dpone.taps.rest.client import Request, Response
 from dpone.taps.rest.pages import Page, compile_jsonpath, first_match
@@ -44,7 +47,7 @@ class Paginator:
         return (count == 0 and self.spec.stop_on_empty_page) or (size > 0 and count < size)
 
     def with_params(self, request: Request, **params: Any) -> Request:
-        return Request(request.url, {**request.params, **params}, request.method, request.body, request.headers)
+        return dataclasses.replace(request, params={**request.params, **params})
 
 
 class NoPagination(Paginator):
@@ -115,7 +118,7 @@ class LinkHeader(Paginator):
     def following(self, request: Request, response: Response, page: Page) -> Request | None:
         if response.next_link is None or self.is_last(page):
             return None
-        return Request(response.next_link, {}, request.method, request.body, request.headers)
+        return dataclasses.replace(request, url=response.next_link, params={})
 
 
 class NextUrl(Paginator):
@@ -132,7 +135,7 @@ class NextUrl(Paginator):
         if not isinstance(link, str):
             raise ConfigError(f"page {page.url}: next_url_path found {link!r}, not a URL; check next_url_path")
         # Relative to the page that named it, as a browser would resolve it.
-        return Request(urljoin(request.url, link), {}, request.method, request.body, request.headers)
+        return dataclasses.replace(request, url=urljoin(request.url, link), params={})
 
 
 PAGINATORS: dict[str, type[Paginator]] = {
@@ -168,13 +171,16 @@ class LoopGuard:
             )
         self.seen.add(key)
 
-    def page(self, content: bytes, page: Page) -> None:
+    def page(self, page: Page) -> None:
         if not page.records:
             return
-        digest = hashlib.blake2b(content, digest_size=16).digest()
+        # The records, not the whole body: a cursor that changes on every page (an API that ignores a
+        # wrong cursor_param) must not hide the same records served again.
+        texts = page.texts if page.texts is not None else [orjson.dumps(r, default=str).decode() for r in page.records]
+        digest = hashlib.blake2b("\n".join(texts).encode(), digest_size=16).digest()
         if digest == self.last_digest:
             raise ConfigError(
-                f"stream {self.stream!r}: {page.url} answered the same page as {self.last_url}; the API seems "
+                f"stream {self.stream!r}: {page.url} answered the same records as {self.last_url}; the API seems "
                 "to ignore the pagination parameter: check the stream's pagination settings"
             )
         self.last_digest, self.last_url = digest, page.url

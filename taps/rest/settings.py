@@ -79,4 +79,10 @@ SETTINGS: tuple[Setting, ...] = (
         "schema_sample_pages", "integer", "Pages read to infer a stream's schema when it declares none.", default=5
     ),
     Setting("verify_ssl", "boolean", "Check the API's TLS certificate.", default=True),
+    Setting(
+        "trusted_hosts",
+        "array",
+        "Hosts besides api_url's that next links may lead to with the credentials and configured headers, "
+        'e.g. ["files.example.com"] (others get neither; a redirect to another host always drops them).',
+    ),
 )

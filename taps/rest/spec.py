@@ -35,8 +35,11 @@ _STREAM_KEYS: Final = frozenset(
         "parent",
         "parent_keys",
         "concurrency",
+        "empty_on_status",
     }
 )
+# Answers that never mean "no records": the credentials, the rate limit, a server fault.
+_NOT_EMPTY: Final = frozenset({401, 403, 407, 408, 429})
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # A path's {field}: a parent record field, `a.b` inside an object.
 PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
@@ -80,6 +83,8 @@ class StreamSpec:
     # Child field -> parent record field, carried into every child record.
     parent_keys: Mapping[str, str] = field(default_factory=dict)
     concurrency: int = 1
+    # 4xx answers that mean "no records here" (a child whose parent is gone, a page past the last).
+    empty_on_status: frozenset[int] = frozenset()
 
     def path_fields(self) -> list[str]:
         """The parent record fields the path takes ({id} in /users/{id}/orders)."""
@@ -237,6 +242,16 @@ def _stream(raw: Any, index: int, defaults: StreamSpec, kinds: Kinds, problems: 
         if "pagination" in raw
         else defaults.pagination
     )
+    empty_on = raw.get("empty_on_status", [])
+    if not isinstance(empty_on, list) or not all(
+        isinstance(c, int) and 400 <= c < 500 and c not in _NOT_EMPTY for c in empty_on
+    ):
+        problems.add(
+            where,
+            "empty_on_status must list 4xx statuses that mean no records, e.g. [404]; "
+            f"not {', '.join(map(str, sorted(_NOT_EMPTY)))} (credentials, rate limits), nor 5xx",
+        )
+        empty_on = []
     return StreamSpec(
         name=name,
         path=path,
@@ -254,6 +269,7 @@ def _stream(raw: Any, index: int, defaults: StreamSpec, kinds: Kinds, problems: 
         parent=parent,
         parent_keys=dict(parent_keys),
         concurrency=own,
+        empty_on_status=frozenset(empty_on),
     )
 
 

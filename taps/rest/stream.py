@@ -126,6 +126,7 @@ class RestStream(Stream):
         self._warned_unmatched = False
         self._schema_from = "inferred"  # declared | inferred (in this run: it grows) | catalog
         self._known: set[str] = set()  # the properties of the schema sent
+        self._integers: list[str] = []  # its integer fields, while it may grow
 
     # -- schema -------------------------------------------------------------------------------------
     @property
@@ -141,15 +142,19 @@ class RestStream(Stream):
         self._schema, self._schema_from = value, "catalog"
 
     def _drift(self, page: Page, can_grow: bool) -> SchemaMessage | None:
-        """A SCHEMA with the fields this page has that the schema lacks, when the schema was inferred
-        in this run (so it grows as the sample would have); a declared or catalog schema was chosen,
-        and stays as it is, with a word in the log. None when nothing is new."""
-        new = set().union(*page.records) - self._known if page.records else set()
-        if not new:
+        """A SCHEMA for what this page has that the schema lacks, when the schema was inferred in this
+        run (so it grows as a larger sample would have): new fields, and `number` for an integer field
+        that brings a fraction. A declared or catalog schema was chosen, and stays as it is, with a
+        word in the log for fields it leaves out. None when nothing changes."""
+        records = page.records
+        new = set().union(*records) - self._known if records else set()
+        grows = can_grow and self._schema_from == "inferred"
+        widened = self._fractions(records) if grows and self._integers else []
+        if not new and not widened:
             return None
         self._known |= new
-        fields = [k for k in dict.fromkeys(k for record in page.records for k in record) if k in new]
-        if self._schema_from != "inferred" or not can_grow:
+        fields = [k for k in dict.fromkeys(k for record in records for k in record) if k in new]
+        if fields and not grows:
             log.log(
                 logging.INFO if self._schema_from == "declared" else logging.WARNING,
                 "stream %s: %s on page %s %s not in the %s schema: targets leave %s out%s",
@@ -161,20 +166,36 @@ class RestStream(Stream):
                 "it" if len(fields) == 1 else "them",
                 "; run discovery again to take them" if self._schema_from == "catalog" else "",
             )
+        if not grows:
             return None
-        inferrer = SchemaInferrer()
-        for record in page.records:
-            inferrer.observe(record)
-        found = inferrer.schema()["properties"]
-        schema = self.schema
-        self._schema = {**schema, "properties": {**schema["properties"], **{k: found[k] for k in fields}}}
+        properties = dict(self.schema["properties"])
+        if fields:
+            inferrer = SchemaInferrer()
+            for record in records:
+                inferrer.observe(record)
+            found = inferrer.schema()["properties"]
+            properties.update((k, found[k]) for k in fields)
+        for name in widened:
+            properties[name] = {**properties[name], "type": ["null", "number"]}
+        self._schema = {**self.schema, "properties": properties}
+        self._integers = self._integer_fields()
+        said = [f"{', '.join(fields)} appeared"] if fields else []
+        said += [f"{', '.join(widened)} became numbers"] if widened else []
         log.info(
-            "stream %s: %s appeared on page %s, after the sample: the SCHEMA now has them",
-            self.name,
-            ", ".join(fields),
-            page.url,
+            "stream %s: %s on page %s, after the sample: a new SCHEMA says so", self.name, "; ".join(said), page.url
         )
         return SchemaMessage(self.name, self._schema, self.key_properties)
+
+    def _integer_fields(self) -> list[str]:
+        """The fields the schema sent types as integers only: a fraction in one widens it."""
+        properties = self.schema.get("properties", {})
+        return [
+            k for k, p in properties.items() if isinstance(p, dict) and set(p.get("type") or ()) == {"null", "integer"}
+        ]
+
+    def _fractions(self, records: list[dict[str, Any]]) -> list[str]:
+        fractional = (float, Decimal)
+        return [f for f in self._integers if any(isinstance(r.get(f), fractional) for r in records)]
 
     def _with_carried(self, schema: dict[str, Any]) -> dict[str, Any]:
         """Carried parent fields first, typed as the parent's schema types them."""
@@ -220,7 +241,7 @@ class RestStream(Stream):
         params = {**(config.get("params") or {}), **spec.params}
         if spec.replication_param and partition.start is not None:
             params[spec.replication_param] = partition.start
-        return Request(url, params, spec.method, spec.body, spec.headers)
+        return Request(url, params, spec.method, spec.body, spec.headers, spec.empty_on_status)
 
     def _paginator(self, base: Request) -> Paginator:
         return paginator(self.spec.pagination, base, self.tap.paginators)
@@ -238,13 +259,13 @@ class RestStream(Stream):
         while request is not None:
             guard.request(request, client.shown_url(request.url, request.params))
             response, page = self._fetch(request, exact)
-            guard.page(response.content, page)
+            guard.page(page)
             yield page
             request = pages.following(request, response, page)
 
     def _fetch(self, request: Request, exact: bool, cancel: threading.Event | None = None) -> tuple[Response, Page]:
         response = self.tap.client.fetch(request, cancel)
-        if response.status == 204:  # No Content: a page without records
+        if response.status == 204 or response.status in request.empty_on:  # a page without records
             return response, Page(response.url, None, [], [])
         page = self.records_path.parse(response.content, response.url, exact)
         if not page.matched and not self._warned_unmatched:
@@ -273,7 +294,7 @@ class RestStream(Stream):
             while in_flight:
                 request, future = in_flight.popleft()
                 response, page = future.result()
-                guard.page(response.content, page)
+                guard.page(page)
                 yield page
                 if pages.following(request, response, page) is None:
                     return
@@ -368,6 +389,7 @@ class RestStream(Stream):
         self._rk = ctx.replication_key
         self.partitions = {}
         self._known = set(self.schema.get("properties", {}))
+        self._integers = self._integer_fields() if self._schema_from == "inferred" else []
         for partition in self._partitions(ctx):
             if ctx.envelope is not None:
                 yield from self._lines(ctx, partition)
@@ -397,12 +419,50 @@ class RestStream(Stream):
             if (v := r.get(rk)) is None or (key := order_key(v))[0] != kind or key >= start
         ]
 
+    def _check_keys(self, page: Page) -> None:
+        """Every record has the stream's key properties (the carried ones come later): a record without
+        one is most often an error object where the list should be."""
+        keys = [k for k in self.spec.primary_keys if k not in self.spec.parent_keys]
+        for record in page.records if keys else ():
+            missing = [k for k in keys if k not in record]
+            if missing:
+                raise DataError(
+                    f"page {page.url}: a record has no {', '.join(missing)} (the stream's primary_keys): "
+                    f"{_excerpt(record)}; check records_path, or what the API answered"
+                )
+
+    def _check_sorted(self, page: Page, kept: list[int], partition: Partition) -> None:
+        """With is_sorted, a replication-key value below one already sent means the API does not sort:
+        a STATE may have promised too much. The partition goes back to where it started (the STATE
+        written as the run stops says so) and the run stops."""
+        rk = self._rk
+        if not self.is_sorted or rk is None:
+            return
+        last, last_value = partition.newest_key, partition.newest
+        for i in kept:
+            value = page.records[i].get(rk)
+            if value is None or value == "":
+                continue
+            key = order_key(value)
+            if last is not None and key[0] == last[0] and key < last:
+                partition.newest = partition.newest_key = None
+                raise DataError(
+                    f"stream {self.name!r}: is_sorted is set, but {rk} goes down on page {page.url} "
+                    f"({last_value!r}, then {value!r}): the API does not return records in ascending {rk} order. "
+                    "The state goes back to where this run started; unset is_sorted, or have the API sort"
+                )
+            if last is None or key[0] == last[0]:
+                last, last_value = key, value
+
     def _values(self, ctx: ReadContext, partition: Partition) -> Iterator[dict[str, Any]]:
         rk, carried = self._rk, partition.carried
         for page in self._pages(self._request(partition)):
             records = page.records
             self._drift(page, can_grow=False)
-            for i in self._kept(page, partition):
+            self._check_keys(page)
+            kept = self._kept(page, partition)
+            self._check_sorted(page, kept, partition)
+            for i in kept:
                 record = records[i]
                 if rk is not None:
                     partition.observe(record.get(rk))
@@ -420,7 +480,9 @@ class RestStream(Stream):
             grown = self._drift(page, can_grow=True)
             if grown is not None:
                 yield grown
+            self._check_keys(page)
             kept = self._kept(page, partition)
+            self._check_sorted(page, kept, partition)
             at = 0
             while at < len(kept):
                 # Blocks end where the framework's count reaches state_every_rows, so a STATE can follow.

@@ -66,7 +66,7 @@ def _ca_bundle() -> str | None:
 
 
 class Transport:
-    def __init__(self, timeout: float, verify: bool) -> None:
+    def __init__(self, timeout: float, verify: bool, private_headers: set[str] | None = None) -> None:
         import urllib3  # noqa: PLC0415 - a driver: imported when the first request is made
 
         self.urllib3 = urllib3
@@ -77,7 +77,18 @@ class Transport:
             self.tls = {"cert_reqs": "CERT_NONE"}
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         # Redirects followed, nothing else retried here: the client retries, with its own backoff.
-        self.retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=_MAX_REDIRECTS)
+        # A redirect to another host drops the credentials and every configured header (urllib3 alone
+        # drops only Authorization and Cookie).
+        private = {"Authorization", "Cookie", "Proxy-Authorization", *(private_headers or ())}
+        self.retries = urllib3.Retry(
+            total=None,
+            connect=0,
+            read=0,
+            status=0,
+            other=0,
+            redirect=_MAX_REDIRECTS,
+            remove_headers_on_redirect=private,
+        )
         self.pools: dict[str | None, Any] = {}
         self.proxy_of: dict[str, str | None] = {}
         self.lock = threading.Lock()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import itertools
+import logging
 import subprocess
 import threading
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from dpone.taps.rest.client import HttpClient
@@ -530,6 +532,18 @@ def _check_secret_run(api: FakeApi, case: AuthCase, rc: int, stdout: bytes, stde
         assert stderr.count("&key=***&page=") >= 3, "the URLs in the warning and the error, the key masked"
 
 
+@pytest.fixture
+def urllib3_debug() -> Iterator[None]:
+    """urllib3's own DEBUG lines (the requests it sends) reach the handlers, as in a process of its own:
+    another library imported by an earlier test (clickhouse-connect) quiets that logger for good."""
+    logger = logging.getLogger("urllib3")
+    level = logger.level
+    logger.setLevel(logging.NOTSET)
+    yield
+    logger.setLevel(level)
+
+
+@pytest.mark.usefixtures("urllib3_debug")
 class TestNoSecretShows:
     @pytest.mark.parametrize("case", [c for c in AUTH_CASES if c.kind != "none"], ids=lambda c: c.id)
     def test_in_process_at_debug_level_with_tracebacks(
@@ -588,3 +602,59 @@ class TestMessagesShowWhatIsNotSecret:
         run = tap(config_for(fake, case, [stream(name, "link_header")], api_key_name="api_key"))
         assert run.rc == 78, run.stderr
         assert f"/link/{name}?per_page=2&api_key=***&page=2" in error_line(run), error_line(run)
+
+
+class TestOtherHosts:
+    """Credentials and configured headers go to api_url's host (and trusted_hosts) only: a next link or
+    a redirect to another host gets none of them."""
+
+    HEADER = {"X-Tenant-Token": "tenant-7f3e9a1b"}
+
+    @pytest.fixture
+    def elsewhere(self) -> Iterator[FakeApi]:
+        with FakeApi() as other:
+            other.put("more", [{"id": 9, "name": "n9"}])
+            yield other
+
+    @pytest.mark.parametrize("case", [c for c in AUTH_CASES if c.kind != "none"], ids=lambda c: c.id)
+    @pytest.mark.parametrize("via", ["next_url", "redirect"])
+    def test_another_host_gets_no_secret(
+        self, fake: FakeApi, elsewhere: FakeApi, tap: Callable[..., Run], case: AuthCase, via: str
+    ) -> None:
+        name = collection(fake, rows=1)
+        require(fake, case)
+        other = f"{elsewhere.url}/plain/more"
+        if via == "next_url":
+            body = {"data": [{"id": 1, "name": "n1"}], "next": other}
+            fake.fault(f"/plain/{name}", "status", status=200, body=body)
+            elsewhere.fault("/plain/more", "status", status=200, body={"data": [{"id": 9, "name": "n9"}], "next": None})
+            streams = [
+                stream(name, "none", records_path="$.data", pagination={"type": "next_url", "next_url_path": "$.next"})
+            ]
+        else:
+            fake.fault(f"/plain/{name}", "status", status=302, headers={"Location": other}, body="moved")
+            streams = [stream(name, "none")]
+        run = tap(config_for(fake, case, streams, headers=self.HEADER))
+        assert run.rc == 0, run.stderr
+        assert 9 in ids(run)
+        (sent,) = elsewhere.requests
+        shown = orjson.dumps({"target": sent.target, "headers": sent.headers}).decode()
+        assert_no_secret(shown, {*case.secrets, *issued_tokens(fake), self.HEADER["X-Tenant-Token"]})
+        assert "authorization" not in sent.headers and "x-tenant-token" not in sent.headers, shown
+        if via == "next_url":
+            assert "which is not api_url's host" in run.stderr
+
+    def test_a_trusted_host_gets_them(self, fake: FakeApi, elsewhere: FakeApi, tap: Callable[..., Run]) -> None:
+        name = collection(fake, rows=1)
+        case = CASES["bearer"]
+        require(fake, case)
+        fake.fault(
+            f"/plain/{name}", "status", status=200, body={"data": [{"id": 1}], "next": f"{elsewhere.url}/plain/more"}
+        )
+        elsewhere.fault("/plain/more", "status", status=200, body={"data": [{"id": 9}], "next": None})
+        pagination = {"type": "next_url", "next_url_path": "$.next"}
+        streams = [stream(name, "none", records_path="$.data", pagination=pagination)]
+        run = tap(config_for(fake, case, streams, trusted_hosts=["127.0.0.1"]))
+        assert run.rc == 0, run.stderr
+        (sent,) = elsewhere.requests
+        assert sent.headers["authorization"] == f"Bearer {BEARER}"

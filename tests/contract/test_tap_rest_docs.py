@@ -542,7 +542,7 @@ def test_the_meltano_snippet_is_a_valid_tap_rest_config(monkeypatch: pytest.Monk
     monkeypatch.setenv("TICKETS_API_TOKEN", "tk_example_0123456789")
     config = apply_settings(RestTap.all_settings(), expand_env(plugin["config"]), "tap-rest")
     assert [s.name for s in RestTap(config).specs] == ["tickets"]
-    (export,) = [line for line in section("Meltano").splitlines() if line.startswith("export TAP_REST_STREAMS=")]
+    (export,) = re.findall(r"`(export TAP_REST_STREAMS=[^`]*)`", section("Meltano"))
     streams = json.loads(shlex.split(export, comments=True)[1].partition("=")[2])
     kinds = {kind: cls.options for kind, cls in PAGINATORS.items()}
     assert [s.name for s in check_config({"api_url": HOST, "streams": streams}, kinds)] == ["tickets"]

@@ -749,6 +749,18 @@ class TestLoopGuard:
         _stopped_by_the_guard(run, "me", f"{canned.url}/v1/self")
         assert ids(run) == [1]
 
+    def test_a_new_cursor_on_every_page_of_the_same_records(self, canned: Canned, tmp_path: Path) -> None:
+        # An API that ignores a wrong cursor_param but hands out a fresh cursor each time: the requests
+        # all differ, the records do not.
+        canned.serve("/v1/rot", {"items": [{"id": 1}, {"id": 2}], "next": "c1"})
+        for n in range(1, 5):
+            canned.serve(f"/v1/rot?wrong=c{n}", {"items": [{"id": 1}, {"id": 2}], "next": f"c{n + 1}"})
+        pagination = {"type": "cursor", "cursor_path": "$.next", "cursor_param": "wrong"}
+        run = sync(tmp_path, settings(canned.url, stream("rot", "/rot", records_path="$.items", pagination=pagination)))
+        line = _stopped_by_the_guard(run, "rot", f"{canned.url}/v1/rot?wrong=c1")
+        assert "the same records" in line
+        assert ids(run) == [1, 2]
+
     @pytest.mark.parametrize("concurrency", [1, 3], ids=["sequential", "concurrency3"])
     @pytest.mark.parametrize("kind", ["page", "page_unsized", "offset", "cursor", "link_header", "next_url_relative"])
     def test_an_api_that_ignores_the_page_parameter(
@@ -759,7 +771,7 @@ class TestLoopGuard:
         faulty_api.fault("/items", "repeat", times=1000)
         run = sync(tmp_path, settings(faulty_api.url, kind_stream(kind), concurrency=concurrency))
         line = _stopped_by_the_guard(run, "items", "/v1/")
-        assert "the same page" in line
+        assert "the same records" in line
         assert ids(run) == list(range(1, SIZE + 1))  # the first page, once
         seen = faulty_api.requests
         assert len({r.target for r in seen}) == len(seen)
@@ -781,6 +793,16 @@ JSON_NAMES = {
 
 
 class TestNotRecords:
+    def test_an_error_object_where_the_list_was_is_no_record(self, canned: Canned, tmp_path: Path) -> None:
+        canned.serve("/v1/shape?page=1", {"data": [{"id": 1}, {"id": 2}]})
+        canned.serve("/v1/shape?page=2", {"data": {"error": "temporarily unavailable", "code": 17}})
+        pagination = {"type": "page", "page_size": 2}
+        shaped = stream("shape", "/shape", records_path="$.data", primary_keys=["id"], pagination=pagination)
+        run = sync(tmp_path, settings(canned.url, shaped))
+        assert run.rc == 65, run.stderr
+        assert "page=2: a record has no id (the stream's primary_keys)" in error_line(run)
+        assert ids(run) == [1, 2]
+
     @pytest.mark.parametrize(
         ("records_path", "wrap", "bad", "kind"),
         [

@@ -295,8 +295,10 @@ class TestReplicationKeyForms:
         key, rows, _, _, newest = KEY_FORMS[form]
         api.put("events", rows)
         stream: Stream = {"name": "events", "path": "/plain/events", "replication_key": key, "is_sorted": param}
+        if param:  # sorted by the API, as is_sorted promises
+            stream["params"] = {"sort": key}
         result = tap.sync([stream])
-        assert ids(result, "events") == [r["id"] for r in rows]
+        assert sorted(ids(result, "events")) == sorted(r["id"] for r in rows)
         assert bookmark(result, "events")["replication_key_value"] == newest
 
 
@@ -306,6 +308,23 @@ def test_start_date_does_not_bound_an_integer_replication_key(tap: Tap, api: Fak
     result = tap.sync([stream], start_date="2024-01-01T00:00:00Z")
     assert ids(result, "events") == [1, 2, 3, 4, 5]
     assert bookmark(result, "events")["replication_key_value"] == 100
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_is_sorted_on_an_api_that_does_not_sort_stops_and_takes_back_its_promise(
+    tap: Tap, api: FakeApi, concurrency: int
+) -> None:
+    # Newest first: the first STATE would promise the newest value while older ones are still to come.
+    api.put("items", sample_rows(12))
+    stream = items(is_sorted=True, replication_key="updated_at", params={"sort": "-updated_at"})
+    committed = {
+        "bookmarks": {"items": {"replication_key": "updated_at", "replication_key_value": "2024-01-01T00:00:00Z"}}
+    }
+    result = tap.run([stream], state=committed, state_every_rows=2, concurrency=concurrency)
+    assert result.rc == 65, result.stderr
+    assert "is_sorted is set, but updated_at goes down on page" in result.stderr
+    # Whatever the run promised on the way, its last word is where it started: nothing is skipped next time.
+    assert result.states[-1] == committed
 
 
 def test_one_value_that_is_not_a_date_time_does_not_poison_the_bookmark(tap: Tap, api: FakeApi) -> None:
@@ -919,3 +938,42 @@ def test_tap_rest_piped_into_target_jsonl(tap: Tap, api: FakeApi, tmp_path: Path
     # The tap's last STATE, as the target committed it: the newest item; users and orders read whole.
     newest = {"replication_key": "updated_at", "replication_key_value": rows[-1]["updated_at"]}
     assert echoed[-1] == {"bookmarks": {"items": newest, "users": {}, "orders": {}}}
+
+
+class TestEmptyOnStatus:
+    def test_a_child_whose_parent_is_gone_is_skipped(self, tap: Tap, api: FakeApi) -> None:
+        api.put("users", USERS)
+        api.put("orders", orders_of(USERS))
+        gone = USERS[1]["id"]
+        api.fault(f"/users/{gone}/orders", "status", status=404, body={"error": "user deleted"})
+        orders = orders_stream(schema={"properties": {"id": {"type": "integer"}}}, empty_on_status=[404])
+        result = tap.sync([users_stream(), orders])
+        expected = [o["id"] for o in orders_of(USERS) if o["parent_id"] != gone]
+        assert sorted(ids(result, "orders")) == sorted(expected)
+        assert "answered 404: no records there (empty_on_status)" in result.stderr
+
+    def test_a_404_past_the_last_page_ends_the_stream(self, tap: Tap, api: FakeApi) -> None:
+        api.put("items", sample_rows(4))
+        api.fault("/page/items?per_page=2&page=3", "status", times=2, status=404, body={"detail": "Invalid page."})
+        stream = items(pagination={"type": "page", "page_size_param": "per_page"}, params={"per_page": 2})
+        result = tap.run([stream])
+        assert result.rc == 78, "without empty_on_status a 404 is a config error"
+        result = tap.sync([{**stream, "empty_on_status": [404]}])
+        assert ids(result, "items") == [1, 2, 3, 4]
+
+    @pytest.mark.parametrize("status", [401, 403, 429, 500, 200])
+    def test_statuses_that_never_mean_no_records_are_refused(self, tap: Tap, status: int) -> None:
+        result = tap.run([items(empty_on_status=[status])])
+        assert result.rc == 78
+        assert "empty_on_status must list 4xx statuses that mean no records" in result.stderr
+
+
+def test_an_inferred_integer_that_brings_a_fraction_becomes_a_number(tap: Tap, api: FakeApi) -> None:
+    rows = [{"id": 1, "qty": 1}, {"id": 2, "qty": 2}, {"id": 3, "qty": 7.25}, {"id": 4, "qty": 4}]
+    api.put("things", rows)
+    result = tap.sync([sampled_stream()], schema_sample_pages=1)
+    first, widened = (m["schema"]["properties"]["qty"] for m in result.of_type("SCHEMA"))
+    assert first == {"type": ["null", "integer"]} and widened == {"type": ["null", "number"]}
+    kinds = [m["type"] for m in result.messages if m["type"] != "STATE"]
+    assert kinds == ["SCHEMA", "RECORD", "RECORD", "SCHEMA", "RECORD", "RECORD"]
+    assert "qty became numbers on page" in result.stderr
