@@ -14,7 +14,9 @@ so a STATE can follow any block. Otherwise they go out as decoded values, every 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
+import operator
 import re
 import threading
 from collections import deque
@@ -127,6 +129,7 @@ class RestStream(Stream):
         self._schema_from = "inferred"  # declared | inferred (in this run: it grows) | catalog
         self._known: set[str] = set()  # the properties of the schema sent
         self._integers: list[str] = []  # its integer fields, while it may grow
+        self._own_keys = [k for k in spec.primary_keys if k not in spec.parent_keys]
 
     # -- schema -------------------------------------------------------------------------------------
     @property
@@ -422,10 +425,11 @@ class RestStream(Stream):
     def _check_keys(self, page: Page) -> None:
         """Every record has the stream's key properties (the carried ones come later): a record without
         one is most often an error object where the list should be."""
-        keys = [k for k in self.spec.primary_keys if k not in self.spec.parent_keys]
-        for record in page.records if keys else ():
-            missing = [k for k in keys if k not in record]
-            if missing:
+        records = page.records
+        for key in self._own_keys:
+            if not all(map(operator.contains, records, itertools.repeat(key))):  # a loop in C
+                record = next(r for r in records if key not in r)
+                missing = [k for k in self._own_keys if k not in record]
                 raise DataError(
                     f"page {page.url}: a record has no {', '.join(missing)} (the stream's primary_keys): "
                     f"{_excerpt(record)}; check records_path, or what the API answered"
