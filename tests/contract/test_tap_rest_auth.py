@@ -15,8 +15,7 @@ import itertools
 import logging
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,10 @@ from typing import Any
 import orjson
 import pytest
 
-from dpone.taps.rest.client import HttpClient
 from tests.conftest import Run, write_config
 from tests.kit.kit import process_command, process_env
 from tests.tools.rest_api import FakeApi, sample_rows
-from tests.tools.rest_tap import ROUTES, RestRunner, route_stream
+from tests.tools.rest_tap import ROUTES, RestRunner, route_stream, slow_client
 
 SCHEMA = {
     "properties": {
@@ -168,13 +166,8 @@ def collection(api: FakeApi, rows: int = 9) -> str:
 
 @pytest.fixture
 def tap(tmp_path: Path) -> Callable[..., Run]:
-    """Runs tap-rest in-process with a config (and a state): the exit code, stdout, stderr, messages."""
-    runner = RestRunner(tmp_path)
-
-    def go(config: dict[str, Any], state: dict[str, Any] | None = None) -> Run:
-        return runner.run(config, state=state)
-
-    return go
+    """Runs tap-rest in-process with a config (and a state=): the exit code, stdout, stderr, messages."""
+    return RestRunner(tmp_path).run
 
 
 def config_for(api: FakeApi, case: AuthCase, streams: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -315,13 +308,7 @@ class TestOAuth2Tokens:
     ) -> None:
         # A client slow to build (say, a proxy lookup) makes the race the concurrent first pages run
         # into every time, instead of now and then.
-        original = HttpClient.__init__
-
-        def slow_init(self: HttpClient, config: Mapping[str, Any]) -> None:
-            time.sleep(0.05)
-            original(self, config)
-
-        monkeypatch.setattr(HttpClient, "__init__", slow_init)
+        slow_client(monkeypatch)
         case = CASES["oauth2_client_credentials_body"]
         name = collection(fake, rows=19)
         require(fake, case)

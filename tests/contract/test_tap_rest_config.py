@@ -22,11 +22,11 @@ from dpone.taps.rest.tap import RestTap
 from tests.conftest import Run
 from tests.kit.kit import process_env
 from tests.tools.rest_api import FakeApi, sample_rows
+from tests.tools.rest_tap import FAST_FAILURE as FAST
 from tests.tools.rest_tap import RestRunner
 
 Stream = dict[str, Any]
 
-FAST = {"timeout": 0.5, "max_retries": 1, "backoff_seconds": 0.01, "backoff_max_seconds": 0.05}
 DECLARED = {"properties": {"id": {"type": "integer"}, "name": {"type": ["null", "string"]}}}
 
 
@@ -38,9 +38,7 @@ def api() -> Iterator[FakeApi]:
 
 @pytest.fixture(autouse=True)
 def _fresh_api(api: FakeApi) -> None:
-    api.clear()
-    api.require("none")
-    api.clear_log()
+    api.reset()
     api.put("items", sample_rows(5))
 
 

@@ -18,7 +18,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,10 +27,9 @@ from typing import Any
 import pytest
 import requests
 
-from dpone.taps.rest.client import HttpClient
 from tests.conftest import Run
 from tests.tools.rest_api import FakeApi, RecordedRequest, sample_rows
-from tests.tools.rest_tap import ROUTES, RestRunner, route_stream
+from tests.tools.rest_tap import ROUTES, RestRunner, route_stream, slow_client
 
 SCHEMA = {
     "properties": {
@@ -88,13 +87,8 @@ def fake(api: FakeApi) -> Iterator[FakeApi]:
 
 @pytest.fixture
 def tap(tmp_path: Path) -> Callable[..., Run]:
-    """Runs tap-rest in-process with a config (and a state): the exit code, stdout, stderr, messages."""
-    runner = RestRunner(tmp_path)
-
-    def go(config: dict[str, Any], state: dict[str, Any] | None = None) -> Run:
-        return runner.run(config, state=state)
-
-    return go
+    """Runs tap-rest in-process with a config (and a state=): the exit code, stdout, stderr, messages."""
+    return RestRunner(tmp_path).run
 
 
 def collection(api: FakeApi, rows: int = ROWS) -> str:
@@ -501,7 +495,7 @@ def _fails_at_page_3_then_resumes(
     assert messages[-1] == "STATE" and messages.count("RECORD") == 4
 
     fake.clear_log()
-    second = tap(settings, first.states[-1])
+    second = tap(settings, state=first.states[-1])
     assert second.rc == 0, second.stderr
     assert ids(second) == [4, 5, 6, 7, 8, 9], "the rest, and the tie at the bookmark again"
     assert {r.query.get("updated_at_since") for r in fake.requests} == {rows[3]["updated_at"]}
@@ -542,13 +536,7 @@ class TestRequestRate:
         self, fake: FakeApi, tap: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         # A client slow to build (a proxy lookup, say) makes the race of the first pages certain.
-        original = HttpClient.__init__
-
-        def slow_init(self: HttpClient, config: Mapping[str, Any]) -> None:
-            time.sleep(0.05)
-            original(self, config)
-
-        monkeypatch.setattr(HttpClient, "__init__", slow_init)
+        slow_client(monkeypatch)
         self._rate_with_concurrency(fake, tap)
 
     def test_max_requests_per_second_holds_with_pages_fetched_at_once_after_a_first_stream(

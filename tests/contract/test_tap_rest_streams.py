@@ -21,13 +21,11 @@ import pytest
 from tests.conftest import Run
 from tests.kit.kit import process_command, process_env
 from tests.tools.rest_api import FakeApi, RecordedRequest, sample_rows
-from tests.tools.rest_tap import RestRunner
+from tests.tools.rest_tap import FAST_FAILURE as FAST
+from tests.tools.rest_tap import ROUTES, RestRunner, route_stream
 
 Row = dict[str, Any]
 Stream = dict[str, Any]
-
-# Fast failure: a local server answers at once, so anything slow is a bug worth seeing quickly.
-FAST = {"timeout": 0.5, "max_retries": 1, "backoff_seconds": 0.01, "backoff_max_seconds": 0.05}
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +36,7 @@ def api() -> Iterator[FakeApi]:
 
 @pytest.fixture(autouse=True)
 def _fresh_api(api: FakeApi) -> None:
-    api.clear()
-    api.require("none")
-    api.clear_log()
-    api.max_page_size = None
-    api.absolute_next = False
+    api.reset()
 
 
 @dataclass
@@ -132,26 +126,7 @@ def catalog_selecting(catalog: dict[str, Any], wanted: set[str], drop: Mapping[s
 
 # Each pagination kind over the same rows, 3 a page (the `params` ask the API for that size).
 PAGINATIONS: dict[str, Stream] = {
-    "none": {"path": "/plain/items"},
-    "page": {
-        "path": "/page/items",
-        "records_path": "$.data",
-        "pagination": {"type": "page", "page_size_param": "per_page", "page_size": 3},
-    },
-    "offset": {"path": "/offset/items", "records_path": "$.results[*]", "pagination": {"type": "offset", "limit": 3}},
-    "cursor": {
-        "path": "/cursor/items",
-        "records_path": "$.items",
-        "params": {"limit": 3},
-        "pagination": {"type": "cursor", "cursor_path": "$.meta.next_cursor"},
-    },
-    "link_header": {"path": "/link/items", "params": {"per_page": 3}, "pagination": {"type": "link_header"}},
-    "next_url": {
-        "path": "/next/items",
-        "records_path": "$.data",
-        "params": {"limit": 3},
-        "pagination": {"type": "next_url", "next_url_path": "$.next"},
-    },
+    kind: {k: v for k, v in route_stream("items", kind, size=3).items() if k != "name"} for kind in ROUTES
 }
 
 

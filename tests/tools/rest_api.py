@@ -295,6 +295,16 @@ class FakeApi:
             self._log.clear()
             self._token_requests.clear()
 
+    def reset(self) -> None:
+        """As a fresh server: no rows, no credentials asked, no pending fault, an empty log, default options."""
+        self.clear()
+        self.require("none")
+        self.clear_log()
+        with self._lock:
+            self._faults.clear()
+        self.max_page_size = None
+        self.absolute_next = False
+
     # --- request handling -----------------------------------------------------------------------
 
     def _handle(self, request: BaseHTTPRequestHandler, method: str, connection: int) -> None:

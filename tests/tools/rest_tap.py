@@ -6,18 +6,24 @@ from __future__ import annotations
 import io
 import itertools
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from dpone.taps.framework.tap import Tap
 from dpone.taps.framework.tap_cli import run as run_tap_cli
+from dpone.taps.rest.client import HttpClient
 from dpone.taps.rest.tap import RestTap
 from tests.conftest import Run
+
+# A local server answers at once: anything slow is a bug worth seeing quickly.
+FAST_FAILURE: dict[str, Any] = {"timeout": 0.5, "max_retries": 1, "backoff_seconds": 0.01, "backoff_max_seconds": 0.05}
 
 # Each pagination kind as the fake serves it: the stream settings that read a collection, two records a page.
 ROUTES: dict[str, dict[str, Any]] = {
@@ -49,17 +55,31 @@ ROUTES: dict[str, dict[str, Any]] = {
 }
 
 
-def route_stream(collection: str, kind: str = "page", **extra: Any) -> dict[str, Any]:
-    """A stream named after the collection, read with the pagination `kind` (ROUTES); `extra` over it."""
+def route_stream(collection: str, kind: str = "page", size: int = 2, **extra: Any) -> dict[str, Any]:
+    """A stream named after the collection, read with the pagination `kind` (ROUTES), `size` records a
+    page; `extra` over it."""
     style = ROUTES[kind]
+    sized = {k: size if k in ("page_size", "limit") else v for k, v in style["pagination"].items()}
     return {
         "name": collection,
         "path": f"/{style['route']}/{collection}",
         "records_path": style["records_path"],
-        "params": style.get("params", {}),
-        "pagination": style["pagination"],
+        "params": {k: size for k in style.get("params", {})},
+        "pagination": sized,
         **extra,
     }
+
+
+def slow_client(monkeypatch: pytest.MonkeyPatch, seconds: float = 0.05) -> None:
+    """Building the HTTP client takes `seconds` (say, a proxy lookup): pages fetched at once then race
+    for it every time instead of now and then."""
+    original = HttpClient.__init__
+
+    def slow_init(self: HttpClient, config: Mapping[str, Any]) -> None:
+        time.sleep(seconds)
+        original(self, config)
+
+    monkeypatch.setattr(HttpClient, "__init__", slow_init)
 
 
 def messages_of(stdout: bytes, exact: bool = False) -> list[dict[str, Any]]:
