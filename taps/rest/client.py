@@ -62,6 +62,7 @@ class Response:
     content: bytes
     headers: Mapping[str, str]
     next_link: str | None  # the Link header's rel="next", absolute
+    final_url: str = ""  # where the answer came from, after redirects (not masked: for relative links)
 
 
 class Cancelled(Exception):
@@ -128,7 +129,11 @@ class HttpClient:
         self.auth: Auth = make_auth(config, self._post_form)
         # Credentials and configured headers go to api_url's origin and the trusted hosts only: a next
         # link or a redirect elsewhere gets neither.
-        self.trusted = {_origin(str(config["api_url"]))} | {str(h).lower() for h in config.get("trusted_hosts") or ()}
+        api_url = str(config["api_url"])
+        scheme = urlsplit(api_url).scheme
+        self.trusted = {_origin(api_url)} | {
+            _origin(h if "://" in h else f"{scheme}://{h}") for h in trusted_hosts(config)
+        }
         self._untrusted_seen: set[str] = set()
         stream_headers = {
             h for s in config.get("streams") or () if isinstance(s, Mapping) for h in s.get("headers") or ()
@@ -142,7 +147,7 @@ class HttpClient:
 
     def _trusted(self, url: str) -> bool:
         origin = _origin(url)
-        if origin in self.trusted or urlsplit(url).hostname in self.trusted:
+        if origin in self.trusted:
             return True
         if origin not in self._untrusted_seen:
             self._untrusted_seen.add(origin)
@@ -261,7 +266,7 @@ class HttpClient:
             raise _Retryable(f"answered {status} {answer.reason}".rstrip(), after)
         if status in request.empty_on:
             log.info("%s %s: answered %d: no records there (empty_on_status)", request.method, shown, status)
-            return Response(status, shown, b"", answer.headers, None)
+            return Response(status, shown, b"", answer.headers, None, answer.url)
         if status >= 400:
             body = " ".join(answer.text[:_BODY_SHOWN].split())
             hint = {
@@ -272,7 +277,8 @@ class HttpClient:
             }.get(status, "the API rejected the request: check the stream's path, params and body")
             raise ConfigError(f"{request.method} {shown}: answered {status} {answer.reason}: {body!r}; {hint}")
         link = answer.next_link()
-        return Response(status, shown, answer.content, answer.headers, urljoin(answer.url, link) if link else None)
+        next_link = urljoin(answer.url, link) if link else None
+        return Response(status, shown, answer.content, answer.headers, next_link, answer.url)
 
     def _post_form(self, url: str, form: Mapping[str, str], headers: Mapping[str, str]) -> tuple[int, Any, str]:
         """The OAuth2 token request: retried like a page, but its 4xx are the auth's to report."""
@@ -302,6 +308,11 @@ _QUERY_SECRET_RE = re.compile(
 
 def _secret_param(name: str) -> bool:
     return is_secret_name(name) or _QUERY_SECRET_RE.search(name) is not None
+
+
+def trusted_hosts(config: Mapping[str, Any]) -> list[str]:
+    """The trusted_hosts entries: `host`, `host:port` (over api_url's scheme) or `scheme://host[:port]`."""
+    return [str(h) for h in config.get("trusted_hosts") or ()]
 
 
 def _origin(url: str) -> str:

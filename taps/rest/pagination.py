@@ -133,8 +133,8 @@ class NextUrl(Paginator):
             return None
         if not isinstance(link, str):
             raise ConfigError(f"page {page.url}: next_url_path found {link!r}, not a URL; check next_url_path")
-        # Relative to the page that named it, as a browser would resolve it.
-        return dataclasses.replace(request, url=urljoin(request.url, link), params={})
+        # Relative to the page that named it (where it came from, after redirects), as a browser would.
+        return dataclasses.replace(request, url=urljoin(response.final_url or request.url, link), params={})
 
 
 PAGINATORS: dict[str, type[Paginator]] = {
@@ -152,14 +152,14 @@ def paginator(spec: Pagination, base: Request, kinds: Mapping[str, type[Paginato
 
 
 class LoopGuard:
-    """Stops a stream that asks for the same page twice, or gets the same page twice in a row: an API
-    that ignores the pagination parameter would otherwise be read forever."""
+    """Stops a stream that asks for the same page twice, or gets the records of an earlier page again
+    (in a row, or in a cycle): an API that ignores the pagination parameter would otherwise be read
+    forever. An API that changes something in every answer (a timestamp) is not caught."""
 
     def __init__(self, stream: str) -> None:
         self.stream = stream
         self.seen: set[tuple[Any, ...]] = set()
-        self.last_digest: int | None = None
-        self.last_url = ""
+        self.digests: dict[int, str] = {}  # every page's records seen so far -> its URL
 
     def request(self, request: Request, shown: str) -> None:
         key = request.key()
@@ -177,9 +177,9 @@ class LoopGuard:
         # wrong cursor_param) must not hide the same records served again.
         texts = page.texts if page.texts is not None else [orjson.dumps(r, default=str).decode() for r in page.records]
         digest = hash(tuple(texts))
-        if digest == self.last_digest:
+        if digest in self.digests:
             raise ConfigError(
-                f"stream {self.stream!r}: {page.url} answered the same records as {self.last_url}; the API seems "
-                "to ignore the pagination parameter: check the stream's pagination settings"
+                f"stream {self.stream!r}: {page.url} answered the same records as {self.digests[digest]}; the API "
+                "seems to ignore the pagination parameter: check the stream's pagination settings"
             )
-        self.last_digest, self.last_url = digest, page.url
+        self.digests[digest] = page.url

@@ -82,7 +82,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "trusted_hosts",
         "array",
-        "Hosts besides api_url's that next links may lead to with the credentials and configured headers, "
-        'e.g. ["files.example.com"] (others get neither; a redirect to another host always drops them).',
+        "Hosts besides api_url's that next links may lead to with the credentials and configured headers: "
+        '"files.example.com" (api_url\'s scheme and default port), "files.example.com:8443" or '
+        '"https://files.example.com"; others get neither, and a redirect to another host always drops them.',
     ),
 )

@@ -41,6 +41,7 @@ _STREAM_KEYS: Final = frozenset(
 # Answers that never mean "no records": the credentials, the rate limit, a server fault.
 _NOT_EMPTY: Final = frozenset({401, 403, 407, 408, 429})
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_HOST_RE = re.compile(r"^(https?://)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 # A path's {field}: a parent record field, `a.b` inside an object.
 PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
@@ -353,6 +354,12 @@ def check_config(config: Mapping[str, Any], kinds: Kinds) -> list[StreamSpec]:
             problems.add(name, f"must be {'more than' if strict else 'at least'} {bound}, got {value!r}")
     for text in auth_problems(config):
         problems.add("auth", text)
+    hosts = config.get("trusted_hosts") or []
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and _HOST_RE.match(h) for h in hosts):
+        problems.add(
+            "trusted_hosts",
+            'must list host names: "files.example.com", "files.example.com:8443" or "https://files.example.com"',
+        )
     specs = _streams(config, kinds, problems)
     if problems.items:
         raise ConfigError("tap-rest: " + "; ".join(problems.items))

@@ -259,15 +259,26 @@ class RestStream(Stream):
             return
         client = self.tap.client
         request: Request | None = pages.first()
+        first = True
         while request is not None:
             guard.request(request, client.shown_url(request.url, request.params))
-            response, page = self._fetch(request, exact)
+            response, page = self._fetch(request, exact, first=first)
+            first = False
             guard.page(page)
             yield page
             request = pages.following(request, response, page)
 
-    def _fetch(self, request: Request, exact: bool, cancel: threading.Event | None = None) -> tuple[Response, Page]:
+    def _fetch(
+        self, request: Request, exact: bool, cancel: threading.Event | None = None, first: bool = False
+    ) -> tuple[Response, Page]:
         response = self.tap.client.fetch(request, cancel)
+        if response.status in request.empty_on and first and self.parent is None:
+            # A stream's own endpoint is there: its first page missing is a wrong path, not an empty API.
+            raise ConfigError(
+                f"{request.method} {response.url}: answered {response.status} for the stream's first page: no such "
+                "endpoint: check api_url and the stream's path (empty_on_status covers the pages after the "
+                "first, and child streams' partitions)"
+            )
         if response.status == 204 or response.status in request.empty_on:  # a page without records
             return response, Page(response.url, None, [], [])
         page = self.records_path.parse(response.content, response.url, exact)
@@ -293,7 +304,7 @@ class RestStream(Stream):
         try:
             for index in range(ahead):
                 request = pages.nth(index)
-                in_flight.append((request, pool.submit(self._fetch, request, exact, cancel)))
+                in_flight.append((request, pool.submit(self._fetch, request, exact, cancel, index == 0)))
             while in_flight:
                 request, future = in_flight.popleft()
                 response, page = future.result()

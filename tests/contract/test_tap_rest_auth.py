@@ -641,7 +641,33 @@ class TestOtherHosts:
         elsewhere.fault("/plain/more", "status", status=200, body={"data": [{"id": 9}], "next": None})
         pagination = {"type": "next_url", "next_url_path": "$.next"}
         streams = [stream(name, "none", records_path="$.data", pagination=pagination)]
-        run = tap(config_for(fake, case, streams, trusted_hosts=["127.0.0.1"]))
+        host_port = elsewhere.url.removeprefix("http://")
+        run = tap(config_for(fake, case, streams, trusted_hosts=[host_port]))
         assert run.rc == 0, run.stderr
         (sent,) = elsewhere.requests
         assert sent.headers["authorization"] == f"Bearer {BEARER}"
+
+    @pytest.mark.parametrize("entry", ["127.0.0.1", "https://127.0.0.1", "localhost:1"])
+    def test_an_entry_trusts_its_host_on_its_port_and_scheme_only(
+        self, fake: FakeApi, elsewhere: FakeApi, tap: Callable[..., Run], entry: str
+    ) -> None:
+        name = collection(fake, rows=1)
+        case = CASES["bearer"]
+        require(fake, case)
+        body = {"data": [{"id": 1}], "next": f"{elsewhere.url}/plain/more"}
+        fake.fault(f"/plain/{name}", "status", status=200, body=body)
+        elsewhere.fault("/plain/more", "status", status=200, body={"data": [{"id": 9}], "next": None})
+        pagination = {"type": "next_url", "next_url_path": "$.next"}
+        streams = [stream(name, "none", records_path="$.data", pagination=pagination)]
+        run = tap(config_for(fake, case, streams, trusted_hosts=[entry]))
+        assert run.rc == 0, run.stderr
+        (sent,) = elsewhere.requests
+        assert "authorization" not in sent.headers
+
+    @pytest.mark.parametrize("entries", [[5], ["https://x.example/path"], "x.example"])
+    def test_an_entry_that_cannot_name_a_host_is_refused(
+        self, fake: FakeApi, tap: Callable[..., Run], entries: Any
+    ) -> None:
+        run = tap(config_for(fake, CASES["none"], [stream("x")], trusted_hosts=entries))
+        assert run.rc == 78
+        assert "trusted_hosts" in run.stderr

@@ -749,6 +749,28 @@ class TestLoopGuard:
         _stopped_by_the_guard(run, "me", f"{canned.url}/v1/self")
         assert ids(run) == [1]
 
+    def test_records_that_come_back_in_a_cycle(self, canned: Canned, tmp_path: Path) -> None:
+        # New cursors, records A, B, A, B...: not the same page twice in a row, the same pages all the same.
+        for n in range(6):
+            target = "/v1/cyc" if n == 0 else f"/v1/cyc?cursor=c{n}"
+            canned.serve(target, {"items": [{"id": 1 + n % 2}], "next": f"c{n + 1}"})
+        pagination = {"type": "cursor", "cursor_path": "$.next"}
+        run = sync(tmp_path, settings(canned.url, stream("cyc", "/cyc", records_path="$.items", pagination=pagination)))
+        line = _stopped_by_the_guard(run, "cyc", f"{canned.url}/v1/cyc?cursor=c2")
+        assert f"the same records as {canned.url}/v1/cyc;" in line
+        assert ids(run) == [1, 2]
+
+    def test_a_relative_next_url_follows_the_page_it_came_from_after_a_redirect(
+        self, canned: Canned, tmp_path: Path
+    ) -> None:
+        canned.serve("/v1/moved", "", status=302, headers={"Location": f"{canned.url}/v2/list"})
+        canned.serve("/v2/list", {"data": [{"id": 1}], "next": "list?after=1"})
+        canned.serve("/v2/list?after=1", {"data": [{"id": 2}], "next": None})
+        pagination = {"type": "next_url", "next_url_path": "$.next"}
+        run = sync(tmp_path, settings(canned.url, stream("m", "/moved", records_path="$.data", pagination=pagination)))
+        assert run.rc == 0, run.stderr
+        assert ids(run) == [1, 2]
+
     def test_a_new_cursor_on_every_page_of_the_same_records(self, canned: Canned, tmp_path: Path) -> None:
         # An API that ignores a wrong cursor_param but hands out a fresh cursor each time: the requests
         # all differ, the records do not.

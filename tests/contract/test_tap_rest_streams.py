@@ -936,6 +936,11 @@ class TestEmptyOnStatus:
         result = tap.sync([{**stream, "empty_on_status": [404]}])
         assert ids(result, "items") == [1, 2, 3, 4]
 
+    def test_a_top_level_stream_whose_first_page_is_missing_is_still_a_wrong_path(self, tap: Tap, api: FakeApi) -> None:
+        result = tap.run([items(path="/nowhere/items", empty_on_status=[404])])
+        assert result.rc == 78
+        assert "answered 404 for the stream's first page: no such endpoint" in result.stderr
+
     @pytest.mark.parametrize("status", [401, 403, 429, 500, 200])
     def test_statuses_that_never_mean_no_records_are_refused(self, tap: Tap, status: int) -> None:
         result = tap.run([items(empty_on_status=[status])])
