@@ -147,10 +147,6 @@ PAGINATORS: dict[str, type[Paginator]] = {
 }
 
 
-def paginator(spec: Pagination, base: Request, kinds: Mapping[str, type[Paginator]]) -> Paginator:
-    return kinds[spec.kind](spec, base)
-
-
 class LoopGuard:
     """Stops a stream that asks for the same page twice, or gets the records of an earlier page again
     (in a row, or in a cycle): an API that ignores the pagination parameter would otherwise be read

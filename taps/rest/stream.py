@@ -13,7 +13,6 @@ so a STATE can follow any block. Otherwise they go out as decoded values, every 
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import logging
 import operator
@@ -22,20 +21,19 @@ import threading
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import orjson
 
 from dpone.state.records import Bookmark, RawBookmark, StreamBookmark
 from dpone.taps.framework.bookmarks import start_value
 from dpone.taps.framework.schema_inference import SchemaInferrer
 from dpone.taps.framework.stream import EncodedLines, ReadContext, Stream
+from dpone.taps.rest.carried import carried_fields, lookup, property_schema, spliced
 from dpone.taps.rest.client import Request, Response
 from dpone.taps.rest.pages import Page, RecordsPath
-from dpone.taps.rest.pagination import LoopGuard, Paginator, paginator
+from dpone.taps.rest.pagination import LoopGuard, Paginator
+from dpone.taps.rest.partitions import Partition, context_id, order_key
 from dpone.taps.rest.spec import PLACEHOLDER_RE, StreamSpec
 from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.errors import ConfigError, DataError
@@ -45,69 +43,6 @@ if TYPE_CHECKING:
     from dpone.taps.rest.tap import RestTap
 
 log = logging.getLogger(__name__)
-
-
-def order_key(value: Any) -> tuple[int, Any]:
-    """How replication-key values compare: date-times as instants (naive ones as UTC), numbers as
-    numbers, anything else as text; values of different kinds never raise."""
-    if isinstance(value, str):
-        try:
-            when = dt.datetime.fromisoformat(value)
-        except ValueError:
-            return (2, value)
-        return (1, when if when.tzinfo else when.replace(tzinfo=dt.UTC))
-    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
-        return (0, value)
-    return (3, str(value))
-
-
-@dataclass(slots=True)
-class Partition:
-    """One read of the endpoint: the whole stream, or one parent record's part of a child stream.
-
-    Replication-key values only compare with values of their own kind (date-time, number, text):
-    the kind of the committed bookmark, else of the first value seen (a start_date says nothing
-    about an integer key). A value of another kind neither filters nor moves the bookmark.
-    """
-
-    context: dict[str, Any]  # how the state knows it: the carried fields, else the path's values ({}: top level)
-    carried: dict[str, Any]  # parent values put into each of its records
-    path_values: dict[str, Any]
-    start: Any = None  # the committed replication-key value (or start_date) it reads from
-    anchored: bool = False  # `start` is a committed bookmark, not start_date: it fixes the kind
-    newest: Any = None  # the greatest replication-key value sent so far
-    newest_key: Any = None
-    done: bool = False
-    kind: int | None = None
-    odd: Any = None  # the first value of another kind, for the warning
-
-    def __post_init__(self) -> None:
-        if self.anchored and self.start is not None:
-            self.kind = order_key(self.start)[0]
-
-    def start_key(self) -> tuple[int, Any] | None:
-        return None if self.start is None or self.start == "" else order_key(self.start)
-
-    def observe(self, value: Any) -> None:
-        if value is None or value == "":
-            return
-        key = order_key(value)
-        if self.kind is None:
-            self.kind = key[0]
-        elif key[0] != self.kind:
-            if self.odd is None:
-                self.odd = value
-            return
-        if self.newest_key is None or key > self.newest_key:
-            self.newest, self.newest_key = value, key
-
-    def committed(self, is_sorted: bool, final: bool) -> Any:
-        """The value a STATE may promise now: every record before it has been sent."""
-        return self.newest if (self.done or is_sorted or final) and self.newest is not None else self.start
-
-
-def context_id(context: Mapping[str, Any]) -> bytes:
-    return orjson.dumps(context, option=orjson.OPT_SORT_KEYS, default=str)
 
 
 class RestStream(Stream):
@@ -206,7 +141,7 @@ class RestStream(Stream):
             return schema
         own = dict(schema.get("properties") or {})
         parent = self.parent.schema
-        carried = {name: own.pop(name, _property(parent, field)) for name, field in self.spec.parent_keys.items()}
+        carried = {name: own.pop(name, property_schema(parent, field)) for name, field in self.spec.parent_keys.items()}
         return {**schema, "properties": {**carried, **own}}
 
     def _inferred(self) -> dict[str, Any]:
@@ -247,7 +182,7 @@ class RestStream(Stream):
         return Request(url, params, spec.method, spec.body, spec.headers, spec.empty_on_status)
 
     def _paginator(self, base: Request) -> Paginator:
-        return paginator(self.spec.pagination, base, self.tap.paginators)
+        return self.tap.paginators[self.spec.pagination.kind](self.spec.pagination, base)
 
     def _pages(self, base: Request, exact: bool = True) -> Iterator[Page]:
         """The pages of one partition, in order; page and offset pagination may fetch ahead. `exact`
@@ -333,14 +268,14 @@ class RestStream(Stream):
         seen: set[bytes] = set()
         fields = self.spec.path_fields()
         for row in self.parent.rows():
-            values = {f: _lookup(row, f) for f in fields}
+            values = {f: lookup(row, f) for f in fields}
             missing = [f for f, v in values.items() if v is None]
             if missing:
                 raise DataError(
                     f"stream {self.name!r}: a {self.parent.name!r} record has no {', '.join(missing)} for the path "
                     f"{self.spec.path!r}: {_excerpt(row)}"
                 )
-            context = {name: _lookup(row, field) for name, field in self.spec.parent_keys.items()}
+            context = {name: lookup(row, field) for name, field in self.spec.parent_keys.items()}
             key = context_id({**context, **{f"{{{f}}}": v for f, v in values.items()}})
             if key in seen:
                 continue
@@ -488,7 +423,7 @@ class RestStream(Stream):
         head, tail = (part.decode() for part in ctx.envelope)
         every = max(1, int(ctx.config.get("state_every_rows") or 10_000))
         rk, carried = self._rk, partition.carried
-        splice = _carried_fields(carried)
+        splice = carried_fields(carried)
         for page in self._pages(self._request(partition), exact=False):
             records = page.records
             texts = page.texts if page.texts is not None else [DEFAULT_CODEC.dumps(r).decode() for r in records]
@@ -508,7 +443,7 @@ class RestStream(Stream):
                     for i in block:
                         partition.observe(records[i].get(rk))
                 if carried:
-                    lines = [head + _spliced(texts[i], records[i], carried, splice) + tail for i in block]
+                    lines = [head + spliced(texts[i], records[i], carried, splice) + tail for i in block]
                 else:
                     lines = [head + texts[i] + tail for i in block]
                 yield EncodedLines("".join(lines).encode(), len(block))
@@ -532,38 +467,6 @@ class RestStream(Stream):
 
     def bookmark_key(self, value: Any) -> Any:
         return order_key(value)
-
-
-def _lookup(row: Mapping[str, Any], field: str) -> Any:
-    """A field of a record; `a.b` looks inside the object `a`."""
-    value: Any = row
-    for part in field.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
-
-
-def _property(schema: Mapping[str, Any], field: str) -> dict[str, Any]:
-    """The schema of a field (`a.b` inside the object `a`); {} (any JSON) when the schema does not say."""
-    found: Any = schema
-    for part in field.split("."):
-        found = (found.get("properties") or {}).get(part) if isinstance(found, Mapping) else None
-    return dict(found) if isinstance(found, Mapping) else {}
-
-
-def _carried_fields(carried: Mapping[str, Any]) -> str:
-    """`"name":value,...` of the carried fields, to splice into a record's text."""
-    return ",".join(orjson.dumps(k).decode() + ":" + DEFAULT_CODEC.dumps(v).decode() for k, v in carried.items())
-
-
-def _spliced(text: str, record: Mapping[str, Any], carried: Mapping[str, Any], fields: str) -> str:
-    """The record's text with the carried fields first; a field the record has itself keeps its own value."""
-    if any(name in record for name in carried):
-        fields = _carried_fields({k: v for k, v in carried.items() if k not in record})
-        if not fields:
-            return text
-    return "{" + fields + ("}" if not record else "," + text[1:])
 
 
 def _excerpt(row: Mapping[str, Any]) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from dpone.taps.rest.stream import order_key
+from dpone.taps.rest.partitions import order_key
 from tests.tools.rest_tap import RestRunner
 
 CONFIG = os.environ.get("DPONE_TEST_REST_CONFIG", "")
