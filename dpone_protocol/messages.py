@@ -78,14 +78,20 @@ class BatchMessage:
     stream: str
     encoding: BatchEncoding
     manifest: list[str]
+    # dpone's manifest (batch_manifest.BatchManifest.to_dict(): each file's size, SHA-256 and rows,
+    # the cleanup policy), under a key of its own: Singer SDK targets read `manifest` and ignore it.
+    checked: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "type": "BATCH",
             "stream": self.stream,
             "encoding": self.encoding.to_dict(),
             "manifest": self.manifest,
         }
+        if self.checked is not None:
+            out["dpone_manifest"] = self.checked
+        return out
 
 
 @dataclass(slots=True)
@@ -153,6 +159,7 @@ def from_dict(obj: Any, line: int | None = None) -> Message:
             _require(obj, "stream", str, line),
             BatchEncoding(enc.get("format", "jsonl"), enc.get("compression")),
             _require(obj, "manifest", list, line),
+            obj.get("dpone_manifest"),
         )
     if mtype is None:
         raise ProtocolError("message has no 'type'", line=line, stream=_stream_of(obj))

@@ -208,7 +208,8 @@ class Run:
         tap_argv += prepare_catalog(self.tap, tap_cmd, tap_config, tmp, self.redactor, cwd=root)
         if self._state and not self.options.full_refresh:
             tap_argv += ["--state", str(_write_private(tmp / "state.json", self._state))]
-        env = {**os.environ, "DPONE_RUN_ID": self.report.run_id}
+        # Connectors that write files (BATCH) put them under <pipeline>/<run id>/.
+        env = {**os.environ, "DPONE_RUN_ID": self.report.run_id, "DPONE_PIPELINE": self.id}
         limits = self.project.limits
         targets = []
         for n, (plugin, cmd) in enumerate(zip(self.targets, target_cmds, strict=True)):

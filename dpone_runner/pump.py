@@ -25,7 +25,7 @@ import orjson
 
 from dpone_protocol.codec import DEFAULT_CODEC, Frame, decode_line
 from dpone_protocol.errors import ProtocolError
-from dpone_protocol.messages import MessageType, RecordMessage, SchemaMessage, StateMessage, from_dict
+from dpone_protocol.messages import BatchMessage, MessageType, RecordMessage, SchemaMessage, StateMessage, from_dict
 from dpone_protocol.wire import CUT_MARK, peek_record_stream
 from dpone_runner.contracts import ContractStage
 from dpone_runner.filters import Filter, apply_chain
@@ -249,6 +249,11 @@ class Pump:
                 return
         elif kind == "SCHEMA" and stage is not None:
             stage.on_schema(decode_line(line.strip(), number), number)
+        elif kind == "BATCH" and stream is not None:
+            # One message a file: its manifest (a dpone tap's) says how many rows the report counts.
+            manifest = decode_line(line.strip(), number).get("dpone_manifest")
+            if isinstance(manifest, dict) and isinstance(manifest.get("rows"), int):
+                self.counts.rows_in[stream] += manifest["rows"]
         elif kind == "STATE":
             if stage is not None:
                 stage.on_state()
@@ -273,6 +278,8 @@ class Pump:
         message = from_dict(decode_line(stripped, number), number)
         if isinstance(message, RecordMessage):
             self.counts.rows_in[message.stream] += 1
+        elif isinstance(message, BatchMessage) and message.checked is not None:
+            self.counts.rows_in[message.stream] += int(message.checked.get("rows") or 0)
         stage = self.contracts
         for out in apply_chain(self.filters, message):
             # Contracts see what the filters put out: the stream as the target will name it.
@@ -282,6 +289,8 @@ class Pump:
                 if stage is not None and not stage.check_message(out.stream, as_dict, data, number):
                     continue
                 self.counts.rows_out[out.stream] += 1
+            elif isinstance(out, BatchMessage) and out.checked is not None:
+                self.counts.rows_out[out.stream] += int(out.checked.get("rows") or 0)
             elif isinstance(out, StateMessage):
                 if stage is not None:
                     stage.on_state()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,3 +101,12 @@ def sdk_target_streams() -> Path:
     path = Path(singer_sdk.__file__).parent / "testing" / "target_test_streams"
     assert path.is_dir(), f"singer-sdk test streams not found at {path}"
     return path
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator() -> Iterator[Any]:
+    """A bqemulator server for the session (tests/tools/bigquery_emulator.py): its `Emulator` handle."""
+    from tests.tools.bigquery_emulator import running
+
+    with running() as emulator:
+        yield emulator

@@ -4,34 +4,46 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 from dpone.state.records import Bookmark, RawBookmark
 from dpone_protocol.batch_files import JsonlBatchWriter
+from dpone_protocol.batch_manifest import RETAIN, BatchFile, BatchLayout
 from dpone_protocol.messages import ActivateVersionMessage, BatchEncoding, SchemaMessage
+from dpone_protocol.object_store import ObjectStores
 
 
 @dataclass(frozen=True, slots=True)
 class BatchSpec:
     """Where and how BATCH files go (the tap's batch_config), for a stream that writes them itself."""
 
-    root: Path
+    layout: BatchLayout
     prefix: str
     stream: str
     max_rows: int
     compression: str
+    stores: ObjectStores = field(default_factory=ObjectStores)
+    cleanup: str = RETAIN
 
     def writer(self, part: str = "") -> JsonlBatchWriter:
         """A writer of this stream's files; `part` tells apart files written at the same time."""
-        return JsonlBatchWriter(self.root, f"{self.prefix}{part}", self.stream, self.max_rows, self.compression)
+        layout = self.layout
+        return JsonlBatchWriter(
+            layout.directory,
+            f"{self.prefix}{part}",
+            self.stream,
+            self.max_rows,
+            self.compression,
+            self.stores,
+            layout.spool,
+        )
 
 
 @dataclass(slots=True)
 class WrittenBatch:
     """Batch files a stream wrote and closed itself: the tap announces them, then checkpoints."""
 
-    manifest: list[str]
+    files: list[BatchFile]
     rows: int
     encoding: BatchEncoding
 

@@ -11,17 +11,19 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import Any, ClassVar
+
+import orjson
 
 from dpone.taps.framework.bookmarks import BookmarkTracker, committed_position, start_value, with_bookmark
 from dpone.taps.framework.stream import BatchSpec, EncodedLines, EncodedRecord, ReadContext, Stream, WrittenBatch
 from dpone.taps.framework.stream_maps import StreamMap, StreamMaps, check_unique_names
-from dpone_protocol.batch_files import uri_to_path
+from dpone_protocol.batch_manifest import CLEANUP_POLICIES, RETAIN, BatchFile, BatchLayout, BatchManifest
 from dpone_protocol.catalog import INCREMENTAL, Catalog, CatalogEntry, standard_metadata
 from dpone_protocol.codec import MessageWriter
 from dpone_protocol.errors import ConfigError, DponeError
-from dpone_protocol.messages import BatchMessage, RecordMessage, SchemaMessage, StateMessage
+from dpone_protocol.messages import BatchEncoding, BatchMessage, RecordMessage, SchemaMessage, StateMessage
+from dpone_protocol.object_store import ObjectStores, is_remote, local_path
 from dpone_protocol.settings import Setting
 from dpone_protocol.wire import record_head, record_tail
 
@@ -35,9 +37,11 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "batch_config",
         "object",
-        "Write BATCH messages (gzip JSONL files + manifest) instead of RECORDs: "
+        "Write BATCH messages (gzip JSONL files + manifest) instead of RECORDs, under "
+        "<root>/<pipeline>/<run id>/ in a local folder, S3, GCS or Azure (docs/object-storage.md): "
         '{"encoding": {"format": "jsonl", "compression": "gzip"}, '
-        '"storage": {"root": "file:///tmp/batches", "prefix": ""}, "batch_size": 100000}',
+        '"storage": {"root": "s3://bucket/dpone", "prefix": "", "cleanup": "delete_on_success", "options": {}}, '
+        '"batch_size": 100000}',
     ),
     Setting(
         "stream_maps",
@@ -58,6 +62,8 @@ class Tap:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = config
         self.input_state: dict[str, Any] = {}  # the committed state this run started from
+        self._batch_layout: BatchLayout | None = None
+        self._batch_stores: ObjectStores | None = None
 
     # -- hooks ------------------------------------------------------------------
     def discover_streams(self) -> list[Stream]:
@@ -76,6 +82,17 @@ class Tap:
     def all_settings(cls) -> tuple[Setting, ...]:
         own = {s.name for s in cls.settings}
         return cls.settings + tuple(s for s in COMMON_SETTINGS if s.name not in own)
+
+    def batch_layout(self, storage: Mapping[str, Any]) -> BatchLayout:
+        """Where this run's BATCH files go: one pipeline and run folder for all its streams."""
+        if self._batch_layout is None:
+            self._batch_layout = BatchLayout.from_config(storage, self.name or type(self).__name__)
+        return self._batch_layout
+
+    def batch_stores(self, options: Mapping[str, Any]) -> ObjectStores:
+        if self._batch_stores is None:
+            self._batch_stores = ObjectStores(options)
+        return self._batch_stores
 
     def discover(self) -> Catalog:
         entries = []
@@ -172,16 +189,19 @@ class _StreamSync:
             raise ConfigError("batch_config.encoding.format: taps write 'jsonl' batch files (gzip or plain)")
         compression = encoding.get("compression", "gzip")
         storage = batch_config.get("storage") or {}
-        root = storage.get("root")
-        if not root:
-            raise ConfigError("batch_config.storage.root is required, e.g. 'file:///tmp/dpone-batches'")
+        cleanup = str(storage.get("cleanup") or RETAIN)
+        if cleanup not in CLEANUP_POLICIES:
+            raise ConfigError(f"batch_config.storage.cleanup must be one of {', '.join(CLEANUP_POLICIES)}")
+        layout = self.tap.batch_layout(storage)
         return BatchSpec(
-            Path(uri_to_path(root)),
+            layout,
             str(storage.get("prefix", "")),
             self.stream.name,
             int(batch_config.get("batch_size") or 1_000_000),
             # "none" (the SDK's word; null too): plain .jsonl, for when compressing costs more than disk.
             "none" if compression is None else str(compression),
+            self.tap.batch_stores(layout.options),
+            cleanup,
         )
 
     def run(self) -> dict[str, Any]:
@@ -246,7 +266,7 @@ class _StreamSync:
                     writer.write(RecordMessage(name, record, version, extracted))
             elif isinstance(row, WrittenBatch):
                 # Files the stream wrote and closed: announce them, then the STATE that covers them.
-                writer.write(BatchMessage(name, row.encoding, row.manifest))
+                self._announce(name, row.encoding, row.files)
                 rows += row.rows
                 since_state = 0
                 last_state = time.monotonic()
@@ -311,10 +331,24 @@ class _StreamSync:
     def _flush_batch(self) -> None:
         if self.batch is None:
             return
-        manifest = self.batch.close()
-        if manifest:
+        files = self.batch.close()
+        if files:
             name = self.map.name if self.map is not None else self.stream.name
-            self.writer.write(BatchMessage(name, self.batch.encoding, manifest))
+            self._announce(name, self.batch.encoding, files)
+
+    def _announce(self, name: str, encoding: BatchEncoding, files: list[BatchFile]) -> None:
+        """The BATCH message of closed files, with their manifest, also written beside them."""
+        spec = self.batch_spec
+        assert spec is not None
+        manifest = BatchManifest(name, encoding.format, encoding.compression, files, spec.cleanup)
+        first = files[0].uri
+        manifest.uri = first[: first.rindex(".jsonl")] + ".manifest.json"
+        data = orjson.dumps(manifest.to_dict(), option=orjson.OPT_INDENT_2)
+        if is_remote(manifest.uri):
+            spec.stores.put_bytes(data, manifest.uri)
+        else:
+            local_path(manifest.uri).write_bytes(data)
+        self.writer.write(BatchMessage(name, encoding, [f.uri for f in files], manifest.to_dict()))
 
     def _checkpoint(self, tracker: BookmarkTracker, *, final: bool) -> None:
         if self.batch is not None:

@@ -25,6 +25,7 @@ import orjson
 
 from dpone.taps.framework.stream import BatchSpec, WrittenBatch
 from dpone_drivers.postgres import classify, driver_errors
+from dpone_protocol.batch_manifest import BatchFile
 from dpone_protocol.messages import BatchEncoding
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def split(low: int, high: int, parts: int) -> list[KeyRange]:
 
 @dataclass(slots=True)
 class _File:
-    manifest: list[str]
+    files: list[BatchFile]
     rows: int
     last_key: bytes  # the bookmark: a JSON array with the key of the file's last row
     json_nulls: int  # rows of the file with a JSON null in a json/jsonb column
@@ -108,10 +109,10 @@ class RangeReader:
 
     def _close(self, writer: Any, last: bytes) -> None:
         rows = writer.rows
-        manifest = writer.close()
-        if manifest:
+        written = writer.close()
+        if written:
             key = orjson.loads(last)[self.key]
-            self.files.put(_File(manifest, rows, orjson.dumps([key]), self.json_nulls))
+            self.files.put(_File(written, rows, orjson.dumps([key]), self.json_nulls))
             self.json_nulls = 0
 
 
@@ -158,7 +159,7 @@ def read_in_ranges(
                     if isinstance(item, BaseException):
                         raise item
                     on_file(item.last_key, item.json_nulls)
-                    yield WrittenBatch(item.manifest, item.rows, encoding)
+                    yield WrittenBatch(item.files, item.rows, encoding)
     except errors as exc:
         raise classify(exc, redactor, "reading the table in key ranges") from None
     finally:

@@ -14,7 +14,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from dpone.targets.framework.batching import BatchPolicy
 from dpone.targets.framework.capabilities import APPEND, OVERWRITE, UPSERT
@@ -26,6 +26,7 @@ from dpone.targets.framework.schema_evolution import (
     Evolution,
     SchemaPlan,
 )
+from dpone_protocol.batch_manifest import BatchManifest
 from dpone_protocol.errors import ConfigError, TransientError
 from dpone_protocol.json_schema import ColumnType
 from dpone_protocol.settings import Setting
@@ -53,6 +54,19 @@ class StreamPlan:
         """The key properties as the table's columns (a name the destination shortens is stored so)."""
         renames = self.renames or {}
         return [renames.get(k, k) for k in self.key_properties]
+
+
+class FileScan(Protocol):
+    """Looks at a BATCH file's bytes as they are checked (see Loader.file_scan)."""
+
+    def feed(self, chunk: bytes) -> None:
+        """The next bytes of the current file, as stored (compressed or not)."""
+
+    def next_file(self) -> None:
+        """The current file ended; the next chunks are another file's."""
+
+    def refuses(self) -> str | None:
+        """Why the files must be read by the target instead of loaded in place, or None."""
 
 
 class Loader(ABC):
@@ -103,6 +117,23 @@ class Loader(ABC):
     def line_router(self) -> LineRouter | None:
         """The router that feeds RECORD lines to the streams' encoders, when row_encoder gives any."""
         return None
+
+    def accepts_files(self, plan: StreamPlan, manifest: BatchManifest) -> bool:
+        """True when this loader can bulk-load the BATCH files themselves into staging (e.g. a
+        warehouse reading gs:// files in place), so their rows need not pass through the target."""
+        return False
+
+    def file_scan(self, plan: StreamPlan, manifest: BatchManifest) -> FileScan | None:
+        """Something that looks at the files' bytes while they are checked (they pass through the
+        target for their SHA-256 anyway), to turn down values the loader's in-place load would not
+        read exactly; None to look at nothing."""
+        return None
+
+    def bulk_load_files(self, plan: StreamPlan, staging: str, manifest: BatchManifest) -> bool:
+        """Load the files (already checked against their manifest) into staging. False when the batch
+        cannot be finalized from them as they are (e.g. a merge whose files repeat a key, where only the
+        order of the rows says which one wins): the framework then reads the files itself."""
+        raise NotImplementedError(f"{type(self).__name__} accepts no files")
 
     @abstractmethod
     def finalize(self, plan: StreamPlan, staging: str, table: str, schema: list[str]) -> None:

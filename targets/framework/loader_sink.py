@@ -22,11 +22,17 @@ from dpone.targets.framework.loader import Loader, SchemaQueue, StreamPlan, reso
 from dpone.targets.framework.schema_evolution import Evolution, SchemaPlan, plan_schema
 from dpone.targets.framework.sink import Sink
 from dpone.targets.framework.sql_dialect import TABLE_VERSION
+from dpone_protocol.batch_manifest import BatchManifest, fetch, verify_remote
 from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.errors import DataError
 from dpone_protocol.messages import SchemaMessage
+from dpone_protocol.object_store import ObjectStores, is_remote
 
 log = logging.getLogger(__name__)
+
+
+class _NotFromFiles(Exception):
+    """The loader declined to finalize a batch from its files as they are."""
 
 
 def _dedupe_last(records: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
@@ -157,6 +163,40 @@ class LoaderSink(Sink):
     def add_raw_record(self, line: bytes) -> bool:
         return self.encoder is not None and self.encoder.feed_record(line)
 
+    def load_files(self, manifest: BatchManifest, stores: ObjectStores, where: str) -> bool:
+        plan = self.plan
+        if self.plan_only or plan is None or not self.loader.accepts_files(plan, manifest):
+            return False
+        self.drain()  # the rows before this BATCH commit first
+        self._settle()
+        scan = self.loader.file_scan(plan, manifest)
+        for file in manifest.files:
+            if is_remote(file.uri):
+                verify_remote(file, stores, where, scan.feed if scan is not None else None)
+            else:
+                with fetch(file, stores, where=where) as path, path.open("rb") as fh:
+                    while scan is not None and (chunk := fh.read(1 << 20)):
+                        scan.feed(chunk)
+            if scan is not None:
+                scan.next_file()
+        refused = scan.refuses() if scan is not None else None
+        if refused:
+            log.info("stream %s: BATCH files read by the target: %s", self.stream, refused)
+            return False
+        if plan.method == OVERWRITE and self.shadow is None:
+            self.shadow = self.loader.begin_replace(plan)
+        self._submitted += 1
+        try:
+            self._write_with_retries(plan, manifest, self.shadow or plan.table, self.loader, lambda: None)
+        except _NotFromFiles:
+            self._submitted -= 1
+            return False
+        self._committed = self._submitted
+        log.info(
+            "stream %s: %d rows loaded from %d BATCH files in place", self.stream, manifest.rows, len(manifest.files)
+        )
+        return True
+
     def is_full(self) -> bool:
         return self.encoder.is_full() if self.encoder is not None else super().is_full()
 
@@ -211,7 +251,7 @@ class LoaderSink(Sink):
     def _write_with_retries(
         self,
         plan: StreamPlan,
-        records: list[dict[str, Any]] | EncodedRows,
+        records: list[dict[str, Any]] | EncodedRows | BatchManifest,
         table: str,
         loader: Loader,
         turn: Callable[[], None],
@@ -226,7 +266,7 @@ class LoaderSink(Sink):
                 self._load(plan, records, table, loader, turn)
                 return
             except Exception as exc:
-                if attempt == attempts or not loader.is_transient(exc):
+                if isinstance(exc, _NotFromFiles) or attempt == attempts or not loader.is_transient(exc):
                     raise
                 # The batch is still in memory and nothing of it was committed: do it all again.
                 delay = min(30.0, 2.0 ** (attempt - 1))
@@ -245,14 +285,17 @@ class LoaderSink(Sink):
     def _load(
         self,
         plan: StreamPlan,
-        records: list[dict[str, Any]] | EncodedRows,
+        records: list[dict[str, Any]] | EncodedRows | BatchManifest,
         table: str,
         loader: Loader,
         turn: Callable[[], None],
     ) -> None:
         staging = loader.prepare_staging(plan)
         try:
-            if isinstance(records, EncodedRows):
+            if isinstance(records, BatchManifest):
+                if not loader.bulk_load_files(plan, staging, records):
+                    raise _NotFromFiles
+            elif isinstance(records, EncodedRows):
                 loader.bulk_load_encoded(plan, staging, records)
             else:
                 loader.bulk_load(plan, staging, records)

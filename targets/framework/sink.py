@@ -14,9 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from dpone.targets.framework.batching import Batch, BatchPolicy
+from dpone_protocol.batch_manifest import BatchManifest
 from dpone_protocol.errors import DataError
 from dpone_protocol.json_schema import ColumnType, Logical, stream_columns
 from dpone_protocol.messages import RecordMessage, SchemaMessage
+from dpone_protocol.object_store import ObjectStores
 
 METADATA_PROPERTIES: dict[str, dict[str, Any]] = {
     "_sdc_extracted_at": {"type": ["null", "string"], "format": "date-time"},
@@ -156,6 +158,11 @@ class Sink(ABC):
 
     def add_raw_record(self, line: bytes) -> bool:
         """A BATCH file's record line, taken without decoding (True), or left to be decoded."""
+        return False
+
+    def load_files(self, manifest: BatchManifest, stores: ObjectStores, where: str) -> bool:
+        """A BATCH's files loaded by the destination itself, without their rows passing through here
+        (True), or left to be read and added as records (False, the default)."""
         return False
 
     def has_rows(self) -> bool:

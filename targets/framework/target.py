@@ -11,6 +11,7 @@ import io
 import logging
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import IO, Any, ClassVar, cast
 
 from dpone.targets.framework.batching import BatchPolicy
@@ -18,8 +19,9 @@ from dpone.targets.framework.capabilities import TargetCapabilities
 from dpone.targets.framework.encoded_rows import ADDED_FULL, LineRouter
 from dpone.targets.framework.sink import Sink
 from dpone_protocol.batch_files import iter_batch_records
+from dpone_protocol.batch_manifest import DELETE_ON_SUCCESS, BatchFile, BatchManifest, fetch
 from dpone_protocol.codec import DEFAULT_CODEC, EXACT_CODEC, Frame, MessageWriter, decode_line
-from dpone_protocol.errors import ConfigError, DataError, InputCutError, ProtocolError
+from dpone_protocol.errors import ConfigError, DataError, DponeError, InputCutError, ProtocolError
 from dpone_protocol.messages import (
     ActivateVersionMessage,
     BatchMessage,
@@ -28,6 +30,7 @@ from dpone_protocol.messages import (
     StateMessage,
     from_dict,
 )
+from dpone_protocol.object_store import ObjectStores, is_remote, local_path
 from dpone_protocol.settings import Setting
 from dpone_protocol.wire import opens_as_record
 
@@ -40,6 +43,13 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("batch_max_age_seconds", "number", "Commit pending records at least this often.", default=60),
     Setting("add_record_metadata", "boolean", "Add _sdc_* metadata columns.", default=True),
+    Setting(
+        "batch_storage_options",
+        "object",
+        "Object store settings for reading BATCH files in S3, GCS or Azure (obstore's keys, e.g. endpoint, "
+        "region); credentials are read from the environment by default (docs/object-storage.md).",
+    ),
+    Setting("batch_spool_dir", "string", "Local folder for BATCH files fetched from object storage (default: TMPDIR)."),
     Setting(
         "exact_json_numbers",
         "boolean",
@@ -72,6 +82,9 @@ class Target:
         # Set by a target whose loader encodes RECORD lines itself (see encoded_rows.py).
         self.router: LineRouter | None = None
         self._line = 0  # input lines read so far
+        self._stores: ObjectStores | None = None
+        # BATCH files to delete once their batch commits (cleanup: delete_on_success): sink, mark, URLs.
+        self._to_delete: list[tuple[Sink, int, list[str]]] = []
 
     # -- hooks ------------------------------------------------------------------
     def make_sink(self, schema: SchemaMessage) -> Sink:
@@ -334,19 +347,68 @@ class Target:
 
     def _on_batch(self, message: BatchMessage, line: int, writer: MessageWriter) -> None:
         sink = self._sink_for(message.stream, line)
+        where = f"line {line}, stream {message.stream!r}: BATCH"
+        manifest = BatchManifest.from_dict(message.checked, where) if message.checked is not None else None
+        if manifest is not None and sink.load_files(manifest, self._batch_stores(), where):
+            # The destination read the files itself (each checked against the manifest first).
+            self.records_in += manifest.rows
+            self._promote_if_drained()
+            self._delete_after_commit(sink, manifest)
+            return
+        read = 0
 
         def take(raw: bytes) -> bool:  # the sink's own encoder, when it has one: no decoding
+            nonlocal read
             if not sink.add_raw_record(raw):
                 return False
+            read += 1
             self._count_batch_record(sink)
             return True
 
-        for uri in message.manifest:
-            codec = EXACT_CODEC if sink.exact_numbers else DEFAULT_CODEC
-            for record in iter_batch_records(uri, message.encoding, codec.loads, take):
-                sink.add(RecordMessage(message.stream, record), 64, line)
-                self._count_batch_record(sink)
+        files: list[BatchFile] | list[str] = manifest.files if manifest is not None else message.manifest
+        spool = self.config.get("batch_spool_dir")
+        for file in files:
+            uri = file.uri if isinstance(file, BatchFile) else str(file)
+            read = 0
+            with fetch(file, self._batch_stores(), Path(spool) if spool else None, where=where) as path:
+                codec = EXACT_CODEC if sink.exact_numbers else DEFAULT_CODEC
+                for record in iter_batch_records(str(path), message.encoding, codec.loads, take, uri):
+                    sink.add(RecordMessage(message.stream, record), 64, line)
+                    read += 1
+                    self._count_batch_record(sink)
+            if isinstance(file, BatchFile) and read != file.rows:
+                raise DataError(f"{where}: {uri} holds {read} rows, its manifest says {file.rows}")
         self._drain(sink)
+        if manifest is not None:
+            self._delete_after_commit(sink, manifest)
+
+    def _batch_stores(self) -> ObjectStores:
+        if self._stores is None:
+            self._stores = ObjectStores(self.config.get("batch_storage_options") or {})
+        return self._stores
+
+    def _delete_after_commit(self, sink: Sink, manifest: BatchManifest) -> None:
+        if manifest.cleanup == DELETE_ON_SUCCESS:
+            uris = [f.uri for f in manifest.files] + ([manifest.uri] if manifest.uri else [])
+            self._to_delete.append((sink, sink.commit_mark(), uris))
+
+    def _delete_committed_files(self) -> None:
+        """Delete the BATCH files of batches that committed (cleanup: delete_on_success). A file that
+        cannot be deleted is only logged: its rows are committed, and the run has done its job."""
+        waiting = []
+        for sink, mark, uris in self._to_delete:
+            if not sink.is_committed(mark):
+                waiting.append((sink, mark, uris))
+                continue
+            for uri in uris:
+                try:
+                    if is_remote(uri):
+                        self._batch_stores().delete(uri)
+                    else:
+                        local_path(uri).unlink(missing_ok=True)
+                except (DponeError, OSError) as exc:
+                    log.warning("BATCH file %s: committed but not deleted: %s", uri, exc)
+        self._to_delete = waiting
 
     def _count_batch_record(self, sink: Sink) -> None:
         self.records_in += 1
@@ -391,6 +453,8 @@ class Target:
 
     def _emit_state(self, writer: MessageWriter) -> None:
         """Echo the newest state whose records are all committed, if any."""
+        if self._to_delete:
+            self._delete_committed_files()
         held = self._states_after_commit
         for at in range(len(held) - 1, -1, -1):
             value, marks = held[at]

@@ -284,7 +284,7 @@ def test_the_copy_imports_its_own_generated_packages(generated: Path) -> None:
 @pytest.mark.slow
 def test_the_generated_tests_and_the_meltano_checks_pass_in_the_copy(generated: Path) -> None:
     # -v (addopts off) names every test with its outcome: the copy's own modules and plugins are seen to run.
-    argv = ["-m", "pytest", "-o", "addopts=", "-v", "-p", "no:cacheprovider", "--strict-markers"]
+    argv = ["-m", "pytest", "-o", "addopts=", "-v", "-p", "no:cacheprovider", "-p", "no:bqemulator", "--strict-markers"]
     proc = in_copy(generated, sys.executable, *argv, *TESTS, "tests/unit/test_meltano_yml.py")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     outcome = proc.stdout.splitlines()[-1]
@@ -362,6 +362,8 @@ def test_the_project_files_are_edited_in_place(generated: Path) -> None:
             {"name": "batch_size_bytes", "kind": "integer"},
             {"name": "batch_max_age_seconds", "kind": "decimal"},
             {"name": "add_record_metadata", "kind": "boolean"},
+            {"name": "batch_storage_options", "kind": "object"},
+            {"name": "batch_spool_dir", "kind": "string"},
             {"name": "exact_json_numbers", "kind": "boolean"},
         ],
     }

@@ -297,7 +297,7 @@ def test_round_trip_every_type_in_batch_mode(src, tmp_path, run_target):
     assert tapped.of_type("BATCH")[0]["encoding"] == {"format": "jsonl", "compression": "gzip"}
     in_files = [
         orjson.loads(line)
-        for path in sorted(batches.iterdir())
+        for path in sorted(batches.rglob("*.jsonl.gz"))
         for line in gzip.decompress(path.read_bytes()).splitlines()
     ]
     assert sorted(r["id"] for r in in_files) == [1, 2, 3, 4, 5]

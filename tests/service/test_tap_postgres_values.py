@@ -75,7 +75,7 @@ def test_batch_range_reads_values(src: Cdc, tmp_path: Path) -> None:
     src.sql(DDL, ROWS)
     batch = {"encoding": {"format": "jsonl", "compression": "gzip"}, "storage": {"root": (tmp_path / "b").as_uri()}}
     run = ok(src.sync(src.catalog("v"), batch_config=batch, batch_read_connections=2))
-    lines = b"".join(gzip.decompress(p.read_bytes()) for p in sorted((tmp_path / "b").iterdir()))
+    lines = b"".join(gzip.decompress(p.read_bytes()) for p in sorted((tmp_path / "b").rglob("*.jsonl.gz")))
     check([orjson.loads(line) for line in lines.splitlines()], lines)
     assert "1 rows held JSON null" in run.stderr
 

@@ -31,6 +31,8 @@ DRIVERS = (
     "duckdb",
     "pyarrow",
     "requests",
+    "obstore",
+    "google.auth",
 )
 BIN = Path(sys.executable).parent
 
@@ -46,6 +48,11 @@ def drivers_in(modules: set[str]) -> set[str]:
 
 def test_import_dpone_protocol_loads_no_driver():
     assert drivers_in(imported_modules("import dpone_protocol")) == set()
+
+
+def test_batch_files_and_manifests_load_no_object_store_client():
+    code = "import dpone_protocol.batch_files, dpone_protocol.batch_manifest, dpone_protocol.object_store"
+    assert drivers_in(imported_modules(code)) == set()
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,8 @@ EXTRAS = {
     "tap-kafka": "kafka",
     "target-kafka": "kafka",
     "tap-rest": "rest",
+    "tap-bigquery": "bigquery",
+    "target-bigquery": "bigquery",
 }
 
 
