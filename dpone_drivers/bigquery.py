@@ -95,7 +95,7 @@ def client(config: Mapping[str, Any], redactor: Redactor) -> Any:
 
         options = ClientOptions(api_endpoint=str(config["api_endpoint"]))
     try:
-        return bigquery.Client(
+        made = bigquery.Client(
             project=str(config["project"]),
             credentials=_credentials(config),
             location=config.get("location") or None,
@@ -105,6 +105,33 @@ def client(config: Mapping[str, Any], redactor: Redactor) -> Any:
         raise
     except Exception as exc:  # google.auth's DefaultCredentialsError, and the like
         raise classify(exc, redactor, "connecting to BigQuery") from None
+    _probe(made, config, redactor)
+    return made
+
+
+# The first call's bound: the client's own retries would wait up to 10 minutes for an endpoint
+# (or a token server) that does not answer, before any error is seen.
+PROBE_DEADLINE_SECONDS = 60.0
+PROBE_TIMEOUT_SECONDS = 20.0
+
+
+def _probe(made: Any, config: Mapping[str, Any], redactor: Redactor) -> None:
+    """One call with a short deadline (the dataset, which may not exist yet): an endpoint that does not
+    answer, or credentials the token server refuses, fail now and as what they are."""
+    from google.api_core.exceptions import NotFound  # noqa: PLC0415
+    from google.api_core.retry import Retry  # noqa: PLC0415
+
+    doing = f"reaching BigQuery (project {config['project']})"
+    try:
+        made.get_dataset(
+            f"{config['project']}.{config.get('dataset') or '_dpone_probe'}",
+            retry=Retry(deadline=PROBE_DEADLINE_SECONDS),
+            timeout=PROBE_TIMEOUT_SECONDS,
+        )
+    except NotFound:
+        return  # reachable and authenticated: whether the dataset must exist is the caller's to say
+    except Exception as exc:
+        raise classify(exc, redactor, doing) from None
 
 
 def storage_read_client(config: Mapping[str, Any], bq_client: Any) -> Any | None:
@@ -147,6 +174,8 @@ def classify(exc: BaseException, redactor: Redactor, doing: str) -> DponeError:
         return TransientError(message)
     if reason in _CONFIG_REASONS or status in (401, 403, 404, 409):
         return ConfigError(message)
+    if name == "RetryError":
+        return TransientError(message)  # the client's retries ran out of time: nothing answered
     if name in ("DefaultCredentialsError", "RefreshError", "TransportError"):
         # No credentials found, or a key the token server refused: the user fixes the settings.
         return ConfigError(message) if name != "TransportError" else TransientError(message)

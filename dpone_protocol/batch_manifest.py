@@ -22,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from dpone_protocol.errors import ConfigError, DataError
-from dpone_protocol.object_store import ObjectStores, is_remote, local_path
+from dpone_protocol.object_store import ObjectStores, check_root, is_remote, local_path
 
 RETAIN = "retain"
 DELETE_ON_SUCCESS = "delete_on_success"
 CLEANUP_POLICIES = (RETAIN, DELETE_ON_SUCCESS)
 MANIFEST_KEY = "dpone_manifest"
+# Set by `dpone run` for its targets when it runs several: the runner deletes BATCH files (once every
+# target committed them), not a target (which would take them from the others).
+BATCH_CLEANUP_ENV = "DPONE_BATCH_CLEANUP"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +126,23 @@ class BatchLayout:
         options = storage.get("options") or {}
         if not isinstance(options, Mapping):
             raise ConfigError("batch_config.storage.options must be an object of the object store's settings")
-        if not is_remote(root):
-            local_path(root)  # an unsupported scheme is a config error now, not at the first file
-        return cls(root, pipeline, _segment(run_id), Path(spool) if spool else None, options)
+        check_root(root)  # a bad URL is a config error now, before any output, not at the first file
+        return cls(root, pipeline, _segment(run_id), usable_dir(spool, "batch_config.storage.spool_dir"), options)
+
+
+def usable_dir(path: Any, setting: str) -> Path | None:
+    """A local folder for files on their way, made if missing; ConfigError naming the setting if it
+    cannot be (None: the system's temporary folder)."""
+    if not path:
+        return None
+    folder = Path(str(path))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder)  # noqa: SIM115 - closed (and removed) at once
+        probe.close()
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot write files in {folder}: {exc.strerror or exc}") from None
+    return folder
 
 
 def _segment(text: str) -> str:

@@ -15,6 +15,7 @@ URLs: `s3://bucket/key`, `gs://bucket/key`, `az://container/key` (also `abfs://`
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -59,6 +60,14 @@ def _bucket_and_key(uri: str) -> tuple[str, str, str]:
     return scheme, parsed.netloc, unquote(parsed.path.lstrip("/"))
 
 
+def check_root(root: str) -> None:
+    """A BATCH root's URL is usable: a bucket for a remote one, a known scheme for a local one."""
+    if is_remote(root):
+        _bucket_and_key(root)
+    else:
+        local_path(root)
+
+
 def _obstore() -> Any:
     try:
         import obstore  # noqa: PLC0415 - only remote BATCH files need it
@@ -89,7 +98,7 @@ class ObjectStores:
                 options = dict(self.options)
                 client: dict[str, Any] = {}
                 # http:// endpoints (an on-premises S3, a local emulator) need it said explicitly.
-                allow_http = bool(options.pop("allow_http", False))
+                allow_http = _flag(options.pop("allow_http", False))
                 endpoint = str(options.get("endpoint") or options.get("aws_endpoint") or "")
                 if allow_http or endpoint.startswith("http://"):
                     client["allow_http"] = True
@@ -109,7 +118,7 @@ class ObjectStores:
         except DponeError:
             raise
         except Exception as exc:
-            raise _classify(exc, f"{what} {uri}") from None
+            raise _classify(exc, f"{what} {uri}", writing=what in ("uploading to", "writing")) from None
 
     def put_file(self, path: Path, uri: str) -> None:
         """Upload a local file (atomic: readers never see half of it). Files up to 32 MiB go in one
@@ -149,17 +158,36 @@ class ObjectStores:
         return [f"{urlparse(prefix_uri).scheme}://{bucket}/{path}" for path in found]
 
 
-def _classify(exc: BaseException, doing: str) -> DponeError:
+def _flag(value: Any) -> bool:
+    """A boolean option, also as Meltano passes settings from the environment ("true", "false")."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+_STATUS = re.compile(r"\b([45]\d\d) [A-Z]")
+_CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
+
+
+def _classify(exc: BaseException, doing: str, writing: bool = False) -> DponeError:
     name = type(exc).__name__
-    text = " ".join(str(exc).split())[:500]
+    text = " ".join(str(exc).split())
+    code = _CODE.search(text)
+    detail = code.group(1) if code else text[:300]
     if name == "NotFoundError" or isinstance(exc, FileNotFoundError):  # obstore raises the builtin
+        if writing or (code and code.group(1) in ("NoSuchBucket", "ContainerNotFound")):
+            return ConfigError(f"{doing}: the bucket (or container) does not exist ({detail})")
         return DataError(f"{doing}: not found")
     if name in ("PermissionDeniedError", "UnauthenticatedError") or isinstance(exc, PermissionError):
-        return ConfigError(f"{doing}: access refused ({text}); check the credentials and grants")
+        return ConfigError(f"{doing}: access refused ({detail}); check the credentials and grants")
     if name in ("UnknownConfigurationKeyError", "InvalidPathError", "NotSupportedError"):
-        return ConfigError(f"{doing}: {text}")
+        return ConfigError(f"{doing}: {text[:300]}")
+    status = _STATUS.search(text)
+    if status and status.group(1).startswith("4") and status.group(1) not in ("408", "429"):
+        # A request the store refuses as made (a bad name, a bad key): retrying cannot help.
+        return ConfigError(f"{doing}: refused with {status.group(1)} ({detail})")
     # object_store retries requests itself; what reaches here is a network or server failure.
-    return TransientError(f"{doing}: {text}")
+    return TransientError(f"{doing}: {detail}")
 
 
 def file_digests(path: Path) -> tuple[int, str, str]:

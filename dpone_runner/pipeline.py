@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
@@ -28,6 +28,7 @@ import orjson
 from dpone.state.merge import merge_state
 from dpone.state.records import describe_state
 from dpone.state.store import RunRecord, StateStore, new_lock, utc_now
+from dpone_protocol.batch_manifest import BATCH_CLEANUP_ENV
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import (
     EXIT_CODES,
@@ -37,6 +38,7 @@ from dpone_protocol.errors import (
     ProtocolError,
     kind_for_exit,
 )
+from dpone_protocol.object_store import ObjectStores, is_remote, local_path
 from dpone_runner.catalog_prep import prepare_catalog
 from dpone_runner.contracts import ContractStage, RunContext, parse_contracts
 from dpone_runner.filters import build_filters
@@ -131,6 +133,24 @@ class Run:
         self._tap_proc: Connector | None = None
 
     # -- state -----------------------------------------------------------------
+    def _batch_deleter(self) -> Callable[[list[str]], None]:
+        """Deletes BATCH files with the tap's object store settings; a failure is only logged."""
+        batch_config = self.tap.config.get("batch_config") or {}
+        storage = batch_config.get("storage") or {} if isinstance(batch_config, dict) else {}
+        stores = ObjectStores(storage.get("options") or {} if isinstance(storage, dict) else {})
+
+        def delete(uris: list[str]) -> None:
+            for uri in uris:
+                try:
+                    if is_remote(uri):
+                        stores.delete(uri)
+                    else:
+                        local_path(uri).unlink(missing_ok=True)
+                except (DponeError, OSError) as exc:
+                    log.warning("BATCH file %s: committed by every target but not deleted: %s", uri, exc)
+
+        return delete
+
     def _commit(self, value: dict[str, Any]) -> None:
         merged = merge_state(self._state, value)
         self.store.put(self.id, merged)
@@ -212,12 +232,15 @@ class Run:
         env = {**os.environ, "DPONE_RUN_ID": self.report.run_id, "DPONE_PIPELINE": self.id}
         limits = self.project.limits
         targets = []
+        # With several targets, BATCH files (cleanup: delete_on_success) are deleted by the runner once
+        # every target committed them: a target that deleted them itself would take them from the others.
+        shared = len(self.targets) > 1
+        target_env = {**env, BATCH_CLEANUP_ENV: "runner"} if shared else env
         for n, (plugin, cmd) in enumerate(zip(self.targets, target_cmds, strict=True)):
             config = _write_private(tmp / f"target-{n}-config.json", plugin.config)
-            targets.append(
-                start(plugin.name, [cmd, "--config", str(config)], limits, self.redactor, stdin=True, env=env, cwd=root)
-            )
-        ledger = StateLedger(len(targets), self._commit)
+            argv = [cmd, "--config", str(config)]
+            targets.append(start(plugin.name, argv, limits, self.redactor, stdin=True, env=target_env, cwd=root))
+        ledger = StateLedger(len(targets), self._commit, self._batch_deleter() if shared else None)
         channels = [TargetChannel(c, n, ledger) for n, c in enumerate(targets)]
         tap = start(self.tap.name, tap_argv, limits, self.redactor, stdin=False, env=env, cwd=root)
         self._tap_proc = tap

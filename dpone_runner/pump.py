@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from dpone_protocol.batch_manifest import DELETE_ON_SUCCESS
 from dpone_protocol.codec import DEFAULT_CODEC, Frame, decode_line
 from dpone_protocol.errors import ProtocolError
 from dpone_protocol.messages import BatchMessage, MessageType, RecordMessage, SchemaMessage, StateMessage, from_dict
@@ -250,10 +251,8 @@ class Pump:
         elif kind == "SCHEMA" and stage is not None:
             stage.on_schema(decode_line(line.strip(), number), number)
         elif kind == "BATCH" and stream is not None:
-            # One message a file: its manifest (a dpone tap's) says how many rows the report counts.
-            manifest = decode_line(line.strip(), number).get("dpone_manifest")
-            if isinstance(manifest, dict) and isinstance(manifest.get("rows"), int):
-                self.counts.rows_in[stream] += manifest["rows"]
+            # A few messages a run: its manifest (a dpone tap's) says how many rows the report counts.
+            self._on_manifest(stream, decode_line(line.strip(), number).get("dpone_manifest"), self.counts.rows_in)
         elif kind == "STATE":
             if stage is not None:
                 stage.on_state()
@@ -263,6 +262,17 @@ class Pump:
             # A checkpoint: hand it over now, so a slow tap's progress is committed (and saved)
             # as it goes rather than when 256 KB have piled up.
             self._flush()
+
+    def _on_manifest(self, stream: str, manifest: Any, counts: collections.Counter[str]) -> None:
+        """Count a BATCH's rows; with several targets, its files wait for the runner to delete them."""
+        if not isinstance(manifest, dict):
+            return
+        if isinstance(manifest.get("rows"), int):
+            counts[stream] += manifest["rows"]
+        if manifest.get("cleanup") == DELETE_ON_SUCCESS:
+            files = [f.get("uri") for f in manifest.get("files") or [] if isinstance(f, dict)]
+            uris = [u for u in [*files, manifest.get("uri")] if isinstance(u, str)]
+            self.ledger.hold_files(uris)
 
     def _offer(self, line: bytes, number: int) -> None:
         value = decode_line(line.strip(), number).get("value")
@@ -278,8 +288,8 @@ class Pump:
         message = from_dict(decode_line(stripped, number), number)
         if isinstance(message, RecordMessage):
             self.counts.rows_in[message.stream] += 1
-        elif isinstance(message, BatchMessage) and message.checked is not None:
-            self.counts.rows_in[message.stream] += int(message.checked.get("rows") or 0)
+        elif isinstance(message, BatchMessage):
+            self._on_manifest(message.stream, message.checked, self.counts.rows_in)
         stage = self.contracts
         for out in apply_chain(self.filters, message):
             # Contracts see what the filters put out: the stream as the target will name it.
@@ -289,7 +299,7 @@ class Pump:
                 if stage is not None and not stage.check_message(out.stream, as_dict, data, number):
                     continue
                 self.counts.rows_out[out.stream] += 1
-            elif isinstance(out, BatchMessage) and out.checked is not None:
+            elif isinstance(out, BatchMessage) and isinstance(out.checked, dict):
                 self.counts.rows_out[out.stream] += int(out.checked.get("rows") or 0)
             elif isinstance(out, StateMessage):
                 if stage is not None:

@@ -18,8 +18,17 @@ log = logging.getLogger("dpone.state")
 
 
 class StateLedger:
-    def __init__(self, targets: int, commit: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        targets: int,
+        commit: Callable[[dict[str, Any]], None],
+        delete_files: Callable[[list[str]], None] | None = None,
+    ) -> None:
         self._commit = commit
+        # BATCH files whose deletion waits for the state after them to be committed by every target
+        # (cleanup: delete_on_success with several targets): (seq of that state, URLs).
+        self._delete_files = delete_files
+        self._files: collections.deque[tuple[int, list[str]]] = collections.deque()
         self._lock = threading.Lock()
         self._offered: collections.deque[tuple[int, bytes, dict[str, Any]]] = collections.deque()
         self._seq = 0
@@ -35,6 +44,12 @@ class StateLedger:
             self._seq += 1
             self.offered_count += 1
             self._offered.append((self._seq, canonical(value), value))
+
+    def hold_files(self, uris: list[str]) -> None:
+        """BATCH files the pump forwarded: deleted once the next state is committed everywhere."""
+        if self._delete_files is not None:
+            with self._lock:
+                self._files.append((self._seq + 1, uris))
 
     def echo(self, target: int, value: dict[str, Any]) -> None:
         """Target number `target` echoed a STATE: everything before it is committed there."""
@@ -58,6 +73,11 @@ class StateLedger:
             while self._offered and self._offered[0][0] < floor:
                 self._offered.popleft()
             self._save(value_at_floor)
+            done: list[str] = []
+            while self._files and self._files[0][0] <= floor:
+                done += self._files.popleft()[1]
+        if done and self._delete_files is not None:
+            self._delete_files(done)
 
     def _save(self, value: dict[str, Any]) -> None:
         self._commit(value)

@@ -193,11 +193,15 @@ class _StreamSync:
         if cleanup not in CLEANUP_POLICIES:
             raise ConfigError(f"batch_config.storage.cleanup must be one of {', '.join(CLEANUP_POLICIES)}")
         layout = self.tap.batch_layout(storage)
+        size = batch_config.get("batch_size")
+        size = 1_000_000 if size is None else size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"batch_config.batch_size must be a positive integer (rows per file); got {size!r}")
         return BatchSpec(
             layout,
             str(storage.get("prefix", "")),
             self.stream.name,
-            int(batch_config.get("batch_size") or 1_000_000),
+            size,
             # "none" (the SDK's word; null too): plain .jsonl, for when compressing costs more than disk.
             "none" if compression is None else str(compression),
             self.tap.batch_stores(layout.options),

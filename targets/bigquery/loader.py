@@ -30,9 +30,9 @@ from dpone.targets.bigquery.ddl import SQL, TableOptions, schema_fields
 from dpone.targets.bigquery.file_scan import FileScan
 from dpone.targets.bigquery.rows import BatchFile, convert, numeric_columns, unfit
 from dpone.targets.bigquery.type_map import array_item, dialect, standard
-from dpone.targets.clickhouse.batch import LineBatch, LineRouter, Lines
 from dpone.targets.framework.batching import BatchPolicy
 from dpone.targets.framework.encoded_rows import EncodedRows
+from dpone.targets.framework.line_batch import LineBatch, LineRouter, Lines
 from dpone.targets.framework.loader import StreamPlan
 from dpone.targets.framework.schema_evolution import DestinationColumn, SchemaPlan, change_statements
 from dpone.targets.framework.sql_loader import STAGING_PREFIX, SqlLoader

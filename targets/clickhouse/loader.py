@@ -22,12 +22,13 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dpone.targets.clickhouse.batch import BAD_ESCAPE, LineBatch, LineRouter, Lines, VersionClock, bad_escape
+from dpone.targets.clickhouse.batch import BAD_ESCAPE, bad_escape
 from dpone.targets.clickhouse.ddl import INTERNAL_COLUMNS, SQL, TableLayout
 from dpone.targets.clickhouse.insert_sql import BAD_VALUES, READ_SETTINGS, BatchInsert, batch_insert
 from dpone.targets.clickhouse.type_map import NUMBER_MODES, OBJECT_MODES, dialect, is_nullable, normalize
 from dpone.targets.framework.batching import BatchPolicy
 from dpone.targets.framework.encoded_rows import EncodedRows
+from dpone.targets.framework.line_batch import LineBatch, LineRouter, Lines, VersionClock
 from dpone.targets.framework.loader import StreamPlan
 from dpone.targets.framework.schema_evolution import DestinationColumn, SchemaPlan, change_statements
 from dpone.targets.framework.sql_dialect import TABLE_VERSION

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from dpone.targets.clickhouse.batch import LineBatch
 from dpone.targets.clickhouse.loader import ClickHouseLoader
 from dpone.targets.clickhouse.type_map import NUMBER_MODES, OBJECT_MODES
+from dpone.targets.framework.line_batch import LineBatch
 from dpone.targets.framework.loader import LOADER_SETTINGS, Loader
 from dpone.targets.framework.loader_sink import LoaderSink
 from dpone.targets.framework.loader_target import LoaderTarget

@@ -11,7 +11,6 @@ import io
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import IO, Any, ClassVar, cast
 
 from dpone.targets.framework.batching import BatchPolicy
@@ -19,7 +18,14 @@ from dpone.targets.framework.capabilities import TargetCapabilities
 from dpone.targets.framework.encoded_rows import ADDED_FULL, LineRouter
 from dpone.targets.framework.sink import Sink
 from dpone_protocol.batch_files import iter_batch_records
-from dpone_protocol.batch_manifest import DELETE_ON_SUCCESS, BatchFile, BatchManifest, fetch
+from dpone_protocol.batch_manifest import (
+    BATCH_CLEANUP_ENV,
+    DELETE_ON_SUCCESS,
+    BatchFile,
+    BatchManifest,
+    fetch,
+    usable_dir,
+)
 from dpone_protocol.codec import DEFAULT_CODEC, EXACT_CODEC, Frame, MessageWriter, decode_line
 from dpone_protocol.errors import ConfigError, DataError, DponeError, InputCutError, ProtocolError
 from dpone_protocol.messages import (
@@ -366,11 +372,11 @@ class Target:
             return True
 
         files: list[BatchFile] | list[str] = manifest.files if manifest is not None else message.manifest
-        spool = self.config.get("batch_spool_dir")
+        spool = usable_dir(self.config.get("batch_spool_dir"), "batch_spool_dir")
         for file in files:
             uri = file.uri if isinstance(file, BatchFile) else str(file)
             read = 0
-            with fetch(file, self._batch_stores(), Path(spool) if spool else None, where=where) as path:
+            with fetch(file, self._batch_stores(), spool, where=where) as path:
                 codec = EXACT_CODEC if sink.exact_numbers else DEFAULT_CODEC
                 for record in iter_batch_records(str(path), message.encoding, codec.loads, take, uri):
                     sink.add(RecordMessage(message.stream, record), 64, line)
@@ -388,7 +394,7 @@ class Target:
         return self._stores
 
     def _delete_after_commit(self, sink: Sink, manifest: BatchManifest) -> None:
-        if manifest.cleanup == DELETE_ON_SUCCESS:
+        if manifest.cleanup == DELETE_ON_SUCCESS and os.environ.get(BATCH_CLEANUP_ENV) != "runner":
             uris = [f.uri for f in manifest.files] + ([manifest.uri] if manifest.uri else [])
             self._to_delete.append((sink, sink.commit_mark(), uris))
 

@@ -199,3 +199,35 @@ def test_bad_cleanup_policy_is_a_config_error_before_any_output(run_tap, csv_dir
     assert result.rc == 78
     assert "cleanup must be one of retain, delete_on_success" in result.stderr
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(
+    ("batch_config", "error"),
+    [
+        ({"storage": {"root": "s3://"}}, "no bucket"),
+        ({"storage": {"root": "gs:///x"}}, "no bucket"),
+        ({"storage": {"root": "ftp://host/x"}}, "unsupported URL scheme 'ftp'"),
+        ({"storage": {"root": "/tmp/x", "spool_dir": "/proc/forbidden"}}, "spool_dir: cannot write files"),
+        ({"storage": {"root": "/tmp/x"}, "batch_size": 0}, "batch_size must be a positive integer"),
+        ({"storage": {"root": "/tmp/x"}, "batch_size": -5}, "batch_size must be a positive integer"),
+        ({"storage": {"root": "/tmp/x"}, "batch_size": 1.5}, "batch_size must be a positive integer"),
+        ({"storage": {"root": "/tmp/x"}, "batch_size": "abc"}, "batch_size must be a positive integer"),
+    ],
+)
+def test_bad_batch_config_stops_before_any_output(run_tap, csv_dir, batch_config, error):
+    config = {**tap_config(csv_dir, "/tmp/x"), "batch_config": batch_config}
+    result = run_tap(CsvTap, config)
+    assert result.rc == 78, result.stderr
+    assert error in result.stderr
+    assert not result.of_type("SCHEMA")
+
+
+def test_target_spool_dir_is_made_or_refused(run_tap, run_target, csv_dir, tmp_path, monkeypatch):
+    messages = batches(run_tap, csv_dir, (tmp_path / "b").as_uri(), monkeypatch)
+    db = tmp_path / "t.duckdb"
+    config = {"filepath": str(db), "batch_spool_dir": str(tmp_path / "new" / "spool")}
+    assert run_target(DuckDBTarget, config, lines(*messages)).rc == 0
+    config["batch_spool_dir"] = "/proc/forbidden"
+    result = run_target(DuckDBTarget, config, lines(*messages))
+    assert result.rc == 78
+    assert "batch_spool_dir: cannot write files in /proc/forbidden" in result.stderr

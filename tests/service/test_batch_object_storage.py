@@ -208,6 +208,49 @@ def test_gcs_upload_live(run_tap, run_target, csv_dir, tmp_path, run_id):
     assert ObjectStores().list(f"{root}/people/{run_id}/") == []
 
 
+def _project(tmp_path: Path, tap: dict[str, Any], loaders: list[dict[str, Any]]) -> list[str]:
+    import orjson
+
+    project = {
+        "plugins": {"extractors": [{"name": "tap-csv", "executable": "tap-csv", "config": tap}], "loaders": loaders}
+    }
+    (tmp_path / "meltano.yml").write_bytes(orjson.dumps(project))
+    return ["--project", str(tmp_path), "--format", "json", "--state-backend", f"sqlite:///{tmp_path / 'state.db'}"]
+
+
+def test_dpone_run_into_two_targets_deletes_files_once_both_committed(csv_dir, tmp_path):
+    """With several targets the runner deletes the files (delete_on_success), after every target
+    committed them: one target deleting them would take them from the other."""
+    import orjson
+
+    from dpone_runner import cli
+
+    with s3_server(bucket="fanout") as s3:
+        tap = {
+            "base_path": str(csv_dir),
+            "files": [{"entity": "people", "path": "people.csv", "keys": ["id"]}],
+            "batch_config": {
+                "storage": {"root": s3.url("dpone"), "options": options(s3), "cleanup": "delete_on_success"},
+                "batch_size": 2,
+            },
+        }
+        db = tmp_path / "t.duckdb"
+        loaders = [
+            {"name": "target-jsonl", "executable": "target-jsonl",
+             "config": {"destination_path": str(tmp_path / "out"), "batch_storage_options": options(s3)}},
+            {"name": "target-duckdb", "executable": "target-duckdb",
+             "config": {"filepath": str(db), "batch_storage_options": options(s3)}},
+        ]  # fmt: skip
+        argv = ["run", "tap-csv", "target-jsonl", "target-duckdb", *_project(tmp_path, tap, loaders)]
+        out, err = io.StringIO(), io.StringIO()
+        assert cli.run(argv, stdout=out, stderr=err) == 0, err.getvalue()
+        report = orjson.loads(out.getvalue())
+        assert report["status"] == "success", report
+        assert table(db) == list(range(1, ROWS + 1))
+        assert len((tmp_path / "out" / "people.jsonl").read_bytes().splitlines()) == ROWS
+        assert ObjectStores(options(s3)).list(s3.url("dpone/")) == []
+
+
 def test_dpone_run_through_s3_twice(csv_dir, tmp_path):
     """`dpone run` with a tap writing to S3 and a target reading from it: files under the pipeline
     and run folders, rows counted in the report, the second run's files in a folder of their own."""
@@ -248,3 +291,29 @@ def test_dpone_run_through_s3_twice(csv_dir, tmp_path):
         folders = {u.split("/")[-2] for u in stored}
         assert folders == {r["run_id"] for r in runs}
         assert table(db) == list(range(1, ROWS + 1))
+
+
+@pytest.mark.parametrize("root", ["missing-bucket", "Bad_Bucket!"])
+def test_a_bucket_that_does_not_exist_is_a_config_error(run_tap, csv_dir, tmp_path, root):
+    with s3_server(bucket="exists") as s3:
+        config = {
+            "base_path": str(csv_dir),
+            "files": [{"entity": "people", "path": "people.csv", "keys": ["id"]}],
+            "batch_config": {"storage": {"root": f"s3://{root}/dpone", "options": options(s3)}},
+        }
+        result = run_tap(CsvTap, config)
+    assert result.rc == 78, result.stderr
+    assert f"s3://{root}/dpone/" in result.stderr
+    assert not result.of_type("BATCH")
+
+
+def test_an_azure_container_name_it_refuses_is_a_config_error(run_tap, csv_dir, tmp_path):
+    with azure_server() as az:
+        config = {
+            "base_path": str(csv_dir),
+            "files": [{"entity": "people", "path": "people.csv", "keys": ["id"]}],
+            "batch_config": {"storage": {"root": "az://Bad_Container/x", "options": options(az)}},
+        }
+        result = run_tap(CsvTap, config)
+    assert result.rc == 78, result.stderr
+    assert az.config["account_key"] not in result.stderr

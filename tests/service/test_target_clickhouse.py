@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from dpone.targets.clickhouse.batch import LineBatch, LineRouter
 from dpone.targets.clickhouse.loader import ClickHouseLoader
 from dpone.targets.clickhouse.target import ClickHouseTarget
 from dpone.targets.framework.batching import BatchPolicy
 from dpone.targets.framework.encoded_rows import ADDED, NOT_HANDLED, EncodedRows
+from dpone.targets.framework.line_batch import LineBatch, LineRouter
 from dpone.targets.framework.loader import StreamPlan
 from dpone.targets.framework.target_cli import run as run_cli
 from dpone_drivers.clickhouse import client_options, database_of

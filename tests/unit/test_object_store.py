@@ -76,3 +76,10 @@ def test_layout_from_runner_and_meltano_variables() -> None:
 def test_layout_needs_a_root() -> None:
     with pytest.raises(ConfigError, match=r"storage\.root is required"):
         BatchLayout.from_config({}, "tap-x", {})
+
+
+@pytest.mark.parametrize(("value", "expected"), [("false", False), ("true", True), (False, False), (True, True)])
+def test_allow_http_as_meltano_passes_it(value: object, expected: bool) -> None:
+    from dpone_protocol.object_store import _flag
+
+    assert _flag(value) is expected
