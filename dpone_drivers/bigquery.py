@@ -69,11 +69,13 @@ def _credentials(config: Mapping[str, Any]) -> Any:
             info = json.loads(raw) if isinstance(raw, str) else dict(raw)
         except ValueError:
             raise ConfigError("setting 'credentials_json' is not JSON (a service account key file's text)") from None
-        if isinstance(info, dict) and info.get("private_key"):
+        if not isinstance(info, dict):
+            raise ConfigError("setting 'credentials_json' is not a service account key (a JSON object)")
+        if info.get("private_key"):
             register_secret(str(info["private_key"]))
         try:
             return service_account.Credentials.from_service_account_info(info)  # type: ignore[no-untyped-call]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"setting 'credentials_json' is not a service account key: {exc}") from None
     path = config.get("credentials_path")
     if path:
@@ -106,7 +108,47 @@ def client(config: Mapping[str, Any], redactor: Redactor) -> Any:
     except Exception as exc:  # google.auth's DefaultCredentialsError, and the like
         raise classify(exc, redactor, "connecting to BigQuery") from None
     _probe(made, config, redactor)
-    return made
+    return BoundedClient(made)
+
+
+# How long the client retries one API call (5xx, rate limits, dropped connections) before the error
+# reaches the caller: its own default is 10 minutes, silent. Past it, a batch is retried whole
+# (max_retries) by the target framework, with a log line each time.
+API_DEADLINE_SECONDS = 120.0
+_BOUNDED = frozenset(
+    {
+        "query", "copy_table", "load_table_from_uri", "get_table", "create_table", "update_table",
+        "delete_table", "get_dataset", "create_dataset", "get_job", "list_rows", "list_tables",
+    }
+)  # fmt: skip
+
+
+def api_retry() -> Any:
+    """The retry of one API call (or one job's wait), bounded by API_DEADLINE_SECONDS."""
+    from google.api_core.retry import Retry  # noqa: PLC0415
+    from google.cloud.bigquery.retry import DEFAULT_RETRY  # noqa: PLC0415
+
+    return DEFAULT_RETRY.with_deadline(API_DEADLINE_SECONDS) if isinstance(DEFAULT_RETRY, Retry) else None
+
+
+class BoundedClient:
+    """A google-cloud-bigquery client whose calls retry for API_DEADLINE_SECONDS at most."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._retry = api_retry()
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._client, name)
+        if name not in _BOUNDED or self._retry is None:
+            return found
+        retry = self._retry
+
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("retry", retry)
+            return found(*args, **kwargs)
+
+        return bounded
 
 
 # The first call's bound: the client's own retries would wait up to 10 minutes for an endpoint

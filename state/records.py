@@ -75,7 +75,7 @@ class StreamBookmark:
 
     def describe(self) -> str:
         key = self.replication_key or "replication key"
-        return f"{self.stream}: {key} > {_compact(self.replication_key_value)}"
+        return f"{self.stream}: {key} >= {_compact(self.replication_key_value)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,11 @@ class TableOptions:
                     f"table_options[{stream!r}].partition_by: {self.partition_by!r} must be a TIMESTAMP or DATE "
                     f"column of the table (it is {type_ or 'not a column'})"
                 )
+            if type_ == "DATE" and self.partition_type == "HOUR":
+                raise ConfigError(
+                    f"table_options[{stream!r}].partition_type: a DATE column ({self.partition_by!r}) partitions "
+                    "by DAY, MONTH or YEAR, not HOUR"
+                )
         for name in self.cluster_by:
             type_ = columns.get(name)
             if type_ is None or type_ in ("JSON", "FLOAT64") or array_item(type_) is not None:

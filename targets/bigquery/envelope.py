@@ -17,13 +17,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from dpone.targets.bigquery.type_map import array_item
+from dpone.targets.framework.line_batch import Lines
 from dpone.targets.framework.loader import StreamPlan
 from dpone.targets.framework.sql_dialect import TABLE_VERSION
-from dpone_protocol.codec import EXACT_CODEC
+from dpone_protocol.codec import DEFAULT_CODEC, EXACT_CODEC
+from dpone_protocol.errors import DataError
 from dpone_protocol.json_schema import Logical
 
 SEQUENCE = "_dpone_seq"
@@ -128,6 +130,51 @@ def envelope_lines(data: bytes | bytearray) -> Iterator[tuple[int, dict[str, Any
         if line.strip():
             decoded = EXACT_CODEC.loads(line)
             yield position, decoded if isinstance(decoded, dict) else {}
+
+
+def checked(plan: StreamPlan, data: bytes | bytearray, convert: Callable[[int, dict[str, Any], str], None]) -> bytes:
+    """The decoded path's checks, on a batch whose bytes may hold a value they refuse (a null key,
+    an integer beyond INT64 or with a fraction, a decimal NUMERIC/BIGNUMERIC would round) or a
+    number a load job would read through a double: the batch again, its wide numbers as text
+    (`convert` checks a record's numbers and makes them text where they must be)."""
+    bad = malformed(plan, data)
+    if bad is not None:
+        raise DataError(bad)
+    out = []
+    for position, line in envelope_lines(data):
+        record = line["record"]
+        at = where(plan, data, position)
+        for key in plan.key_columns:
+            if record.get(key) is None:
+                raise DataError(f"{at}: record has no value for key property {key!r}")
+        convert(position, record, at)
+        out.append(DEFAULT_CODEC.dumps(line))
+    return b"\n".join(out) + b"\n" if out else b""
+
+
+def malformed(plan: StreamPlan, data: bytes | bytearray) -> str | None:
+    """The first line of the batch that is no RECORD a load job should read: not JSON, a record that
+    is no object, a version that is no integer; named by its input line where known."""
+    for position, line in enumerate(bytes(data).split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            decoded = EXACT_CODEC.loads(line)
+        except ValueError as exc:
+            return f"{where(plan, data, position)}: malformed JSON ({exc})"
+        if not isinstance(decoded, dict) or not isinstance(decoded.get("record"), dict):
+            return f"{where(plan, data, position)}: 'record' must be an object"
+        version = decoded.get("version")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            return f"{where(plan, data, position)}: 'version' must be an integer"
+    return None
+
+
+def where(plan: StreamPlan, data: bytes | bytearray, position: int) -> str:
+    line = data.input_line(position) if isinstance(data, Lines) else None
+    if line:
+        return f"line {line}, stream {plan.stream!r}"
+    return f"stream {plan.stream!r}, record {position} of the batch"
 
 
 def envelopes(data: bytes | bytearray) -> Iterator[tuple[int, dict[str, Any]]]:

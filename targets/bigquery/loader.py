@@ -32,13 +32,12 @@ from dpone.targets.bigquery.rows import BatchFile, convert, numeric_columns, unf
 from dpone.targets.bigquery.type_map import array_item, dialect, standard
 from dpone.targets.framework.batching import BatchPolicy
 from dpone.targets.framework.encoded_rows import EncodedRows
-from dpone.targets.framework.line_batch import LineBatch, LineRouter, Lines
+from dpone.targets.framework.line_batch import LineBatch, LineRouter
 from dpone.targets.framework.loader import StreamPlan
 from dpone.targets.framework.schema_evolution import DestinationColumn, SchemaPlan, change_statements
 from dpone.targets.framework.sql_loader import STAGING_PREFIX, SqlLoader
 from dpone_drivers import bigquery as bq
 from dpone_protocol.batch_manifest import BatchManifest
-from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
 from dpone_protocol.json_schema import Logical
@@ -102,11 +101,11 @@ class BigQueryLoader(SqlLoader):
         self._patterns: dict[str, re.Pattern[bytes] | None] = {}  # the suspect values' pattern per shape
         self._contents: dict[str, str] = {}  # staging -> a digest of the batch it holds
         self.client: Any = bq.client(config, redactor)
-        if not read_only and config.get("create_dataset", True):
-            self._ensure_dataset()
+        if not read_only:
+            self._ensure_dataset(create=bool(config.get("create_dataset", True)))
 
     # -- the API -----------------------------------------------------------------------------------
-    def _ensure_dataset(self) -> None:
+    def _ensure_dataset(self, *, create: bool) -> None:
         ref = f"{self.project}.{self.schema}"
         try:
             self.client.get_dataset(ref)
@@ -114,6 +113,10 @@ class BigQueryLoader(SqlLoader):
         except Exception as exc:
             if getattr(exc, "code", None) != 404:
                 raise bq.classify(exc, self.redactor, f"reading dataset {ref}") from None
+        if not create:
+            raise ConfigError(
+                f"dataset {ref} does not exist (create_dataset is false): create it, or set create_dataset"
+            )
         dataset = self.bigquery.Dataset(ref)
         if self.config.get("location"):
             dataset.location = str(self.config["location"])
@@ -131,7 +134,7 @@ class BigQueryLoader(SqlLoader):
     def _wait(self, job: Any, doing: str) -> Any:
         """The job's result; its failure as a typed error naming the job, its reason and location."""
         try:
-            result = job.result()
+            result = job.result(retry=bq.api_retry())
         except Exception as exc:
             raise self._job_error(job, exc, doing) from None
         if getattr(job, "error_result", None):
@@ -275,15 +278,7 @@ class BigQueryLoader(SqlLoader):
             except (TypeError, ValueError) as exc:  # an integer beyond 64 bits, a value JSON cannot hold
                 found = unfit(plan.stream, types, plan.key_columns, records)
                 raise DataError(found or f"stream {plan.stream!r}: {exc}") from None
-            config = self.bigquery.LoadJobConfig(
-                schema=schema_fields(self.bigquery, types),
-                source_format="NEWLINE_DELIMITED_JSON",
-                write_disposition="WRITE_TRUNCATE",
-                create_disposition="CREATE_IF_NEEDED",
-                max_bad_records=0,
-                ignore_unknown_values=True,
-                labels=self.labels,
-            )
+            config = self._load_config(schema_fields(self.bigquery, types))
             self._contents[staging] = batch.digest
             try:
                 with open(batch.path, "rb") as fh:
@@ -334,15 +329,8 @@ class BigQueryLoader(SqlLoader):
             data = self._check(plan, data, fields)
         if plan.merges:
             data = envelope.sequenced(data)  # the MERGE keeps each key's last line
-        config = self.bigquery.LoadJobConfig(
-            schema=envelope.staging_fields(self.bigquery, schema_fields(self.bigquery, fields), plan.merges),
-            source_format="NEWLINE_DELIMITED_JSON",
-            write_disposition="WRITE_TRUNCATE",
-            create_disposition="CREATE_IF_NEEDED",
-            max_bad_records=0,
-            # type, stream, and properties the schema does not name: the decoded path ignores them too.
-            ignore_unknown_values=True,
-            labels=self.labels,
+        config = self._load_config(
+            envelope.staging_fields(self.bigquery, schema_fields(self.bigquery, fields), plan.merges)
         )
         body = gzip.compress(data, compresslevel=1) if self.compress else bytes(data)
         self._contents[staging] = hashlib.sha256(body).hexdigest()
@@ -363,6 +351,20 @@ class BigQueryLoader(SqlLoader):
             self._staged.add(staging)
             self._expire(staging)
 
+    def _load_config(self, schema: list[Any]) -> Any:
+        """Every load job's settings: into staging (created the first time, truncated after), no bad
+        record let through; the envelope's type and stream, and properties the schema does not name,
+        are ignored, as the decoded path ignores them."""
+        return self.bigquery.LoadJobConfig(
+            schema=schema,
+            source_format="NEWLINE_DELIMITED_JSON",
+            write_disposition="WRITE_TRUNCATE",
+            create_disposition="CREATE_IF_NEEDED",
+            max_bad_records=0,
+            ignore_unknown_values=True,
+            labels=self.labels,
+        )
+
     def _suspects(self, plan: StreamPlan, fields: dict[str, str]) -> re.Pattern[bytes] | None:
         key = repr((plan.key_columns, sorted(fields.items())))
         if key not in self._patterns:
@@ -370,38 +372,20 @@ class BigQueryLoader(SqlLoader):
         return self._patterns[key]
 
     def _check(self, plan: StreamPlan, data: bytes | bytearray, fields: dict[str, str]) -> bytes:
-        """The decoded path's checks, on a batch whose bytes may hold a value they refuse (a null key,
-        an integer beyond INT64 or with a fraction, a decimal NUMERIC/BIGNUMERIC would round) or a
-        number a load job would read through a double: the batch again, its wide numbers as text."""
         numbers = self._numbers(plan, self.column_types(plan))
         numeric = numeric_columns({name: type_ for name, type_ in numbers.items() if name in fields})
-        out = []
-        for position, line in envelope.envelope_lines(data):
-            record = line.get("record")
-            if not isinstance(record, dict):
-                record = line["record"] = {}
-            where = self._where(plan, data, position)
-            for key in plan.key_columns:
-                if record.get(key) is None:
-                    raise DataError(f"{where}: record has no value for key property {key!r}")
-            convert(plan.stream, position, record, numeric, where)
-            out.append(DEFAULT_CODEC.dumps(line))
-        return b"\n".join(out) + b"\n" if out else b""
-
-    @staticmethod
-    def _where(plan: StreamPlan, data: bytes | bytearray, position: int) -> str:
-        line = data.input_line(position) if isinstance(data, Lines) else None
-        if line:
-            return f"line {line}, stream {plan.stream!r}"
-        return f"stream {plan.stream!r}, record {position} of the batch"
+        return envelope.checked(
+            plan, data, lambda position, record, where: convert(plan.stream, position, record, numeric, where)
+        )
 
     def _refused(self, plan: StreamPlan, data: bytes | bytearray, types: dict[str, str]) -> str | None:
-        """The error path of a refused load: which record and column, found by decoding the batch."""
-        try:
-            records = [record for _, record in envelope.envelopes(data)]
-        except ValueError as exc:
-            return f"stream {plan.stream!r}: a line of the batch is not JSON ({exc})"
-        return unfit(plan.stream, types, plan.key_columns, records)
+        """The error path of a refused load: which line (or record) and column, found by decoding the
+        batch; the raw path takes RECORD lines unparsed, so a malformed one is found here too."""
+        found = envelope.malformed(plan, data)
+        if found is not None:
+            return found
+        records = [record for _, record in envelope.envelopes(data)]
+        return unfit(plan.stream, types, plan.key_columns, records, lambda n: envelope.where(plan, data, n))
 
     def _expire(self, staging: str) -> None:
         """One call per staging table and run: a run that dies leaves a table that goes by itself."""
@@ -433,15 +417,7 @@ class BigQueryLoader(SqlLoader):
     def bulk_load_files(self, plan: StreamPlan, staging: str, manifest: BatchManifest) -> bool:
         types = self.column_types(plan)
         doing = f"stream {plan.stream!r}: loading {len(manifest.files)} BATCH files into {self.schema}.{staging}"
-        config = self.bigquery.LoadJobConfig(
-            schema=schema_fields(self.bigquery, types),
-            source_format="NEWLINE_DELIMITED_JSON",
-            write_disposition="WRITE_TRUNCATE",
-            create_disposition="CREATE_IF_NEEDED",
-            max_bad_records=0,
-            ignore_unknown_values=True,
-            labels=self.labels,
-        )
+        config = self._load_config(schema_fields(self.bigquery, types))
         try:
             job = self.client.load_table_from_uri(
                 [f.uri for f in manifest.files], self.table_id(staging), job_config=config

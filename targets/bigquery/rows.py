@@ -14,7 +14,7 @@ import gzip
 import hashlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, BinaryIO
 
@@ -141,8 +141,14 @@ class BatchFile:
 
 
 # -- the error path: which value a load job refused ------------------------------------------------
+def _shown(value: Any) -> str:
+    return str(value) if isinstance(value, Decimal) else repr(value)
+
+
 def _scalar_ok(type_: str, value: Any) -> bool:
     if type_ == "INT64":
+        if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+            value = int(value)  # the error path decodes wide integers exactly, as Decimal
         return isinstance(value, int) and not isinstance(value, bool) and _INT64[0] <= value <= _INT64[1]
     if type_ in SHAPES:
         try:
@@ -174,9 +180,16 @@ def _parses(parse: Any, value: Any) -> bool:
     return True
 
 
-def unfit(stream: str, columns: Mapping[str, str], keys: list[str], records: list[dict[str, Any]]) -> str | None:
-    """`stream 's', record N of the batch (key), column 'c': 'v' is not a T`, for the first value its
-    column cannot hold; None when every value looks right (the job's own error is then reported)."""
+def unfit(
+    stream: str,
+    columns: Mapping[str, str],
+    keys: list[str],
+    records: list[dict[str, Any]],
+    where_of: Callable[[int], str] | None = None,
+) -> str | None:
+    """`stream 's', record N of the batch (key), column 'c': 'v' is not a T` (or where `where_of(N)`
+    says, e.g. the input line), for the first value its column cannot hold; None when every value
+    looks right (the job's own error is then reported)."""
     for position, record in enumerate(records, 1):
         for name, type_ in columns.items():
             value = record.get(name)
@@ -189,6 +202,7 @@ def unfit(stream: str, columns: Mapping[str, str], keys: list[str], records: lis
                 good = _scalar_ok(type_, value)
             if not good:
                 key = ", ".join(f"{k}={record.get(k)!r}" for k in keys)
-                where = f"stream {stream!r}, record {position} of the batch" + (f" ({key})" if key else "")
-                return f"{where}, column {name!r}: {value!r} is not a {type_} BigQuery can hold"
+                at = where_of(position) if where_of else f"stream {stream!r}, record {position} of the batch"
+                where = at + (f" ({key})" if key else "")
+                return f"{where}, column {name!r}: {_shown(value)} is not a value a {type_} column holds"
     return None

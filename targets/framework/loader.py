@@ -231,7 +231,7 @@ LOADER_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "keep_staging",
         "boolean",
-        "Keep the last batch's staging table (_dpone_stage_<table>) to inspect.",
+        "Keep the staging tables (_dpone_stage_<table>..., named per target: see its docs) to inspect.",
         default=False,
     ),
     Setting("max_retries", "integer", "Retries of a batch after a transient error (reconnects first).", default=3),

@@ -5,6 +5,7 @@ without moving a batch twice, state held when the final job fails, API calls per
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -333,7 +334,7 @@ def test_two_jobs_per_batch(dest: BigQueryDest, run_target: RunTarget, monkeypat
 
 
 def test_gs_files_are_loaded_in_place_only_when_they_can_be(dest: BigQueryDest) -> None:
-    loader = _loader(dest, create_dataset=False)
+    loader = _loader(dest)
     plan = StreamPlan("people", "people", {"id": ColumnType(Logical.INTEGER)}, ["id"], "upsert")
     files = [BatchFile("gs://bucket/a.jsonl.gz", 10, "x", "y", 2)]
     try:
@@ -345,3 +346,44 @@ def test_gs_files_are_loaded_in_place_only_when_they_can_be(dest: BigQueryDest) 
         assert not loader.accepts_files(plan, BatchManifest("people", "jsonl", "gzip", files))
     finally:
         loader.close()
+
+
+def test_a_missing_dataset_without_create_dataset_is_a_config_error(dest: BigQueryDest, run_target: Any) -> None:
+    config = {**dest.config(), "dataset": f"missing_{uuid.uuid4().hex[:8]}", "create_dataset": False}
+    data = lines(schema("people", {"id": {"type": "integer"}}), record("people", {"id": 1}), state({"n": 1}))
+    result = run_target(BigQueryTarget, config, data)
+    assert result.rc == 78, result.stderr
+    assert "does not exist (create_dataset is false)" in result.stderr
+    assert result.states == []
+
+
+@pytest.mark.parametrize("text", ["12345", '["x"]', '"key"'])
+def test_credentials_json_that_is_not_an_object_is_a_config_error(text: str, run_target: Any) -> None:
+    config = {"project": "p", "dataset": "d", "credentials_json": text}
+    data = lines(schema("people", {"id": {"type": "integer"}}), record("people", {"id": 1}))
+    result = run_target(BigQueryTarget, config, data)
+    assert result.rc == 78, result.stderr
+    assert "is not a service account key" in result.stderr
+
+
+def test_a_malformed_raw_line_is_named_by_its_input_line(dest: BigQueryDest, run_target: Any) -> None:
+    head = lines(schema("people", {"id": {"type": "integer"}, "n": {"type": ["null", "integer"]}}))
+    body = b'{"type":"RECORD","stream":"people","record":{"id":1,"n":2}}\n'
+    body += b'{"type":"RECORD","stream":"people","record":{"id":2,\n'
+    body += b'{"type":"RECORD","stream":"people","record":[1,2]}\n'
+    result = run_target(BigQueryTarget, dest.config(), head + body)
+    assert result.rc == 65, result.stderr
+    assert "line 3" in result.stderr and "malformed JSON" in result.stderr
+    assert dest.rows("people") in (None, [])
+
+
+def test_a_wide_integer_is_not_blamed_for_another_value(dest: BigQueryDest, run_target: Any) -> None:
+    props = {"id": {"type": "integer"}, "imax": {"type": ["null", "integer"]}, "b": {"type": ["null", "boolean"]}}
+    data = lines(
+        schema("types", props),
+        record("types", {"id": 30, "imax": 9223372036854775807}),
+        record("types", {"id": 31, "b": "notabool"}),
+    )
+    result = run_target(BigQueryTarget, dest.config(), data)
+    assert result.rc == 65, result.stderr
+    assert "column 'b'" in result.stderr and "column 'imax'" not in result.stderr

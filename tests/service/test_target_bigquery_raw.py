@@ -260,14 +260,14 @@ def test_a_record_without_its_key_stops(dest: BigQueryDest, run_target: RunTarge
     assert result.states == []
 
 
-def test_a_value_the_load_job_refuses_names_the_record_and_the_job(dest: BigQueryDest, run_target: RunTarget) -> None:
+def test_a_value_the_load_job_refuses_names_the_line_and_the_job(dest: BigQueryDest, run_target: RunTarget) -> None:
     data = lines(
         schema("types", TYPES), record("types", {"id": 1}), record("types", {"id": 2, "ts": "not a time"}), state({})
     )
     result = run_target(Watched, dest.config(**NUMERIC), data)
     assert result.rc == 65 and result.states == [], result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert "record 2 of the batch (id=2), column 'ts'" in last and "job " in last and "invalid" in last, last
+    assert "line 3, stream 'types' (id=2), column 'ts'" in last and "job " in last and "invalid" in last, last
     assert dest.tables() == set()
 
 

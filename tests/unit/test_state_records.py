@@ -66,7 +66,7 @@ def test_replication_key_bookmark():
     assert isinstance(bookmark, StreamBookmark)
     assert bookmark.replication_key == "updated_at"
     assert bookmark.replication_key_value == "2024-05-01"
-    assert bookmark.describe() == 'orders: updated_at > "2024-05-01"'
+    assert bookmark.describe() == 'orders: updated_at >= "2024-05-01"'
 
 
 def test_xmin_bookmark():

@@ -80,7 +80,7 @@ def test_table_options_are_checked() -> None:
 def test_unfit_names_the_record_and_column() -> None:
     records = [{"id": 1, "ok": True}, {"id": 2, "ok": "yes"}]
     found = unfit("s", {"id": "INT64", "ok": "BOOL"}, ["id"], records)
-    assert found == "stream 's', record 2 of the batch (id=2), column 'ok': 'yes' is not a BOOL BigQuery can hold"
+    assert found == "stream 's', record 2 of the batch (id=2), column 'ok': 'yes' is not a value a BOOL column holds"
     assert unfit("s", {"a": "ARRAY<INT64>"}, [], [{"a": [1, None]}]) is not None
 
 
