@@ -200,7 +200,7 @@ class _StreamSync:
         return BatchSpec(
             layout,
             str(storage.get("prefix", "")),
-            self.stream.name,
+            self.map.name if self.map is not None else self.stream.name,  # the name its BATCH goes by
             size,
             # "none" (the SDK's word; null too): plain .jsonl, for when compressing costs more than disk.
             "none" if compression is None else str(compression),

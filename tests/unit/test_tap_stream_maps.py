@@ -153,6 +153,9 @@ def test_batch_messages_carry_the_alias(run_tap, tmp_path):
     run = run_tap(CsvTap, csv_config(tmp_path, {"people": {"__alias__": "clients", "email": None}}, batch_config=batch))
     assert run.rc == 0, run.stderr
     assert {m["stream"] for m in run.of_type("BATCH")} == {"clients", "orders"}
+    # The files go by the alias too: a prefix's listing shows the streams as the target sees them.
+    for message in run.of_type("BATCH"):
+        assert all(uri.rsplit("/", 1)[1].startswith(f"{message['stream']}-") for uri in message["manifest"])
 
 
 def test_no_maps_is_the_identity():
