@@ -215,15 +215,21 @@ class BigQueryLoader(SqlLoader):
             return [text]
         return change_statements(schema, self.table_ref(table), SQL)
 
-    def _create(self, table: str, columns: Mapping[str, str], options: TableOptions) -> None:
-        """A table through the tables API (one call, no job), with its partitioning and clustering."""
+    def _create(self, table: str, columns: Mapping[str, str], options: TableOptions, like: Any = None) -> None:
+        """A table through the tables API (one call, no job), with its partitioning and clustering:
+        those of `like` (an existing table) when given, else the stream's table_options."""
         spec = self.bigquery.Table(self.table_id(table), schema=schema_fields(self.bigquery, columns))
-        if options.partition_by:
+        if like is not None:
+            spec.time_partitioning = like.time_partitioning
+            spec.range_partitioning = like.range_partitioning
+            spec.clustering_fields = like.clustering_fields
+            spec.require_partition_filter = like.require_partition_filter
+        elif options.partition_by:
             spec.time_partitioning = self.bigquery.TimePartitioning(
                 type_=options.partition_type, field=options.partition_by
             )
             spec.require_partition_filter = options.require_partition_filter or None
-        if options.cluster_by:
+        if like is None and options.cluster_by:
             spec.clustering_fields = list(options.cluster_by)
         try:
             self.client.create_table(spec, exists_ok=True)
@@ -479,9 +485,14 @@ class BigQueryLoader(SqlLoader):
         options.check(plan.stream, columns)
         try:
             self.client.delete_table(self.table_id(shadow), not_found_ok=True)
+            live = self.client.get_table(self.table_id(plan.table))
         except Exception as exc:
-            raise bq.classify(exc, self.redactor, f"dropping an old shadow table {shadow}") from None
-        self._create(shadow, columns, options)
+            if getattr(exc, "code", None) != 404:
+                raise bq.classify(exc, self.redactor, f"preparing a shadow of {plan.table}") from None
+            live = None
+        # An existing table keeps its layout (table_options apply when a table is created): the copy
+        # job that swaps the shadow in refuses a partitioning other than the table's.
+        self._create(shadow, columns, options, like=live)
         return shadow
 
     def swap(self, plan: StreamPlan, shadow: str, schema: list[str]) -> None:

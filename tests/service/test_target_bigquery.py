@@ -188,6 +188,19 @@ def test_overwrite_copies_the_shadow_in_and_keeps_the_layout(dest: BigQueryDest,
     assert dest.table("events").time_partitioning.field == "ts" and dest.tables() == {"events"}
 
 
+def test_an_overwrite_keeps_an_existing_tables_layout(dest: BigQueryDest, run_target: RunTarget) -> None:
+    """table_options apply when a table is created: a full refresh of an unpartitioned table whose
+    stream is now given a partitioning keeps the table's (a copy job refuses another one)."""
+    plain = dest.config(load_method="overwrite")
+    ok(run_target(BigQueryTarget, plain, lines(schema("events", TYPES), record("events", FULL))))
+    assert dest.table("events").time_partitioning is None
+    later = dest.config(table_options={"events": {"partition_by": "ts"}}, load_method="overwrite")
+    again = {**FULL, "id": 2}
+    ok(run_target(BigQueryTarget, later, lines(schema("events", TYPES), record("events", again))))
+    assert [r["id"] for r in dest.rows("events") or []] == [2]
+    assert dest.table("events").time_partitioning is None
+
+
 def _loader(dest: BigQueryDest, **extra: Any) -> BigQueryLoader:
     return BigQueryLoader(dest.config(**extra), Redactor())
 
