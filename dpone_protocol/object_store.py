@@ -41,7 +41,7 @@ def local_path(uri: str) -> Path:
         return Path(unquote(parsed.path if parsed.scheme else uri))
     if parsed.scheme in REMOTE_SCHEMES:
         raise ConfigError(f"BATCH file {uri!r} is in object storage: fetch it first (batch_manifest.fetch)")
-    raise ConfigError(f"BATCH file {uri!r}: unsupported URL scheme {parsed.scheme!r} (s3, gs, az or file)")
+    raise ConfigError(f"{uri!r}: unsupported URL scheme {parsed.scheme!r} for BATCH files (s3, gs, az or file)")
 
 
 def join(root: str, *parts: str) -> str:
