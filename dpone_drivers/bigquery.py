@@ -217,7 +217,10 @@ def classify(exc: BaseException, redactor: Redactor, doing: str) -> DponeError:
     if reason in _CONFIG_REASONS or status in (401, 403, 404, 409):
         return ConfigError(message)
     if name == "RetryError":
-        return TransientError(message)  # the client's retries ran out of time: nothing answered
+        # The client's retries ran out of time: say what the last try met (refused, timed out...).
+        cause = getattr(exc, "cause", None)
+        last = " ".join(str(cause).split())[:300] if cause is not None else ""
+        return TransientError(redactor(f"{message}; last error: {type(cause).__name__}: {last}") if last else message)
     if name in ("DefaultCredentialsError", "RefreshError", "TransportError"):
         # No credentials found, or a key the token server refused: the user fixes the settings.
         return ConfigError(message) if name != "TransportError" else TransientError(message)

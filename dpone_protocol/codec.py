@@ -75,17 +75,35 @@ class OrjsonCodec:
         try:
             return orjson.dumps(obj, default=_orjson_default)
         except TypeError:
-            # Rare non-string dict keys; the option costs ~60% on every call, so only on retry.
-            return orjson.dumps(obj, default=_orjson_default, option=orjson.OPT_NON_STR_KEYS)
+            return _dumps_rare(obj, 0)
 
     def dumps_line(self, obj: Any) -> bytes:
         """One line with its newline, without copying the bytes to append it."""
         try:
             return orjson.dumps(obj, default=_orjson_default, option=orjson.OPT_APPEND_NEWLINE)
         except TypeError:
-            return orjson.dumps(
-                obj, default=_orjson_default, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
-            )
+            return _dumps_rare(obj, orjson.OPT_APPEND_NEWLINE)
+
+
+def _dumps_rare(obj: Any, option: int) -> bytes:
+    """What orjson's fast call refused: non-string dict keys (the option costs ~60% on every call,
+    so only on retry), or an integer wider than 64 bits (written with every digit)."""
+    option |= orjson.OPT_NON_STR_KEYS
+    try:
+        return orjson.dumps(obj, default=_orjson_default, option=option)
+    except TypeError:
+        return orjson.dumps(_wide_ints(obj), default=_orjson_default, option=option)
+
+
+def _wide_ints(obj: Any) -> Any:
+    """`obj` with integers orjson cannot write (beyond 64 bits) as Decimal, which it writes exactly."""
+    if type(obj) is int:
+        return obj if -(2**63) <= obj < 2**64 else decimal.Decimal(obj)
+    if isinstance(obj, dict):
+        return {k: _wide_ints(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_wide_ints(v) for v in obj]
+    return obj
 
 
 class _StdlibEncoder(json.JSONEncoder):

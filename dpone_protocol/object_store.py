@@ -171,7 +171,8 @@ _CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
 
 def _classify(exc: BaseException, doing: str, writing: bool = False) -> DponeError:
     name = type(exc).__name__
-    text = " ".join(str(exc).split())
+    # obstore's messages end with a Rust debug dump of the error's source: the first part says it.
+    text = " ".join(str(exc).split()).split(" Debug source:")[0]
     code = _CODE.search(text)
     detail = code.group(1) if code else text[:300]
     if name == "NotFoundError" or isinstance(exc, FileNotFoundError):  # obstore raises the builtin

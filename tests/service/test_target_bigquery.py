@@ -400,3 +400,14 @@ def test_a_wide_integer_is_not_blamed_for_another_value(dest: BigQueryDest, run_
     result = run_target(BigQueryTarget, dest.config(), data)
     assert result.rc == 65, result.stderr
     assert "column 'b'" in result.stderr and "column 'imax'" not in result.stderr
+
+
+def test_an_endpoint_that_refuses_is_transient_and_says_so(run_target: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dpone_drivers import bigquery as drivers
+
+    monkeypatch.setattr(drivers, "PROBE_DEADLINE_SECONDS", 2.0)  # the client would retry a minute
+    config = {"project": "p", "dataset": "d", "api_endpoint": "http://127.0.0.1:1"}
+    data = lines(schema("people", {"id": {"type": "integer"}}), record("people", {"id": 1}))
+    result = run_target(BigQueryTarget, config, data)
+    assert result.rc == 75, result.stderr
+    assert "Connection refused" in result.stderr
