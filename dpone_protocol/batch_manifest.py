@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import os
 import tempfile
 import uuid
@@ -21,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dpone_protocol.errors import ConfigError, DataError
+from dpone_protocol.errors import ConfigError, DataError, DponeError
 from dpone_protocol.object_store import ObjectStores, check_root, is_remote, local_path
+
+log = logging.getLogger("dpone.batch")
 
 RETAIN = "retain"
 DELETE_ON_SUCCESS = "delete_on_success"
@@ -229,3 +232,39 @@ def _check(file: BatchFile, size: int, sha256: str, where: str) -> None:
             f"{where}: {file.uri} does not match its manifest's SHA-256 (changed or corrupted after it was "
             "written): refusing to load it"
         )
+
+
+def delete_files(stores: ObjectStores, uris: list[str]) -> None:
+    """Delete committed BATCH files (cleanup: delete_on_success). A file that cannot be deleted is only
+    logged: its rows are committed, and the run has done its job."""
+    for uri in uris:
+        try:
+            if is_remote(uri):
+                stores.delete(uri)
+            else:
+                local_path(uri).unlink(missing_ok=True)
+        except (DponeError, OSError) as exc:
+            log.warning("BATCH file %s: committed but not deleted: %s", uri, exc)
+
+
+class DeleteAfterCommit:
+    """BATCH files waiting for their batch to commit before they are deleted."""
+
+    def __init__(self, stores: Callable[[], ObjectStores]) -> None:
+        self._stores = stores
+        self._waiting: list[tuple[Callable[[], bool], list[str]]] = []
+
+    def add(self, committed: Callable[[], bool], uris: list[str]) -> None:
+        self._waiting.append((committed, uris))
+
+    def sweep(self) -> None:
+        """Delete the files of every batch that has committed since."""
+        if not self._waiting:
+            return
+        waiting = []
+        for committed, uris in self._waiting:
+            if committed():
+                delete_files(self._stores(), uris)
+            else:
+                waiting.append((committed, uris))
+        self._waiting = waiting

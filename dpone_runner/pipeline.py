@@ -28,7 +28,7 @@ import orjson
 from dpone.state.merge import merge_state
 from dpone.state.records import describe_state
 from dpone.state.store import RunRecord, StateStore, new_lock, utc_now
-from dpone_protocol.batch_manifest import BATCH_CLEANUP_ENV
+from dpone_protocol.batch_manifest import BATCH_CLEANUP_ENV, delete_files
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import (
     EXIT_CODES,
@@ -38,7 +38,7 @@ from dpone_protocol.errors import (
     ProtocolError,
     kind_for_exit,
 )
-from dpone_protocol.object_store import ObjectStores, is_remote, local_path
+from dpone_protocol.object_store import ObjectStores
 from dpone_runner.catalog_prep import prepare_catalog
 from dpone_runner.contracts import ContractStage, RunContext, parse_contracts
 from dpone_runner.filters import build_filters
@@ -138,18 +138,7 @@ class Run:
         batch_config = self.tap.config.get("batch_config") or {}
         storage = batch_config.get("storage") or {} if isinstance(batch_config, dict) else {}
         stores = ObjectStores(storage.get("options") or {} if isinstance(storage, dict) else {})
-
-        def delete(uris: list[str]) -> None:
-            for uri in uris:
-                try:
-                    if is_remote(uri):
-                        stores.delete(uri)
-                    else:
-                        local_path(uri).unlink(missing_ok=True)
-                except (DponeError, OSError) as exc:
-                    log.warning("BATCH file %s: committed by every target but not deleted: %s", uri, exc)
-
-        return delete
+        return lambda uris: delete_files(stores, uris)
 
     def _commit(self, value: dict[str, Any]) -> None:
         merged = merge_state(self._state, value)

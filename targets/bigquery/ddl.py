@@ -97,6 +97,14 @@ class TableOptions:
         return (" " + " ".join(words)) if words else ""
 
 
+def labels_of(config: Mapping[str, Any]) -> dict[str, str]:
+    """The job_labels setting, checked: every job the target runs carries them."""
+    raw = config.get("job_labels") or {}
+    if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
+        raise ConfigError('setting \'job_labels\' must map label keys to strings, e.g. {"team": "data"}')
+    return {str(k): v for k, v in raw.items()}
+
+
 def schema_fields(bigquery: Any, columns: Mapping[str, str], required: frozenset[str] = frozenset()) -> list[Any]:
     """SchemaFields of `columns` (name -> standard SQL type); ARRAY<T> is a REPEATED T."""
     fields = []

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dpone.targets.bigquery import envelope
-from dpone.targets.bigquery.ddl import SQL, TableOptions, schema_fields
+from dpone.targets.bigquery.ddl import SQL, TableOptions, labels_of, schema_fields
 from dpone.targets.bigquery.file_scan import FileScan
 from dpone.targets.bigquery.rows import BatchFile, convert, numeric_columns, unfit
 from dpone.targets.bigquery.type_map import array_item, dialect, standard
@@ -35,7 +35,7 @@ from dpone.targets.framework.encoded_rows import EncodedRows
 from dpone.targets.framework.line_batch import LineBatch, LineRouter
 from dpone.targets.framework.loader import StreamPlan
 from dpone.targets.framework.schema_evolution import DestinationColumn, SchemaPlan, change_statements
-from dpone.targets.framework.sql_loader import STAGING_PREFIX, SqlLoader
+from dpone.targets.framework.sql_loader import STAGING_PREFIX, FetchedRows, SqlLoader
 from dpone_drivers import bigquery as bq
 from dpone_protocol.batch_manifest import BatchManifest
 from dpone_protocol.config import Redactor
@@ -45,24 +45,6 @@ from dpone_protocol.json_schema import Logical
 log = logging.getLogger(__name__)
 STAGING_LIFETIME = dt.timedelta(days=1)
 KEPT_STAGING_LIFETIME = dt.timedelta(days=7)
-
-
-class _Rows:
-    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
-        self.rows = rows
-
-    def fetchone(self) -> tuple[Any, ...] | None:
-        return self.rows[0] if self.rows else None
-
-    def fetchall(self) -> list[tuple[Any, ...]]:
-        return self.rows
-
-
-def labels_of(config: Mapping[str, Any]) -> dict[str, str]:
-    raw = config.get("job_labels") or {}
-    if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
-        raise ConfigError('setting \'job_labels\' must map label keys to strings, e.g. {"team": "data"}')
-    return {str(k): v for k, v in raw.items()}
 
 
 class BigQueryLoader(SqlLoader):
@@ -150,7 +132,7 @@ class BigQueryLoader(SqlLoader):
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         return self._query(sql, "running a query")
 
-    def _query(self, sql: str, doing: str, job_id: str | None = None) -> _Rows:
+    def _query(self, sql: str, doing: str, job_id: str | None = None) -> FetchedRows:
         config = self.bigquery.QueryJobConfig(labels=self.labels)
         try:
             # A fixed job id cannot be retried by the client under the same id: the batch retry does it.
@@ -166,7 +148,7 @@ class BigQueryLoader(SqlLoader):
             except Exception as again:
                 raise bq.classify(again, self.redactor, doing) from None
         rows = self._wait(job, doing)
-        return _Rows([tuple(row.values()) for row in rows])
+        return FetchedRows([tuple(row.values()) for row in rows])
 
     def error(self, exc: Exception, doing: str) -> Exception:
         return bq.classify(exc, self.redactor, doing)

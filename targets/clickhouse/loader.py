@@ -32,7 +32,7 @@ from dpone.targets.framework.line_batch import LineBatch, LineRouter, Lines, Ver
 from dpone.targets.framework.loader import StreamPlan
 from dpone.targets.framework.schema_evolution import DestinationColumn, SchemaPlan, change_statements
 from dpone.targets.framework.sql_dialect import TABLE_VERSION
-from dpone.targets.framework.sql_loader import STAGING_PREFIX, SqlLoader
+from dpone.targets.framework.sql_loader import STAGING_PREFIX, FetchedRows, SqlLoader
 from dpone_drivers.clickhouse import SECRET_KEYS, classify, connect, database_of, error_code, is_embedded, message_of
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError
@@ -44,17 +44,6 @@ DDL_SETTINGS = {"mutations_sync": 2, "alter_sync": 2}
 _VALUE_ERRORS = {6, 26, 27, 38, 41, 69, 70, 72, 117, 131, 321, 376, 395, 467, 1000}
 _AT_ROW = re.compile(r"\(at row (\d+)\)")
 _KEY = re.compile(r"while reading the value of (?:nested )?key ([^)]*)\)")
-
-
-class _Rows:
-    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
-        self.rows = rows
-
-    def fetchone(self) -> Sequence[Any] | None:
-        return self.rows[0] if self.rows else None
-
-    def fetchall(self) -> Sequence[Sequence[Any]]:
-        return self.rows
 
 
 class ClickHouseLoader(SqlLoader):
@@ -98,7 +87,7 @@ class ClickHouseLoader(SqlLoader):
     # -- the driver ------------------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         if sql.startswith("SELECT"):
-            return _Rows(self.client.query(sql).result_rows)
+            return FetchedRows(self.client.query(sql).result_rows)
         return self.client.command(sql, settings=DDL_SETTINGS)
 
     def error(self, exc: Exception, doing: str) -> Exception:

@@ -29,6 +29,19 @@ STAGING_PREFIX = "_dpone_stage_"
 SHADOW_SUFFIX = "__dpone_new"
 
 
+class FetchedRows:
+    """Rows a client returned whole, answering `fetchone()`/`fetchall()` as `execute` results must."""
+
+    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
+        self.rows = rows
+
+    def fetchone(self) -> Sequence[Any] | None:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> Sequence[Sequence[Any]]:
+        return self.rows
+
+
 class SqlLoader(Loader):
     sql: SqlDialect  # the words
     schema: str  # where tables go (schema, dataset or database)

@@ -23,11 +23,12 @@ from dpone_protocol.batch_manifest import (
     DELETE_ON_SUCCESS,
     BatchFile,
     BatchManifest,
+    DeleteAfterCommit,
     fetch,
     usable_dir,
 )
 from dpone_protocol.codec import DEFAULT_CODEC, EXACT_CODEC, Frame, MessageWriter, decode_line
-from dpone_protocol.errors import ConfigError, DataError, DponeError, InputCutError, ProtocolError
+from dpone_protocol.errors import ConfigError, DataError, InputCutError, ProtocolError
 from dpone_protocol.messages import (
     ActivateVersionMessage,
     BatchMessage,
@@ -36,7 +37,7 @@ from dpone_protocol.messages import (
     StateMessage,
     from_dict,
 )
-from dpone_protocol.object_store import ObjectStores, is_remote, local_path
+from dpone_protocol.object_store import ObjectStores
 from dpone_protocol.settings import Setting
 from dpone_protocol.wire import opens_as_record
 
@@ -89,8 +90,7 @@ class Target:
         self.router: LineRouter | None = None
         self._line = 0  # input lines read so far
         self._stores: ObjectStores | None = None
-        # BATCH files to delete once their batch commits (cleanup: delete_on_success): sink, mark, URLs.
-        self._to_delete: list[tuple[Sink, int, list[str]]] = []
+        self._cleanup = DeleteAfterCommit(self._batch_stores)  # cleanup: delete_on_success
 
     # -- hooks ------------------------------------------------------------------
     def make_sink(self, schema: SchemaMessage) -> Sink:
@@ -396,25 +396,8 @@ class Target:
     def _delete_after_commit(self, sink: Sink, manifest: BatchManifest) -> None:
         if manifest.cleanup == DELETE_ON_SUCCESS and os.environ.get(BATCH_CLEANUP_ENV) != "runner":
             uris = [f.uri for f in manifest.files] + ([manifest.uri] if manifest.uri else [])
-            self._to_delete.append((sink, sink.commit_mark(), uris))
-
-    def _delete_committed_files(self) -> None:
-        """Delete the BATCH files of batches that committed (cleanup: delete_on_success). A file that
-        cannot be deleted is only logged: its rows are committed, and the run has done its job."""
-        waiting = []
-        for sink, mark, uris in self._to_delete:
-            if not sink.is_committed(mark):
-                waiting.append((sink, mark, uris))
-                continue
-            for uri in uris:
-                try:
-                    if is_remote(uri):
-                        self._batch_stores().delete(uri)
-                    else:
-                        local_path(uri).unlink(missing_ok=True)
-                except (DponeError, OSError) as exc:
-                    log.warning("BATCH file %s: committed but not deleted: %s", uri, exc)
-        self._to_delete = waiting
+            mark = sink.commit_mark()
+            self._cleanup.add(lambda: sink.is_committed(mark), uris)
 
     def _count_batch_record(self, sink: Sink) -> None:
         self.records_in += 1
@@ -459,8 +442,7 @@ class Target:
 
     def _emit_state(self, writer: MessageWriter) -> None:
         """Echo the newest state whose records are all committed, if any."""
-        if self._to_delete:
-            self._delete_committed_files()
+        self._cleanup.sweep()
         held = self._states_after_commit
         for at in range(len(held) - 1, -1, -1):
             value, marks = held[at]

@@ -17,6 +17,7 @@ import pytest
 
 from dpone.taps.csv.tap import CsvTap
 from dpone.targets.duckdb.target import DuckDBTarget
+from dpone_protocol import batch_manifest
 from dpone_protocol.object_store import file_digests, local_path
 from tests.conftest import lines, state
 
@@ -158,11 +159,11 @@ def test_crash_after_the_load_before_cleanup_loses_nothing(run_tap, run_target, 
     messages = batches(run_tap, csv_dir, (tmp_path / "b").as_uri(), monkeypatch, cleanup="delete_on_success")
     db = tmp_path / "t.duckdb"
 
-    def die(self: Any) -> None:
+    def die(*args: Any) -> None:
         raise SystemExit(137)
 
     with monkeypatch.context() as patched:
-        patched.setattr(DuckDBTarget, "_delete_committed_files", die)
+        patched.setattr(batch_manifest, "delete_files", die)  # the first deletion after a commit
         with pytest.raises(SystemExit):
             load(run_target, db, messages)
     assert [r[0] for r in table(db)] == [1, 2, 3]  # the first batch committed before the crash

@@ -21,6 +21,7 @@ import pytest
 
 from dpone.taps.csv.tap import CsvTap
 from dpone.targets.duckdb.target import DuckDBTarget
+from dpone_protocol import batch_manifest
 from dpone_protocol.object_store import ObjectStores, local_path
 from tests.conftest import lines
 from tests.tools.object_stores import ObjectStoreServer, azure_server, gcs_server, s3_server
@@ -161,11 +162,11 @@ def test_delete_on_success_and_a_crash_before_cleanup(
     messages = tap_batches(run_tap, server, csv_dir, tmp_path, cleanup="delete_on_success")
     db = tmp_path / "t.duckdb"
 
-    def die(self: Any) -> None:
+    def die(*args: Any) -> None:
         raise SystemExit(137)
 
     with monkeypatch.context() as patched:
-        patched.setattr(DuckDBTarget, "_delete_committed_files", die)
+        patched.setattr(batch_manifest, "delete_files", die)  # the first deletion after a commit
         with pytest.raises(SystemExit):
             run_target(DuckDBTarget, target_config(server, db), lines(*messages))
     assert table(db) == [1, 2, 3]
