@@ -6,6 +6,7 @@ Schema on its own.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from decimal import Decimal
@@ -39,6 +40,8 @@ class ColumnType:
     scale: int | None = None
     # arrays: the type of every item, where the schema gives one scalar `items` (Array(T) columns)
     items: ColumnType | None = None
+    # strings: base64 text of bytes (`contentEncoding: base64`), for a destination with a binary type
+    binary: bool = False
 
 
 _SCALAR_TYPES = {"string", "integer", "number", "boolean"}
@@ -105,8 +108,14 @@ def _single(schema: dict[str, Any], kind: str) -> ColumnType:
         logical = _FORMATS.get(fmt, Logical.STRING) if isinstance(fmt, str) else Logical.STRING
         if logical is Logical.DECIMAL:
             return ColumnType(logical, precision=schema.get("precision"), scale=schema.get("scale"))
-        max_length = schema.get("maxLength") if logical is Logical.STRING else None
-        return ColumnType(logical, max_length=max_length if isinstance(max_length, int) else None)
+        if logical is not Logical.STRING:
+            return ColumnType(logical)
+        max_length = schema.get("maxLength")
+        return ColumnType(
+            logical,
+            max_length=max_length if isinstance(max_length, int) else None,
+            binary=schema.get("contentEncoding") == "base64",
+        )
     if kind == "integer":
         bits = _integer_bits(schema)
         if bits is None:
@@ -147,6 +156,7 @@ def _merge(options: list[ColumnType]) -> ColumnType:
             bits=_widest([o.bits for o in options]),
             precision=None if digits is None else digits + (scale or 0),
             scale=scale,
+            binary=all(o.binary for o in options),
         )
     if kinds <= {Logical.INTEGER, Logical.NUMBER}:
         return ColumnType(Logical.NUMBER)
@@ -178,10 +188,7 @@ def column_type(schema: dict[str, Any]) -> ColumnType:
             options.append(sub)
         if not options:
             return ColumnType(Logical.JSON, nullable=True)
-        merged = _merge(options)
-        return ColumnType(
-            merged.logical, nullable, merged.max_length, merged.bits, merged.precision, merged.scale, merged.items
-        )
+        return dataclasses.replace(_merge(options), nullable=nullable)
     types = _types_of(schema)
     nullable = "null" in types or not types
     concrete = [t for t in types if t != "null"]
@@ -189,9 +196,7 @@ def column_type(schema: dict[str, Any]) -> ColumnType:
         return ColumnType(Logical.JSON, nullable=True)
     options = [_single(schema, t) for t in concrete]
     merged = options[0] if len(options) == 1 else _merge(options)
-    return ColumnType(
-        merged.logical, nullable, merged.max_length, merged.bits, merged.precision, merged.scale, merged.items
-    )
+    return dataclasses.replace(merged, nullable=nullable)
 
 
 def stream_columns(schema: dict[str, Any], stream: str) -> dict[str, ColumnType]:

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--state-backend",
         metavar="URI",
-        help="sqlite:///PATH (default .dpone/state.db), file:///PATH.json or postgresql://...",
+        help="sqlite:///PATH (default .dpone/state.db), file:///PATH.json, postgresql://... or mssql://...",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -7,6 +7,13 @@ stream's bookmark is parsed into the most specific record that fits, checked in 
   is kept as sent, an integer or PostgreSQL's ``"0/16DB018"`` text form.
 * :class:`XminPosition` - a PostgreSQL full-table copy that resumes after a transaction id:
   ``{"xmin": 1234, ...}``.
+* :class:`CdcLsnPosition` - SQL Server CDC: ``{"cdc_lsn": "0x0000002A000001F80003"}``. An LSN is
+  10 bytes (80 bits, more than a JSON integer carries safely), kept as SQL Server writes it with
+  ``CONVERT(VARCHAR(22), lsn, 1)``: ``0x`` and 20 hex digits.
+* :class:`ChangeVersionPosition` - SQL Server Change Tracking: ``{"change_version": 1234}``, the
+  database's change-tracking version the stream has read up to.
+* :class:`RowversionPosition` - SQL Server rows past a rowversion: ``{"rowversion": 80012}``, the
+  column's value (as a bigint) of the last row read.
 * :class:`KafkaOffsets` - a Kafka topic read up to fixed offsets:
   ``{"topic": "orders", "partitions": {"0": 42, "1": 17}}``. Keys are partition numbers as
   strings (JSON object keys), values the offset of the *next* message to read, which is Kafka's
@@ -40,6 +47,7 @@ import orjson
 from dpone_protocol.errors import ConfigError
 
 _LSN_TEXT_RE = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
+_CDC_LSN_RE = re.compile(r"^0x[0-9A-Fa-f]{20}$")
 _DESCRIBE_WIDTH = 100
 
 
@@ -146,6 +154,60 @@ class TablePosition:
         return f"{self.stream}: full table version {self.version}, complete"
 
 
+@dataclass(frozen=True, slots=True)
+class CdcLsnPosition:
+    """SQL Server CDC: the LSN (commit position) up to which changes were read."""
+
+    stream: str
+    lsn: str | None  # "0x" + 20 hex digits, as CONVERT(VARCHAR(22), lsn, 1) writes it; None: not yet
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def position(self) -> int:
+        """The LSN as an 80-bit integer, for comparing positions."""
+        if self.lsn is None:
+            raise ValueError(f"stream {self.stream!r} has no CDC LSN yet")
+        if not _is_cdc_lsn(self.lsn):
+            raise ValueError(f"not a SQL Server LSN: {self.lsn!r}")
+        return int(self.lsn[2:], 16)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**({} if self.lsn is None else {"cdc_lsn": self.lsn}), **self.extra}
+
+    def describe(self) -> str:
+        return f"{self.stream}: SQL Server CDC from LSN {self.lsn}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeVersionPosition:
+    """SQL Server Change Tracking: the change-tracking version up to which changes were read."""
+
+    stream: str
+    version: int | None  # None: not recorded yet
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**({} if self.version is None else {"change_version": self.version}), **self.extra}
+
+    def describe(self) -> str:
+        return f"{self.stream}: SQL Server change tracking after version {self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class RowversionPosition:
+    """SQL Server rows past a rowversion: the last value read (the column as a bigint)."""
+
+    stream: str
+    rowversion: int | None  # None: not recorded yet
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**({} if self.rowversion is None else {"rowversion": self.rowversion}), **self.extra}
+
+    def describe(self) -> str:
+        return f"{self.stream}: rows after rowversion {self.rowversion}"
+
+
 # tap-kafka's position: offsets per partition, fixed at start and read up to (read_kafka_offsets).
 @dataclass(frozen=True, slots=True)
 class KafkaOffsets:
@@ -183,11 +245,25 @@ class RawBookmark:
         return f"{self.stream}: {_compact(self.value)}"
 
 
-Bookmark = StreamBookmark | XminPosition | LsnPosition | TablePosition | KafkaOffsets | RawBookmark
+Bookmark = (
+    StreamBookmark
+    | XminPosition
+    | LsnPosition
+    | TablePosition
+    | KafkaOffsets
+    | CdcLsnPosition
+    | ChangeVersionPosition
+    | RowversionPosition
+    | RawBookmark
+)
 
 
 def _is_lsn(value: Any) -> bool:
     return (_is_int(value) and value >= 0) or (isinstance(value, str) and _LSN_TEXT_RE.match(value) is not None)
+
+
+def _is_cdc_lsn(value: Any) -> bool:
+    return isinstance(value, str) and _CDC_LSN_RE.match(value) is not None
 
 
 def _is_kafka_partitions(value: Any) -> bool:
@@ -208,6 +284,12 @@ def parse_bookmark(stream: str, bookmark: Any) -> Bookmark:
         return LsnPosition(stream, bookmark["lsn"], _without(bookmark, "lsn"))
     if _is_int(bookmark.get("xmin")):
         return XminPosition(stream, bookmark["xmin"], _without(bookmark, "xmin"))
+    if _is_cdc_lsn(bookmark.get("cdc_lsn")):
+        return CdcLsnPosition(stream, bookmark["cdc_lsn"], _without(bookmark, "cdc_lsn"))
+    if _is_int(bookmark.get("change_version")):
+        return ChangeVersionPosition(stream, bookmark["change_version"], _without(bookmark, "change_version"))
+    if _is_int(bookmark.get("rowversion")):
+        return RowversionPosition(stream, bookmark["rowversion"], _without(bookmark, "rowversion"))
     topic = bookmark.get("topic")
     if _is_kafka_partitions(bookmark.get("partitions")) and (topic is None or isinstance(topic, str)):
         extra = _without(bookmark, "partitions", "topic")
@@ -264,9 +346,19 @@ def read_position(stream: str, bookmark: Any, method: str) -> Bookmark:
     if method == "XMIN":
         xmin = _checked(stream, bookmark, "xmin", _is_int, "an integer (a transaction id)")
         return XminPosition(stream, xmin, _without(bookmark, "xmin"))
+    if method == "LOG_BASED" and "cdc_lsn" in bookmark:
+        # SQL Server's log-based streams (CDC) keep their LSN under a key of its own.
+        cdc = _checked(stream, bookmark, "cdc_lsn", _is_cdc_lsn, "a SQL Server LSN ('0x' and 20 hex digits)")
+        return CdcLsnPosition(stream, cdc, _without(bookmark, "cdc_lsn"))
     if method == "LOG_BASED":
         lsn = _checked(stream, bookmark, "lsn", _is_lsn, "an LSN (an integer, or text like '0/16DB018')")
         return LsnPosition(stream, lsn, _without(bookmark, "lsn"))
+    if method == "CHANGE_TRACKING":
+        version = _checked(stream, bookmark, "change_version", _is_int, "an integer (a change tracking version)")
+        return ChangeVersionPosition(stream, version, _without(bookmark, "change_version"))
+    if method == "ROWVERSION":
+        rowversion = _checked(stream, bookmark, "rowversion", _is_int, "an integer (a rowversion as a bigint)")
+        return RowversionPosition(stream, rowversion, _without(bookmark, "rowversion"))
     return RawBookmark(stream, dict(bookmark))
 
 

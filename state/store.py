@@ -118,7 +118,9 @@ DEFAULT_BACKEND = "sqlite:///.dpone/state.db"
 
 
 def open_store(uri: str | None = None) -> StateStore:
-    """sqlite:///path (default .dpone/state.db), file:///path/state.json, or postgresql://..."""
+    """sqlite:///path (default .dpone/state.db), file:///path/state.json, postgresql://..., or
+    mssql://user:password@host:port/database?schema=NAME (also sqlserver://; mssql:///?odbc_connect=
+    with a URL-encoded ODBC connection string)."""
     uri = uri or os.environ.get("DPONE_STATE_BACKEND") or DEFAULT_BACKEND
     scheme, _, rest = uri.partition("://")
     # SQLAlchemy-style: sqlite:///relative/path and sqlite:////absolute/path
@@ -135,4 +137,10 @@ def open_store(uri: str | None = None) -> StateStore:
         from dpone.state.postgres_store import PostgresStore  # noqa: PLC0415
 
         return PostgresStore(uri)
-    raise ConfigError(f"unknown state backend {scheme!r}: use sqlite:///PATH, file:///PATH or postgresql://...")
+    if scheme in ("mssql", "sqlserver"):
+        from dpone.state.mssql_store import MssqlStore  # noqa: PLC0415
+
+        return MssqlStore(uri)
+    raise ConfigError(
+        f"unknown state backend {scheme!r}: use sqlite:///PATH, file:///PATH, postgresql://... or mssql://..."
+    )

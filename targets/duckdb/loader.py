@@ -26,14 +26,13 @@ from dpone.targets.duckdb.type_map import (
 )
 from dpone.targets.duckdb.values import Convert, converter, read_as, shown
 from dpone.targets.framework.loader import StreamPlan
+from dpone.targets.framework.loader_sink import input_line
 from dpone.targets.framework.schema_evolution import DestinationColumn
 from dpone.targets.framework.sql_loader import SqlLoader
 from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-# The key under which the sink leaves a record's input line (a name no JSON property will have).
-LINE_KEY = "\x00dpone_line"
 ROW_COLUMN = "__dpone_row"
 _STAMPED = ("_sdc_received_at", "_sdc_batched_at")
 # read_json's own default; a batch with a longer line raises it to that line's length.
@@ -120,7 +119,7 @@ class DuckDBLoader(SqlLoader):
                     try:
                         row[name] = convert(value)
                     except ValueError as exc:
-                        where = _where(records, position)
+                        where = input_line(records, position)
                         raise DataError(f"{where}, stream {plan.stream!r}, column {name!r}: {exc}") from None
             data = dumps(row)
             longest = max(longest, len(data))
@@ -148,20 +147,14 @@ class DuckDBLoader(SqlLoader):
                 # DuckDB's line and file are the staging file's; the input's line is in the prefix.
                 why = _DUCKDB_WHERE.sub("", reason)
                 return (
-                    f"{_where(records, int(found[0]))}, stream {plan.stream!r}, column {name!r}: "
+                    f"{input_line(records, int(found[0]))}, stream {plan.stream!r}, column {name!r}: "
                     f"{shown(found[1])} does not fit {type_} ({why})"
                 )
         match = _DUCKDB_LINE.search(reason)
         staged = int(match.group(1)) if match else 0
-        near = f"{_where(records, staged)} or near it, " if 0 < staged <= len(records) else ""
+        near = f"{input_line(records, staged)} or near it, " if 0 < staged <= len(records) else ""
         return f"{near}stream {plan.stream!r}: a record does not fit the table: {reason}"
 
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
-
-
-def _where(records: list[dict[str, Any]], position: int) -> str:
-    """The input line of the batch's record at `position` (1-based), or its place in the batch."""
-    line = records[position - 1].get(LINE_KEY)
-    return f"line {line}" if line is not None else f"record {position} of the batch"

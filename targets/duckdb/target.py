@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from dpone.targets.duckdb.loader import LINE_KEY, DuckDBLoader
+from dpone.targets.duckdb.loader import DuckDBLoader
 from dpone.targets.duckdb.type_map import DEFAULT_NUMBERS, NUMBER_MODES, ROUNDED_NUMBERS, decimal_shape, duckdb_type
 from dpone.targets.framework.loader import LOADER_SETTINGS, Loader
 from dpone.targets.framework.loader_sink import LoaderSink
@@ -43,6 +43,8 @@ def _floats_may_change(column: ColumnType, numbers: str) -> bool:
 class DuckDBSink(LoaderSink):
     """A LoaderSink whose records carry their input line, so a value the loader stops on is named by it."""
 
+    carry_lines = True
+
     def set_schema(self, message: SchemaMessage) -> None:
         super().set_schema(message)
         # A float would already have rounded a number bound for any column but a float one, or for a
@@ -57,12 +59,6 @@ class DuckDBSink(LoaderSink):
             else _allows_number(properties.get(name)) and _floats_may_change(column, numbers)
             for name, column in self.columns.items()
         )
-
-    def add_record(
-        self, record: dict[str, Any], version: int | None, time_extracted: str | None, size: int, line: int
-    ) -> bool:
-        record[LINE_KEY] = line
-        return super().add_record(record, version, time_extracted, size, line)
 
 
 class DuckDBTarget(LoaderTarget):

@@ -54,8 +54,21 @@ def _dedupe_last(records: list[dict[str, Any]], keys: list[str]) -> list[dict[st
     return list(latest.values()) if len(latest) != len(records) else records
 
 
+# The key under which a record keeps its input line (a name no JSON property will have).
+LINE_KEY = "\x00dpone_line"
+
+
+def input_line(records: list[dict[str, Any]], position: int) -> str:
+    """The input line of the batch's record at `position` (1-based), or its place in the batch."""
+    line = records[position - 1].get(LINE_KEY)
+    return f"line {line}" if line is not None else f"record {position} of the batch"
+
+
 class LoaderSink(Sink):
     """Drives a :class:`Loader` through the staging contract for one stream."""
+
+    # Records keep their input line under LINE_KEY, so a loader names the line of a value it refuses.
+    carry_lines = False
 
     def __init__(
         self,
@@ -153,6 +166,8 @@ class LoaderSink(Sink):
     ) -> bool:
         encoder = self.encoder
         if encoder is None:
+            if self.carry_lines:
+                record[LINE_KEY] = line
             return super().add_record(record, version, time_extracted, size, line)
         self.check_keys(record, line)
         try:

@@ -31,6 +31,10 @@ class SqlDialect:
     create_if_missing: bool = False
     # Words after a new table's column list (SQLite's STRICT, a storage clause).
     table_options: str = ""
+    # How a transaction is opened and closed (T-SQL's BEGIN alone opens a block, not a transaction).
+    begin = "BEGIN"
+    commit = "COMMIT"
+    rollback = "ROLLBACK"
 
     # -- names ---------------------------------------------------------------------------------------
     def q(self, name: str) -> str:

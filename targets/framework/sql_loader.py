@@ -94,15 +94,15 @@ class SqlLoader(Loader):
         if not self.sql.transactional:
             yield
             return
-        self.execute("BEGIN")
+        self.execute(self.sql.begin)
         try:
             yield
-            self.execute("COMMIT")
+            self.execute(self.sql.commit)
         except BaseException:
             # A COMMIT that failed (a read-only file, a full disk) has already ended the
             # transaction: the rollback's own error must not hide the one that got us here.
             with contextlib.suppress(Exception):
-                self.execute("ROLLBACK")
+                self.execute(self.sql.rollback)
             raise
 
     @final

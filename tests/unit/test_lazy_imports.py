@@ -33,6 +33,8 @@ DRIVERS = (
     "requests",
     "obstore",
     "google.auth",
+    "mssql_python_odbc",
+    "sqlglot",
 )
 BIN = Path(sys.executable).parent
 
@@ -63,6 +65,7 @@ def test_batch_files_and_manifests_load_no_object_store_client():
         "dpone_runner.cli",
         "dpone_runner.pipeline",
         "dpone.state.postgres_store",
+        "dpone.state.mssql_store",
     ],
 )
 def test_cli_modules_load_no_driver(module):

@@ -31,6 +31,8 @@ EXTRAS = {
     "tap-rest": "rest",
     "tap-bigquery": "bigquery",
     "target-bigquery": "bigquery",
+    "tap-mssql": "mssql",
+    "target-mssql": "mssql",
 }
 
 
