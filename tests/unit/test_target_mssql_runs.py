@@ -490,7 +490,9 @@ def test_freetds_loads_only_through_freebcp(recorder: Recorder, tmp_path: Path) 
     assert result.rc == 78 and "needs bulk_method: bcp" in result.stderr
     existing_table(recorder)
     tool = fake_bcp(tmp_path, name="freebcp")
-    result = run_target(tmp_path, [SCHEMA, record(1), state(1)], driver="FreeTDS", bulk_method="bcp", bcp_path=str(tool))
+    result = run_target(
+        tmp_path, [SCHEMA, record(1), state(1)], driver="FreeTDS", bulk_method="bcp", bcp_path=str(tool)
+    )
     assert result.rc == 0, result.stderr
     args = (tmp_path / "freebcp.args").read_text().split("\n")
     assert args[3:5] == ["-S", "dpone"] and "-c" in args and args[-3:-1] == ["-D", "dw"]
