@@ -4,31 +4,19 @@
     DPONE_TEST_MSSQL_DSN='SERVER=tcp:HOST,1433;UID=...;PWD=...;DATABASE=...;TrustServerCertificate=yes' \\
         python bench/target_mssql.py --rows 1000000 --repeat 3      # also rows/s on that server
 
-Every step reads the stream of bench/records.py (SCHEMA, N RECORDs of 10 columns, a STATE every
-10,000) with each target's defaults (upsert on ``id``, 5 metadata columns). CPU is user + system
-seconds, best of --repeat rounds, the steps interleaved. In this process, ``time.process_time()``
-around the work only (the lines are read into memory first):
-
-- ``target-postgres COPY encoder`` (the reference): every line to the C router's ``feed`` (the
-  encoder ``PostgresLoader.row_encoder`` makes), ``take()`` per batch: lines to COPY text.
-- ``target-mssql decode``: the path of a stream with an exact column (``score``, a ``number``
-  without format: ``Sink.exact_numbers``): head peeked, ``EXACT_CODEC`` (stdlib json, Decimal),
-  message built, ``Sink.add`` (key check, ``_sdc_*`` stamps, input line kept), batches cut as the
-  target cuts them (100,000 rows or 32 MiB of input), one row per key, freed after use.
-- ``target-mssql parameter_arrays``: of each batch, with ``MssqlLoader.bindings``.
-- ``bcp file``: ``bcp.data_file()`` of the same arrays, encoded UTF-16 (bcp -w), as
-  ``bulk_method: bcp`` makes each batch's file (not the write to disk).
-
-On the TDS endpoint of tests/tools/tds_server.py (no SQL Server here: the real Microsoft ODBC
-Driver 18 logs in to it; it decodes every parameter in Python, in its own process), the whole
-``target-mssql`` as a process, stdin = the Singer file: its CPU (wait4), peak RSS (GNU time), and
-the CPU it notes in ``parameter_arrays`` and in ``insert_arrays`` (pyodbc and the driver putting
-the arrays on the wire). Wall time there is the endpoint's, not the target's.
-
-With DPONE_TEST_MSSQL_DSN (an ODBC connection string: SERVER=tcp:host,port, UID, PWD, DATABASE):
-wall time, each load into a fresh schema, of target-mssql (fast_executemany; bulk_method bcp) and
-of bcp (or freebcp) loading the same rows from one character-format file, with the target's flags,
-into a table of the target's shape (column types, primary key).
+The same N records of bench/records.py for every step, each target's defaults (upsert on ``id``,
+5 metadata columns); CPU is user + system, best of --repeat interleaved rounds. In this process,
+``time.process_time()`` around the work only: target-postgres's C COPY encoder (the reference:
+router ``feed`` per line, ``take()`` per batch); target-mssql's decoding of an exact stream
+(peek, ``EXACT_CODEC``, message, ``Sink.add``, batches as the target cuts them); its
+``parameter_arrays()``; ``bcp.data_file()`` + UTF-16 (``bulk_method: bcp``). Then the whole
+``target-mssql`` process against the TDS endpoint of tests/tools/tds_server.py (the real ODBC
+Driver 18 logs in; the endpoint decodes in Python, in its own process, and sets the wall time):
+its CPU, peak RSS, and the CPU it notes in ``parameter_arrays`` and ``insert_arrays`` (the driver).
+With DPONE_TEST_MSSQL_DSN (SERVER=tcp:host,port; UID; PWD; DATABASE): wall time of target-mssql
+(fast_executemany, bulk_method bcp) and of bcp/freebcp loading the same rows from one
+character-format file into a table of the target's shape, each into a fresh schema.
+docs/performance.md (target-mssql) says more.
 """
 
 from __future__ import annotations
@@ -300,15 +288,9 @@ def dsn_login(dsn: str) -> dict[str, Any]:
     parts = {k.lower(): v[1:-1].replace("}}", "}") if v.startswith("{") else v.strip() for k, v in pairs}
     host, _, port = parts.get("server", "localhost").removeprefix("tcp:").partition(",")
     trust = parts.get("trustservercertificate", "").lower() in ("yes", "true")
-    return {
-        "host": host,
-        "port": int(port or 1433),
-        "user": parts.get("uid", ""),
-        "password": parts.get("pwd", ""),
-        "database": parts.get("database", ""),
-        "encrypt": parts.get("encrypt", "yes").lower(),
-        "trust_server_certificate": trust,
-    }
+    user, password, database = (parts.get(k, "") for k in ("uid", "pwd", "database"))
+    login = {"host": host, "port": int(port or 1433), "user": user, "password": password, "database": database}
+    return {**login, "encrypt": parts.get("encrypt", "yes").lower(), "trust_server_certificate": trust}
 
 
 def server_runs(work: Path, singer: Path, lines: list[bytes], rows: int, repeat: int) -> None:
@@ -413,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--skip-wire", action="store_true", help="leave out target-mssql on the TDS endpoint")
     parser.add_argument(
-        "--wire-rows", help="rows of each TDS endpoint run, comma-separated (default --rows; ~4,500 rows/s)"
+        "--wire-rows",
+        help="rows of each TDS endpoint run, comma-separated (default --rows; the endpoint takes ~4,300 rows/s)",
     )
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR, help="inputs and logs (default bench/.work)")
     args = parser.parse_args(argv)

@@ -196,21 +196,44 @@ def resolve_driver(name: str) -> str:
     raise ConfigError(f"ODBC driver {name!r} is not installed (registered drivers: {known}); {hint}")
 
 
+_DRIVER_KEY = re.compile(r"(?:^|;)\s*driver\s*=\s*(\{(?:[^}]|\}\})*\}|[^;]*)", re.IGNORECASE)
+
+
+def driver_of(config: Mapping[str, Any]) -> str:
+    """The driver a config names: the connection string's DRIVER=, else the driver setting."""
+    found = _DRIVER_KEY.search(str(config.get("odbc_connection_string") or ""))
+    if found:
+        return found.group(1).strip().removeprefix("{").removesuffix("}").replace("}}", "}")
+    return str(config.get("driver") or DRIVER_18)
+
+
 def is_freetds(config: Mapping[str, Any]) -> bool:
-    driver = str(config.get("driver") or DRIVER_18)
-    return driver == FREETDS or "tdsodbc" in driver
+    driver = driver_of(config)
+    return driver.lower() == FREETDS.lower() or "tdsodbc" in driver
+
+
+def setting(config: Mapping[str, Any], key: str, default: int) -> int:
+    """An integer setting; absent is the default, 0 or less is refused (not taken for the default)."""
+    value = config.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"setting {key!r} must be a positive integer; got {value!r}")
+    return value
 
 
 def connection_string(config: Mapping[str, Any], application: str) -> str:
     """The ODBC connection string for `config`; it holds the password: never log it (redact)."""
-    driver_name = str(config.get("driver") or DRIVER_18)
-    timeout = int(config.get("connect_timeout") or 30)
+    driver_name = driver_of(config)
+    timeout = setting(config, "connect_timeout", 30)
     if config.get("odbc_connection_string"):
         text = str(config["odbc_connection_string"]).strip().rstrip(";")
-        if not re.search(r"(?:^|;)\s*driver\s*=", text, re.IGNORECASE):
-            text = f"DRIVER={_braced(resolve_driver(driver_name))};{text}"
-        return text
-    port = config.get("port") or 1433
+        # The string's own DRIVER= is resolved like the setting: Driver 18 from the wheel when
+        # unixODBC does not know it (the form the Azure portal gives names it).
+        text = _DRIVER_KEY.sub("", text).strip(";")
+        return f"DRIVER={_braced(resolve_driver(driver_name))};{text}"
+    port = config.get("port")
+    port = 1433 if port is None else port
     check_port(port, "setting 'port'")
     host = str(config.get("host") or "localhost")
     mode = str(config.get("authentication") or SQL_LOGIN)
@@ -246,11 +269,12 @@ def connect(config: Mapping[str, Any], redactor: Redactor, application: str, *, 
     secret = re.search(r"(?:^|;)\s*pwd\s*=\s*(\{(?:[^}]|\}\})*\}|[^;]*)", text, re.IGNORECASE)
     if secret:
         redactor.add([secret.group(1).strip("{}").replace("}}", "}")])
-    timeout = int(config.get("connect_timeout") or 30)
+    timeout = setting(config, "connect_timeout", 30)
+    where = "" if config.get("odbc_connection_string") else f" at {config.get('host') or 'localhost'}"
     try:
         conn = driver.connect(text, autocommit=autocommit, timeout=timeout)
     except driver.Error as exc:
-        raise classify(exc, redactor, "connecting to SQL Server") from None
+        raise classify(exc, redactor, f"connecting to SQL Server{where}") from None
     if is_freetds(config):
         # FreeTDS hands narrow text over as UTF-8 (ClientCharset); wide text is UTF-16 as usual.
         conn.setdecoding(driver.SQL_CHAR, encoding="utf-8")
@@ -289,6 +313,11 @@ def classify(exc: Exception, redactor: Redactor, doing: str) -> DponeError:
         return TransientError(message)
     if number in _CONFIG_NUMBERS or state in ("28000", "IM002", "IM003", "42S02", "42S22", "3D000"):
         return ConfigError(message)
+    if "can't open lib" in message.lower():  # unixODBC could not load the driver library
+        return ConfigError(f"{message} (the ODBC driver named is not installed or not loadable)")
+    if "did not supply an error" in message:
+        # An ODBC call that failed without diagnostics: an interrupted or dropped call, not the data.
+        return TransientError(message)
     if number in _DATA_NUMBERS or state.startswith(("22", "23")):
         return DataError(message)
     if isinstance(exc, (driver.OperationalError, driver.InterfaceError)):

@@ -85,13 +85,16 @@ class BcpTool:
                 "(not odbc_connection_string or Entra ID)"
             )
         wanted = config.get("bcp_path")
-        path = str(wanted) if wanted else shutil.which("bcp") or shutil.which("freebcp")
+        # The FreeTDS driver goes with FreeTDS's own tool; Microsoft's bcp reads none of its settings.
+        tools = ("freebcp", "bcp") if is_freetds(config) else ("bcp", "freebcp")
+        path = str(wanted) if wanted else next((found for t in tools if (found := shutil.which(t))), None)
         if path is None or not os.access(path, os.X_OK):
             raise ConfigError(
                 "bulk_method bcp: no bcp tool found (install mssql-tools18's bcp, or FreeTDS's freebcp: "
                 "apt-get install freetds-bin; or set bcp_path)"
             )
-        return cls(path, os.path.basename(path).startswith("freebcp") or is_freetds(config), config, redactor)
+        # The arguments follow the tool that runs, whichever driver the connection uses.
+        return cls(path, os.path.basename(path).startswith("freebcp"), config, redactor)
 
     def command(self, table: str, path: str) -> list[str]:
         """The bcp command line (it holds the password: never log it unredacted)."""
@@ -102,8 +105,13 @@ class BcpTool:
         if self.freetds:
             args = [self.path, table, "in", path, "-S", "dpone", *login, "-c", "-t", FIELD_END, "-r", ROW_END]
             return [*args, "-b", "100000", "-h", "TABLOCK", *database]
-        args = [self.path, table, "in", path, "-S", f"tcp:{host},{port}", *login, "-w", "-t", FIELD_END]
+        server = host if "\\" in host else f"tcp:{host},{port}"  # a named instance is found by name
+        args = [self.path, table, "in", path, "-S", server, *login, "-w", "-t", FIELD_END]
         args += ["-r", ROW_END, "-b", "100000", "-h", "TABLOCK", *database]
+        # bcp 18 encrypts by default (mandatory); -Y says otherwise, as the encrypt setting does.
+        encrypt = str(c.get("encrypt") or "yes")
+        if encrypt in ("strict", "no", "optional"):
+            args.append({"strict": "-Ys", "no": "-Yo", "optional": "-Yo"}[encrypt])
         if c.get("trust_server_certificate"):
             args.append("-u")
         return args

@@ -9,6 +9,7 @@ table is swapped with `sp_rename`, not `ALTER SCHEMA ... TRANSFER`.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping
 
 from dpone.targets.framework.sql_dialect import DELETED_AT, SqlDialect
@@ -29,16 +30,18 @@ class MssqlSql(SqlDialect):
     # With XACT_ABORT an error has already rolled back; the loader ignores this one's "no transaction".
     rollback = "ROLLBACK TRANSACTION"
 
-    def __init__(self, *, json_check: bool = False) -> None:
-        self.json_check = json_check  # CHECK (ISJSON(c) = 1) on JSON columns
-
     def nliteral(self, text: str) -> str:
         """A Unicode string literal (N'...'): names with any character compare as written."""
         return "N" + self.literal(text)
 
     def column_def(self, name: str, type_: str, *, not_null: bool = False) -> str:
-        check = f" CHECK (ISJSON({self.q(name)}) = 1)" if self.json_check and type_ == JSON_TYPE else ""
-        return f"{self.q(name)} {type_} {'NOT NULL' if not_null else 'NULL'}{check}"
+        return f"{self.q(name)} {type_} {'NOT NULL' if not_null else 'NULL'}"
+
+    def json_check(self, table: str, column: str) -> str:
+        """Other writers of `table` can store only JSON text in `column`. Constraint names are unique
+        per schema and a shadow's stays with it when swapped in: each gets a random suffix."""
+        name = self.fit_name(column, f"_isjson_{secrets.token_hex(4)}")
+        return f"ALTER TABLE {table} ADD CONSTRAINT {self.q(name)} CHECK (ISJSON({self.q(column)}) = 1)"
 
     def create_table(
         self,

@@ -17,11 +17,11 @@ from typing import Any
 
 from dpone.targets.framework.loader import StreamPlan
 from dpone.targets.framework.loader_sink import input_line
-from dpone.targets.framework.schema_evolution import DestinationColumn
+from dpone.targets.framework.schema_evolution import Action, DestinationColumn, SchemaPlan
 from dpone.targets.framework.sql_dialect import DELETED_AT
 from dpone.targets.framework.sql_loader import SqlLoader
 from dpone.targets.mssql import bcp
-from dpone.targets.mssql.ddl import DESCRIBE_TABLE, SCHEMA_EXISTS, SESSION_OPTIONS, MssqlSql
+from dpone.targets.mssql.ddl import DESCRIBE_TABLE, JSON_TYPE, SCHEMA_EXISTS, SESSION_OPTIONS, MssqlSql
 from dpone.targets.mssql.params import Binding, ParameterArrays, Unfit, binding, parameter_arrays
 from dpone.targets.mssql.type_map import (
     FLOAT_NUMBERS,
@@ -31,9 +31,10 @@ from dpone.targets.mssql.type_map import (
     dialect,
     normalize,
 )
-from dpone_drivers.mssql import classify, connect, driver_errors, error_number, is_freetds
+from dpone_drivers.mssql import classify, connect, driver_errors, error_number, is_freetds, setting
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DataError
+from dpone_protocol.json_schema import Logical
 
 log = logging.getLogger(__name__)
 APPLICATION_NAME = "dpone-target-mssql"
@@ -42,6 +43,7 @@ BCP = "bcp"
 BULK_METHODS = (FAST_EXECUTEMANY, BCP)
 # Parameter arrays are allocated whole by the driver: a chunk is kept under this many bytes.
 CHUNK_BYTES = 64 * 1024 * 1024
+JSON_LOGICALS = (Logical.OBJECT, Logical.ARRAY, Logical.JSON)
 SCHEMA_EXISTS_ALREADY = 2714
 FREETDS_NEEDS_BCP = (
     "target-mssql with the FreeTDS driver needs bulk_method: bcp (FreeTDS cannot bind parameter arrays "
@@ -61,10 +63,9 @@ class MssqlLoader(SqlLoader):
         self.numbers = _choice(config, "number_type", FLOAT_NUMBERS, NUMBER_MODES)
         timestamps = _choice(config, "timestamp_type", OFFSET_TIMESTAMPS, TIMESTAMP_MODES)
         self.bulk_method = _choice(config, "bulk_method", FAST_EXECUTEMANY, BULK_METHODS)
-        self.chunk_rows = int(config.get("insert_chunk_rows") or 10_000)
-        if self.chunk_rows < 1:
-            raise ConfigError(f"insert_chunk_rows must be a positive integer; got {self.chunk_rows}")
-        self.sql = MssqlSql(json_check=bool(config.get("json_check", False)))
+        self.chunk_rows = setting(config, "insert_chunk_rows", 10_000)
+        self.sql = MssqlSql()
+        self.json_check = bool(config.get("json_check", False))
         self.dialect = dialect(self.numbers, timestamps)
         # FreeTDS 1.3's ODBC driver crashes on parameter arrays (it ignores the bind offset), and row
         # by row it drops offsets, fractions and varbinary values: only its freebcp loads exactly.
@@ -115,8 +116,39 @@ class MssqlLoader(SqlLoader):
             return self.sql.q("##" + self.sql.fit_name(name, f"_{self._token}"))
         return self.sql.q(f"#{name}")
 
+    def stored_name(self, table: str) -> str:
+        return self.sql.fit_name(table)  # sysname holds 128 characters: a longer name is cut and hashed
+
     def key_name(self, table: str) -> str:
         return ""  # unnamed primary keys: see MssqlSql.create_table
+
+    # -- JSON columns' CHECK constraints (json_check) ----------------------------------------------
+    def json_columns(self, plan: StreamPlan, types: Mapping[str, str]) -> list[str]:
+        """Of the `types` (column -> SQL type) being created, those holding JSON, when checks are asked."""
+        if not self.json_check:
+            return []
+        return [
+            name
+            for name, type_ in types.items()
+            if type_ == JSON_TYPE and (column := plan.columns.get(name)) is not None and column.logical in JSON_LOGICALS
+        ]
+
+    def schema_statements(self, plan: StreamPlan, schema: SchemaPlan, table: str) -> list[str]:
+        statements = super().schema_statements(plan, schema, table)
+        if schema.creates:
+            new = dict(schema.table_columns)
+        else:
+            added = (Action.ADD_COLUMN, Action.NEW_COLUMN)
+            new = {c.column: str(c.wanted) for c in schema.ddl if c.action in added and c.column}
+        target = self.table_ref(table)
+        return statements + [self.sql.json_check(target, name) for name in self.json_columns(plan, new)]
+
+    def begin_replace(self, plan: StreamPlan) -> str:
+        shadow = super().begin_replace(plan)
+        types = plan.table_columns or self.column_types(plan)
+        checks = [self.sql.json_check(self.table_ref(shadow), name) for name in self.json_columns(plan, types)]
+        self.run_all(checks, f"adding JSON checks to the shadow table {shadow}")
+        return shadow
 
     def describe_table(self, table: str) -> dict[str, DestinationColumn] | None:
         rows = self.run(DESCRIBE_TABLE, "reading the table's columns", [self.table_ref(table)]).fetchall()

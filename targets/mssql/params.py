@@ -67,6 +67,9 @@ class Binding:
     scale: int = 0
     convert: Convert | None = None  # None: the decoded value binds as it is
     text: bool = False  # sized per batch from its values
+    # Values of text read as dates, times and UUIDs: a run of equal ones is converted once (the
+    # load-time metadata columns hold one value for a whole batch).
+    repeats: bool = False
 
     def input_size(self, width: int | None = None) -> tuple[int, int, int]:
         """The setinputsizes entry; `width`: the batch's longest value of a text or binary column."""
@@ -109,13 +112,17 @@ def decimal_converter(precision: int, scale: int) -> Convert:
             raise ValueError(f"{_shown(value)} is not a number")
         try:
             number = value if isinstance(value, Decimal) else Decimal(str(value) if isinstance(value, float) else value)
-            exact = number.quantize(quantum, context=_EXACT)
         except (decimal.InvalidOperation, ValueError):
             raise ValueError(f"{_shown(value)} is not a decimal number") from None
+        if not number.is_finite():
+            raise ValueError(f"{_shown(value)} is not a finite number (SQL Server's decimal has no NaN or infinity)")
+        if abs(number) >= limit:
+            raise ValueError(f"{_shown(value)} does not fit decimal({precision},{scale})")
+        exact = number.quantize(quantum, context=_EXACT)
         if exact != number:
-            raise ValueError(f"{value} has more than {scale} decimals (decimal({precision},{scale}) would round it)")
-        if abs(exact) >= limit:
-            raise ValueError(f"{value} does not fit decimal({precision},{scale})")
+            raise ValueError(
+                f"{_shown(value)} has more than {scale} decimals (decimal({precision},{scale}) would round it)"
+            )
         return exact
 
     return to_decimal
@@ -129,10 +136,11 @@ def float_converter(numbers: str, declared_float: bool) -> Convert:
             raise ValueError(f"{_shown(value)} is not a number")
         number = float(value)
         if not math.isfinite(number):
-            raise ValueError(f"{value} is not a finite number (SQL Server's float has no NaN or infinity)")
+            raise ValueError(f"{_shown(value)} is beyond a float's range (SQL Server's float has no infinity)")
         if exact and not isinstance(value, float) and Decimal(repr(number)) != value:
             raise ValueError(
-                f"{value} would change in a float column (to {number!r}); set number_type to decimal to keep it"
+                f"{_shown(value)} would change in a float column (to {number!r}); "
+                "set number_type to decimal to keep it"
             )
         return number
 
@@ -142,11 +150,25 @@ def float_converter(numbers: str, declared_float: bool) -> Convert:
 def text_converter(max_units: int | None) -> Convert:
     def to_text(value: Any) -> str:
         text = value if isinstance(value, str) else _as_text(value)
+        if not text.isascii():
+            _check_characters(text)
         if max_units is not None and len(text) > max_units // 2 and utf16_length(text) > max_units:
-            raise ValueError(f"a string of {utf16_length(text)} characters is longer than nvarchar({max_units})")
+            raise ValueError(
+                f"a string of {utf16_length(text)} UTF-16 units (as SQL Server counts) is longer than "
+                f"nvarchar({max_units})"
+            )
         return text
 
     return to_text
+
+
+def _check_characters(text: str) -> None:
+    """Refuse a lone UTF-16 surrogate (JSON can spell one, `\\ud800`; no character is one)."""
+    try:
+        text.encode("utf-16-le")
+    except UnicodeEncodeError as exc:
+        bad = f"\\u{ord(text[exc.start]):04x}"
+        raise ValueError(f"a string holds a lone surrogate {bad}, which is not a character") from None
 
 
 def to_bytes(value: Any) -> bytes:
@@ -175,9 +197,13 @@ def _timestamp_parts(value: Any) -> tuple[str, str, str, str]:
     elif ":" not in zone:
         zone = f"{zone[:3]}:{zone[3:]}"
     try:  # the calendar, checked here so a bad value is named by its line
-        dt.datetime.fromisoformat(f"{date}T{time}{zone}")
+        moment = dt.datetime.fromisoformat(f"{date}T{time}{zone}")
     except ValueError:
         raise ValueError(f"{_shown(value)} is not a valid date-time") from None
+    try:  # SQL Server keeps a date-time's UTC time: it must fall in years 1 to 9999 too
+        moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError(f"{_shown(value)} is outside years 1 to 9999 in UTC, which SQL Server cannot hold") from None
     if int(zone[1:3]) * 60 + int(zone[4:]) > 14 * 60:
         raise ValueError(f"{_shown(value)} has an offset beyond SQL Server's ±14:00")
     return date, time, (fraction or "")[:MAX_FRACTION], zone
@@ -231,7 +257,11 @@ def _as_text(value: Any) -> str:
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
+    """A value as its JSON text (how the input spelled it), cut to a readable length."""
+    try:
+        text = DEFAULT_CODEC.dumps(value).decode()
+    except (TypeError, ValueError):
+        text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -248,13 +278,13 @@ def binding(column: ColumnType, type_: str, numbers: str) -> Binding:
         precision, scale = (int(n) for n in type_[8:-1].split(","))
         return Binding(SQL_DECIMAL, precision, scale, decimal_converter(precision, scale))
     if type_.startswith("datetimeoffset"):
-        return Binding(SQL_SS_TIMESTAMPOFFSET, 34, 7, to_timestamp_text)
+        return Binding(SQL_SS_TIMESTAMPOFFSET, 34, 7, to_timestamp_text, repeats=True)
     if type_.startswith("datetime2"):
-        return Binding(SQL_TYPE_TIMESTAMP, 27, 7, to_utc_datetime)
+        return Binding(SQL_TYPE_TIMESTAMP, 27, 7, to_utc_datetime, repeats=True)
     if type_ == "date":
-        return Binding(SQL_TYPE_DATE, 0, 0, to_date)
+        return Binding(SQL_TYPE_DATE, 0, 0, to_date, repeats=True)
     if type_.startswith("time"):
-        return Binding(SQL_SS_TIME2, 16, 7, to_time_text)
+        return Binding(SQL_SS_TIME2, 16, 7, to_time_text, repeats=True)
     if type_ == "uniqueidentifier":
         return Binding(SQL_GUID, 0, 0, to_uuid_text)
     if type_ == "varbinary(max)":
@@ -293,7 +323,7 @@ def parameter_arrays(records: Sequence[dict[str, Any]], columns: Sequence[tuple[
         if bind.convert is not None:
             convert = bind.convert
             try:
-                column = [None if v is None else convert(v) for v in column]
+                column = _runs(column, convert) if bind.repeats else [None if v is None else convert(v) for v in column]
             except ValueError:
                 _raise_unfit(column, name, convert)
         width = None
@@ -303,6 +333,23 @@ def parameter_arrays(records: Sequence[dict[str, Any]], columns: Sequence[tuple[
         sizes.append(bind.input_size(width))
         values.append(column)
     return ParameterArrays(list(zip(*values, strict=True)) if values else [() for _ in records], sizes)
+
+
+def _runs(column: list[Any], convert: Convert) -> list[Any]:
+    """`convert` over a column of text values, once per run of equal values."""
+    out: list[Any] = []
+    append = out.append
+    last: Any = None
+    result: Any = None
+    for value in column:
+        if value is None:
+            append(None)
+            continue
+        if value != last:  # the converters take only text: equal values are equal texts
+            result = convert(value)
+            last = value
+        append(result)
+    return out
 
 
 def _raise_unfit(column: list[Any], name: str, convert: Convert) -> None:

@@ -6,7 +6,7 @@ import functools
 import re
 
 from dpone.targets.framework.schema_evolution import INT64_DIGITS, Dialect, decimal_holds
-from dpone.targets.mssql.ddl import JSON_TYPE
+from dpone.targets.mssql.ddl import JSON_TYPE, SQL
 from dpone_protocol.json_schema import ColumnType, Logical
 
 MAX_PRECISION = 38
@@ -149,4 +149,6 @@ def dialect(numbers: str = FLOAT_NUMBERS, timestamps: str = OFFSET_TIMESTAMPS) -
         casts=casts,
         # SQL Server compares names without case (the default collations): Id and id are one column.
         column_key=str.lower,
+        # A name beyond SQL Server's limit is cut and given a hash of the whole (never refused).
+        column_name=SQL.fit_name,
     )

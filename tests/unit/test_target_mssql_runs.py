@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -230,10 +231,29 @@ def test_a_new_column_is_added_in_the_batchs_transaction(recorder: Recorder, tmp
     seq = recorder.sequence()
     begin = seq.index("execute BEGIN TRANSACTION")
     assert seq[begin + 1 : begin + 3] == [
-        "execute ALTER TABLE [dbo].[orders] ADD [tags] nvarchar(max) NULL CHECK (ISJSON([tags]) = 1)",
+        "execute ALTER TABLE [dbo].[orders] ADD [tags] nvarchar(max) NULL",
         "execute ALTER TABLE [dbo].[orders] ADD [seen] date NULL",
     ]
-    assert seq[begin + 3].startswith("execute MERGE") and seq[begin + 4] == "execute COMMIT TRANSACTION"
+    assert re.fullmatch(
+        r"execute ALTER TABLE \[dbo\]\.\[orders\] ADD CONSTRAINT \[tags_isjson_[0-9a-f]{8}\] "
+        r"CHECK \(ISJSON\(\[tags\]\) = 1\)",
+        seq[begin + 3],
+    )
+    assert seq[begin + 4].startswith("execute MERGE") and seq[begin + 5] == "execute COMMIT TRANSACTION"
+
+
+@pytest.mark.parametrize("method", ["upsert", "overwrite"])
+def test_json_checks_go_on_json_columns_only(recorder: Recorder, tmp_path: Path, method: str) -> None:
+    recorder.on(r"FROM sys\.schemas", [(1,)])
+    with_json = json.loads(json.dumps(SCHEMA))
+    with_json["schema"]["properties"]["doc"] = {"type": ["object", "null"]}
+    messages = [with_json, record(1), state(1)]
+    assert run_target(tmp_path, messages, json_check=True, load_method=method).rc == 0
+    checks = [s for s in recorder.statements() if "ISJSON" in s]
+    table = "[dbo].[orders__dpone_new]" if method == "overwrite" else "[dbo].[orders]"
+    # [note] is plain text in nvarchar(max) too: no check on it.
+    assert len(checks) == 1 and checks[0].startswith(f"ALTER TABLE {table} ADD CONSTRAINT [doc_isjson_")
+    assert checks[0].endswith("CHECK (ISJSON([doc]) = 1)")
 
 
 def test_a_widened_string_column_is_altered_in_place(recorder: Recorder, tmp_path: Path) -> None:
@@ -370,6 +390,11 @@ def test_values_reach_the_parameter_arrays_exactly(recorder: Recorder, tmp_path:
         ({"type": "string", "format": "date-time"}, "2024-01-01T00:00:00+15:00", "beyond SQL Server's ±14:00"),
         ({"type": "string", "format": "uuid"}, "not-a-uuid", "not a UUID"),
         ({"type": "boolean"}, 1, "not a boolean"),
+        ({"type": "integer"}, True, "true is not an integer"),
+        ({"type": "string", "format": "date-time"}, "9999-12-31T23:59:59-05:00", "outside years 1 to 9999 in UTC"),
+        ({"type": "string", "format": "date-time"}, "0001-01-01T00:30:00+01:00", "outside years 1 to 9999 in UTC"),
+        ({"type": "string"}, "lone \ud800 surrogate", "a string holds a lone surrogate \\ud800"),
+        ({"type": "string", "format": "singer.decimal", "precision": 10, "scale": 2}, "NaN", "not a finite number"),
     ],
 )
 def test_a_value_its_column_cannot_take_stops_the_load_naming_line_and_column(
@@ -500,3 +525,58 @@ def test_freetds_loads_only_through_freebcp(recorder: Recorder, tmp_path: Path) 
         tmp_path, [SCHEMA, record(1, note="a\x1eb")], driver="FreeTDS", bulk_method="bcp", bcp_path=str(tool)
     )
     assert result.rc == 65 and "load this stream with Microsoft ODBC Driver 18" in result.stderr
+
+
+def test_names_beyond_sql_servers_limit_are_cut_with_a_hash(recorder: Recorder, tmp_path: Path) -> None:
+    recorder.on(r"FROM sys\.schemas", [(1,)])
+    stream, prop = "s" * 150, "c" * 140
+    schema = {
+        "type": "SCHEMA",
+        "stream": stream,
+        "key_properties": [],
+        "schema": {"properties": {prop: {"type": "string"}}},
+    }
+    result = run_target(tmp_path, [schema, {"type": "RECORD", "stream": stream, "record": {prop: "v"}}, state(1)])
+    assert result.rc == 0, result.stderr
+    create = next(s for s in recorder.statements() if s.startswith("CREATE TABLE [dbo]."))
+    table, column = re.findall(r"\[([^\]]+)\]", create)[1:3]
+    assert len(table) <= 114 and table.startswith("s" * 90) and len(column) <= 114 and column.startswith("c" * 90)
+    staged = next(c for c in recorder.calls if c.kind == "executemany")
+    assert staged.rows[0][0] == "v", "the value reaches its shortened column"
+
+
+@pytest.mark.parametrize(
+    ("config", "server", "extra"),
+    [
+        ({"host": "db", "port": 1444, "encrypt": "no"}, "tcp:db,1444", ["-Yo"]),
+        ({"host": "db\\SQLEXPRESS", "encrypt": "strict"}, "db\\SQLEXPRESS", ["-Ys"]),
+        ({"host": "db", "trust_server_certificate": True}, "tcp:db,1433", ["-u"]),
+    ],
+)
+def test_microsofts_bcp_is_told_the_server_and_encryption(
+    tmp_path: Path, config: dict[str, Any], server: str, extra: list[str]
+) -> None:
+    from dpone.targets.mssql.bcp import BcpTool
+    from dpone_protocol.config import Redactor
+
+    tool = BcpTool.find({**config, "user": "u", "password": "p", "bcp_path": str(fake_bcp(tmp_path))}, Redactor())
+    args = tool.command("##t", "/x/batch.dat")
+    assert args[4:6] == ["-S", server] and args[-len(extra) :] == extra
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        ({"insert_chunk_rows": 0}, "setting 'insert_chunk_rows' must be a positive integer; got 0"),
+        ({"connect_timeout": 0}, "setting 'connect_timeout' must be a positive integer; got 0"),
+        ({"port": 0}, "the port must be a number from 1 to 65535"),
+        ({"odbc_connection_string": "DRIVER={FreeTDS};Server=db;UID=u;PWD=p"}, "needs bulk_method: bcp"),
+        ({"driver": "/nowhere/libdriver.so"}, "no ODBC driver library at /nowhere/libdriver.so"),
+    ],
+)
+def test_settings_that_cannot_work_stop_before_anything_is_sent(
+    recorder: Recorder, tmp_path: Path, config: dict[str, Any], says: str
+) -> None:
+    result = run_target(tmp_path, [SCHEMA, record(1)], **config)
+    assert result.rc == 78 and says in result.stderr, result.stderr
+    assert not any(c.kind == "executemany" for c in recorder.calls)
