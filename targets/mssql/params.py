@@ -139,8 +139,7 @@ def float_converter(numbers: str, declared_float: bool) -> Convert:
             raise ValueError(f"{_shown(value)} is beyond a float's range (SQL Server's float has no infinity)")
         if exact and not isinstance(value, float) and Decimal(repr(number)) != value:
             raise ValueError(
-                f"{_shown(value)} would change in a float column (to {number!r}); "
-                "set number_type to decimal to keep it"
+                f"{_shown(value)} would change in a float column (to {number!r}); set number_type to decimal to keep it"
             )
         return number
 
