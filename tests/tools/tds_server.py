@@ -350,13 +350,21 @@ class TdsServer:
         return value
 
 
+def _readable(stream: IO[bytes], deadline: float) -> bool:
+    """True once `stream` has data, False past the deadline. poll, not select: in a long test run the
+    pipe's descriptor can be above select's limit of 1024."""
+    poller = select.poll()
+    poller.register(stream.fileno(), select.POLLIN)
+    return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
+
+
 def _read_frame(stream: IO[bytes], deadline: float | None = None) -> bytes | None:
     """A length-prefixed frame from a pipe; None at end of file; TimeoutError past the deadline."""
     data = b""
     need = 4
     for part in ("head", "body"):
         while len(data) < need:
-            if deadline is not None and not select.select([stream], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            if deadline is not None and not _readable(stream, deadline):
                 raise TimeoutError("the TDS server process did not answer")
             chunk = os.read(stream.fileno(), need - len(data))
             if not chunk:
