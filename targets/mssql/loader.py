@@ -92,6 +92,8 @@ class MssqlLoader(SqlLoader):
                     if error_number(exc) != SCHEMA_EXISTS_ALREADY:  # made meanwhile by another run
                         raise
         except self._errors as exc:
+            with contextlib.suppress(*self._errors):
+                conn.close()
             raise classify(exc, self.redactor, f"preparing schema {self.schema}") from None
         return conn
 

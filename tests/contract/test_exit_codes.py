@@ -472,6 +472,9 @@ def test_connector_stopped_by_ctrl_c_says_interrupted(lab: Lab) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=environment(lab),
+        # As from a terminal: a suite started in the background (`make test &`) has SIGINT ignored,
+        # and a process inherits that, so Python would never see the Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(message_lines(SCHEMA, {"type": "STATE", "value": {"n": 0}}))
