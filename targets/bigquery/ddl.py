@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dpone.targets.bigquery.type_map import array_item
-from dpone.targets.framework.sql_dialect import DELETED_AT, SqlDialect
+from dpone.targets.framework.sql_dialect import SqlDialect
 from dpone_drivers.sql_names import BACKTICKS
 from dpone_protocol.errors import ConfigError
 
@@ -121,6 +121,8 @@ class BigQuerySql(SqlDialect):
     quoting = BACKTICKS
     transactional = False  # DDL cannot run in a transaction; each DML statement is atomic
     max_name_bytes = 1024  # table names
+    has_merge = True
+    merge_into = "MERGE"
 
     def add_column(self, table: str, column: str, type_: str) -> str:
         # IF NOT EXISTS: a retried batch whose script added it before failing adds nothing.
@@ -135,21 +137,6 @@ class BigQuerySql(SqlDialect):
     def create_text(self, table: str, columns: Mapping[str, str], options: TableOptions) -> str:
         cols = ", ".join(f"{self.q(c)} {t}" for c, t in columns.items())
         return f"CREATE TABLE IF NOT EXISTS {table} ({cols}){options.clauses(columns)}"
-
-    def merge(self, table: str, source: str, columns: list[str], keys: list[str], hard_delete: bool) -> list[str]:
-        """One MERGE with explicit column lists (staging holds one row per key: the sink kept the
-        last); with `hard_delete`, a row carrying _sdc_deleted_at removes its key."""
-        q = self.q
-        on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in keys)
-        updates = ", ".join(f"{q(c)} = s.{q(c)}" for c in columns if c not in keys) or f"{q(keys[0])} = s.{q(keys[0])}"
-        values = ", ".join(f"s.{q(c)}" for c in columns)
-        clauses = []
-        if hard_delete:
-            clauses.append(f"WHEN MATCHED AND s.{q(DELETED_AT)} IS NOT NULL THEN DELETE")
-        clauses.append(f"WHEN MATCHED THEN UPDATE SET {updates}")
-        live = f" AND s.{q(DELETED_AT)} IS NULL" if hard_delete else ""
-        clauses.append(f"WHEN NOT MATCHED{live} THEN INSERT ({self.column_list(columns)}) VALUES ({values})")
-        return [f"MERGE {table} AS t USING {source} AS s ON {on} " + " ".join(clauses)]
 
     def now(self) -> str:
         return "CURRENT_TIMESTAMP()"

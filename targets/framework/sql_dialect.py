@@ -35,6 +35,13 @@ class SqlDialect:
     begin = "BEGIN"
     commit = "COMMIT"
     rollback = "ROLLBACK"
+    # A family with a MERGE statement upserts with one (`merge_statement`), in its words.
+    has_merge = False
+    merge_into = "MERGE INTO"  # BigQuery: MERGE
+    merge_hint = ""  # after the table (T-SQL: WITH (HOLDLOCK))
+    merge_set = ""  # before each updated column (T-SQL names it t.<column>)
+    merge_not_matched = "WHEN NOT MATCHED"  # T-SQL: WHEN NOT MATCHED BY TARGET
+    merge_end = ""  # T-SQL ends a MERGE with ;
 
     # -- names ---------------------------------------------------------------------------------------
     def q(self, name: str) -> str:
@@ -115,8 +122,27 @@ class SqlDialect:
     def merge(self, table: str, source: str, columns: list[str], keys: list[str], hard_delete: bool) -> list[str]:
         """Upsert `source` (one row per key) into `table`: rows of matching keys are replaced; with
         `hard_delete`, a row carrying _sdc_deleted_at removes its key instead of landing."""
+        if self.has_merge:
+            return [self.merge_statement(table, source, columns, keys, hard_delete)]
         where = f"{self.q(DELETED_AT)} IS NULL" if hard_delete else ""
         return [self.delete_matching(table, source, keys), self.insert(table, source, columns, where)]
+
+    def merge_statement(self, table: str, source: str, columns: list[str], keys: list[str], hard_delete: bool) -> str:
+        """One MERGE with explicit column lists: matched keys updated, new ones inserted (staging
+        holds one row per key: the sink kept the last); with `hard_delete`, a row carrying
+        _sdc_deleted_at removes its key and is never inserted."""
+        q = self.q
+        on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in keys)
+        deleted = f"s.{q(DELETED_AT)}"
+        clauses = [f"WHEN MATCHED AND {deleted} IS NOT NULL THEN DELETE"] if hard_delete else []
+        updates = ", ".join(f"{self.merge_set}{q(c)} = s.{q(c)}" for c in columns if c not in keys)
+        if updates:  # a table of only its key has nothing to update
+            clauses.append(f"WHEN MATCHED THEN UPDATE SET {updates}")
+        live = f" AND {deleted} IS NULL" if hard_delete else ""
+        values = ", ".join(f"s.{q(c)}" for c in columns)
+        clauses.append(f"{self.merge_not_matched}{live} THEN INSERT ({self.column_list(columns)}) VALUES ({values})")
+        head = f"{self.merge_into} {table}{self.merge_hint} AS t USING {source} AS s ON {on}"
+        return f"{head} {' '.join(clauses)}{self.merge_end}"
 
     def activate_version(self, table: str, version: int, hard: bool) -> str:
         """Retire the rows of versions older than `version` (int: rendered, never a record value)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Mapping
 
-from dpone.targets.framework.sql_dialect import DELETED_AT, SqlDialect
+from dpone.targets.framework.sql_dialect import SqlDialect
 from dpone_drivers.sql_names import BRACKETS
 
 JSON_TYPE = "nvarchar(max)"
@@ -29,6 +29,11 @@ class MssqlSql(SqlDialect):
     commit = "COMMIT TRANSACTION"
     # With XACT_ABORT an error has already rolled back; the loader ignores this one's "no transaction".
     rollback = "ROLLBACK TRANSACTION"
+    has_merge = True
+    merge_hint = " WITH (HOLDLOCK)"  # no other writer inserts a key between the match and the insert
+    merge_set = "t."
+    merge_not_matched = "WHEN NOT MATCHED BY TARGET"
+    merge_end = ";"  # T-SQL requires it after MERGE
 
     def nliteral(self, text: str) -> str:
         """A Unicode string literal (N'...'): names with any character compare as written."""
@@ -76,23 +81,6 @@ class MssqlSql(SqlDialect):
 
     def swap(self, schema: str, table: str, shadow: str) -> list[str]:
         return [self.drop_table(self.qualified(schema, table)), self.rename(schema, shadow, table)]
-
-    def merge(self, table: str, source: str, columns: list[str], keys: list[str], hard_delete: bool) -> list[str]:
-        """One MERGE (HOLDLOCK: no other writer inserts a key between the match and the insert)."""
-        on = " AND ".join(f"t.{self.q(k)} = s.{self.q(k)}" for k in keys)
-        deleted = f"s.{self.q(DELETED_AT)}"
-        clauses = []
-        if hard_delete:
-            clauses.append(f"WHEN MATCHED AND {deleted} IS NOT NULL THEN DELETE")
-        updates = [c for c in columns if c not in keys]
-        if updates:
-            assignments = ", ".join(f"t.{self.q(c)} = s.{self.q(c)}" for c in updates)
-            clauses.append(f"WHEN MATCHED THEN UPDATE SET {assignments}")
-        values = ", ".join(f"s.{self.q(c)}" for c in columns)
-        only_live = f" AND {deleted} IS NULL" if hard_delete else ""
-        insert = f"INSERT ({self.column_list(columns)}) VALUES ({values})"
-        clauses.append(f"WHEN NOT MATCHED BY TARGET{only_live} THEN {insert}")
-        return [f"MERGE INTO {table} WITH (HOLDLOCK) AS t USING {source} AS s ON {on} {' '.join(clauses)};"]
 
     def now(self) -> str:
         return "SYSUTCDATETIME()"

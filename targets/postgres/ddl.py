@@ -13,6 +13,7 @@ MAX_NAME_BYTES = 63  # PostgreSQL silently truncates longer identifiers
 class PostgresSql(SqlDialect):
     max_name_bytes = MAX_NAME_BYTES
     create_if_missing = True  # two streams mapped to one table may both plan its creation
+    has_merge = True  # PostgreSQL 15
 
     def primary_key(self, keys: list[str], key_name: str | None) -> str | None:
         # Named explicitly: PostgreSQL's own <table>_pkey would be cut silently for a long name.
@@ -26,20 +27,6 @@ class PostgresSql(SqlDialect):
 
     def alter_type(self, table: str, column: str, type_: str) -> str:
         return f"{super().alter_type(table, column, type_)} USING {self.q(column)}::{type_}"
-
-    def merge(self, table: str, source: str, columns: list[str], keys: list[str], hard_delete: bool) -> list[str]:
-        """One MERGE: update matched keys, insert new ones; CDC deletes as hard deletes on request."""
-        q = self.q
-        on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in keys)
-        updates = ", ".join(f"{q(c)} = s.{q(c)}" for c in columns if c not in keys) or f"{q(keys[0])} = s.{q(keys[0])}"
-        values = ", ".join(f"s.{q(c)}" for c in columns)
-        clauses = []
-        if hard_delete:
-            clauses.append(f"WHEN MATCHED AND s.{q(DELETED_AT)} IS NOT NULL THEN DELETE")
-        clauses.append(f"WHEN MATCHED THEN UPDATE SET {updates}")
-        only_live = f" AND s.{q(DELETED_AT)} IS NULL" if hard_delete else ""
-        clauses.append(f"WHEN NOT MATCHED{only_live} THEN INSERT ({self.column_list(columns)}) VALUES ({values})")
-        return [f"MERGE INTO {table} AS t USING {source} AS s ON {on} " + " ".join(clauses)]
 
     def swap(self, schema: str, table: str, shadow: str) -> list[str]:
         # The key index follows its table's name, so the next refresh's shadow can take its own.
