@@ -22,8 +22,8 @@ import io
 import logging
 import re
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, Any
 
 from dpone.targets.bigquery import envelope
 from dpone.targets.bigquery.ddl import SQL, TableOptions, labels_of, schema_fields
@@ -268,20 +268,29 @@ class BigQueryLoader(SqlLoader):
                 raise DataError(found or f"stream {plan.stream!r}: {exc}") from None
             config = self._load_config(schema_fields(self.bigquery, types))
             self._contents[staging] = batch.digest
-            try:
-                with open(batch.path, "rb") as fh:
-                    job = self.client.load_table_from_file(fh, self.table_id(staging), job_config=config, rewind=True)
-            except Exception as exc:
-                raise bq.classify(exc, self.redactor, doing) from None
-            try:
-                self._wait(job, doing)
-            except DataError as exc:
-                self._staged.add(staging)  # a refused job may leave the table it created: close() drops it
-                found = unfit(plan.stream, types, plan.key_columns, records)
-                raise DataError(f"{found}; {exc}" if found else str(exc)) from None
+            with open(batch.path, "rb") as fh:
+                self._load_staging(
+                    staging, fh, config, doing, lambda: unfit(plan.stream, types, plan.key_columns, records)
+                )
         finally:
             batch.remove()
         self._sources[staging] = self._stamped(self.table_ref(staging), types)
+
+    def _load_staging(
+        self, staging: str, source: IO[bytes], config: Any, doing: str, explain: Callable[[], str | None]
+    ) -> None:
+        """One load job into staging, waited on. A refused job's error is led by what `explain`
+        finds (the input line and column); staging expires if the run dies."""
+        try:
+            job = self.client.load_table_from_file(source, self.table_id(staging), job_config=config, rewind=True)
+        except Exception as exc:
+            raise bq.classify(exc, self.redactor, doing) from None
+        try:
+            self._wait(job, doing)
+        except DataError as exc:
+            self._staged.add(staging)  # a refused job may leave the table it created: close() drops it
+            found = explain()
+            raise DataError(f"{found}; {exc}" if found else str(exc)) from None
         if staging not in self._staged:
             self._staged.add(staging)
             self._expire(staging)
@@ -322,22 +331,8 @@ class BigQueryLoader(SqlLoader):
         )
         body = gzip.compress(data, compresslevel=1) if self.compress else bytes(data)
         self._contents[staging] = hashlib.sha256(body).hexdigest()
-        try:
-            job = self.client.load_table_from_file(
-                io.BytesIO(body), self.table_id(staging), job_config=config, rewind=True
-            )
-        except Exception as exc:
-            raise bq.classify(exc, self.redactor, doing) from None
-        try:
-            self._wait(job, doing)
-        except DataError as exc:
-            self._staged.add(staging)  # a refused job may leave the table it created: close() drops it
-            found = self._refused(plan, rows.data, types)
-            raise DataError(f"{found}; {exc}" if found else str(exc)) from None
+        self._load_staging(staging, io.BytesIO(body), config, doing, lambda: self._refused(plan, rows.data, types))
         self._sources[staging] = envelope.source_sql(self.table_ref(staging), plan, types, self.metadata, SQL.q)
-        if staging not in self._staged:
-            self._staged.add(staging)
-            self._expire(staging)
 
     def _load_config(self, schema: list[Any]) -> Any:
         """Every load job's settings: into staging (created the first time, truncated after), no bad
