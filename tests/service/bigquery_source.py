@@ -24,6 +24,7 @@ import pytest
 from dpone.taps.bigquery.tap import BigQueryTap
 from dpone.taps.framework.tap_cli import run as run_tap_cli
 from tests.conftest import Run
+from tests.tools.tap_output import Num, exact, ok, records  # noqa: F401 - the tests import them from here
 
 EXIT_CONFIG = 78
 
@@ -37,42 +38,6 @@ def bigquery_fixture(bigquery_emulator: Any, tmp_path: Path) -> Iterator[Source]
         yield source
     finally:
         source.close()
-
-
-class Num:
-    """A JSON number with a fraction or exponent, kept as its text."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Num) and other.text == self.text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
-
-    def __repr__(self) -> str:
-        return f"Num({self.text})"
-
-
-def exact(line: bytes | str) -> Any:
-    return json.loads(line, parse_float=Num)
-
-
-def records(run: Run, stream: str | None = None) -> list[dict[str, Any]]:
-    """The RECORDs' rows, decoded exactly."""
-    found = []
-    for line in run.stdout.splitlines():
-        if line.startswith(b'{"type":"RECORD"'):
-            message = exact(line)
-            if stream in (None, message["stream"]):
-                found.append(message["record"])
-    return found
-
-
-def ok(run: Run) -> Run:
-    assert run.rc == 0, run.stderr
-    return run
 
 
 class Source:

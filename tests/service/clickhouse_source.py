@@ -23,7 +23,6 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ import pytest
 from dpone.taps.clickhouse.tap import ClickHouseTap
 from dpone.taps.framework.tap_cli import run as run_tap_cli
 from tests.conftest import Run
+from tests.tools.tap_output import Num, exact, ok, records  # noqa: F401 - the tests import them from here
 
 EXIT_DATA = 65
 EXIT_TRANSIENT = 75
@@ -63,35 +63,6 @@ def clickhouse_fixture(tmp_path: Path) -> Iterator[Source]:
         yield source
     finally:
         source.close()
-
-
-@dataclass(frozen=True)
-class Num:
-    """A JSON number with a fraction or exponent, as written: `-0.0` and `0` stay apart, no digit is
-    rounded, and it never equals a JSON string of the same text."""
-
-    text: str
-
-
-def exact(line: bytes | str) -> Any:
-    """A JSON document with integers of any width kept and fractions as their text (Num)."""
-    return json.loads(line, parse_float=Num, parse_int=int)
-
-
-def records(run: Run, stream: str | None = None) -> list[dict[str, Any]]:
-    """The RECORDs' rows, decoded exactly (orjson would round integers wider than 64 bits)."""
-    found = []
-    for line in run.stdout.splitlines():
-        if line.startswith(b'{"type":"RECORD"'):
-            message = exact(line)
-            if stream in (None, message["stream"]):
-                found.append(message["record"])
-    return found
-
-
-def ok(run: Run) -> Run:
-    assert run.rc == 0, run.stderr
-    return run
 
 
 def error_line(run: Run, kind: str, rc: int) -> str:
