@@ -31,6 +31,8 @@ class SqlDialect:
     create_if_missing: bool = False
     # Words after a new table's column list (SQLite's STRICT, a storage clause).
     table_options: str = ""
+    # The words of CREATE <temp_table> (T-SQL: a #name makes a table temporary, not a keyword).
+    temp_table = "TEMP TABLE"
     # How a transaction is opened and closed (T-SQL's BEGIN alone opens a block, not a transaction).
     begin = "BEGIN"
     commit = "COMMIT"
@@ -79,12 +81,17 @@ class SqlDialect:
     ) -> str:
         """`name` is already qualified (or a temp table's quoted name). `keys` become a primary key
         where the dialect makes one (`primary_key`)."""
-        cols = [f"{self.q(c)} {t}" for c, t in columns.items()]
-        key = self.primary_key(list(keys), key_name)
-        kind = "TEMP TABLE" if temp else "TABLE"
+        key_list = list(keys)
+        cols = [self.column_def(c, t, not_null=c in key_list) for c, t in columns.items()]
+        key = self.primary_key(key_list, key_name)
+        kind = self.temp_table if temp else "TABLE"
         missing = " IF NOT EXISTS" if self.create_if_missing else ""
         options = f" {self.table_options}" if self.table_options else ""
         return f"CREATE {kind}{missing} {name} ({', '.join(cols + ([key] if key else []))}){options}"
+
+    def column_def(self, name: str, type_: str, *, not_null: bool = False) -> str:
+        """A column of a new table; `not_null` for a key column (a primary key implies it here)."""
+        return f"{self.q(name)} {type_}"
 
     def primary_key(self, keys: list[str], key_name: str | None) -> str | None:
         """The key clause of a new table; none by default (the merge does not need one)."""

@@ -10,7 +10,7 @@ table is swapped with `sp_rename`, not `ALTER SCHEMA ... TRANSFER`.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from dpone.targets.framework.sql_dialect import SqlDialect
 from dpone_drivers.sql_names import BRACKETS
@@ -25,6 +25,7 @@ class MssqlSql(SqlDialect):
     quoting = BRACKETS
     # sysname is 128 characters; a temp table's name at most 116 with its # (the server pads it).
     max_name_bytes = 114
+    temp_table = "TABLE"  # temp_ref names it #...
     begin = "BEGIN TRANSACTION"
     commit = "COMMIT TRANSACTION"
     # With XACT_ABORT an error has already rolled back; the loader ignores this one's "no transaction".
@@ -40,6 +41,7 @@ class MssqlSql(SqlDialect):
         return "N" + self.literal(text)
 
     def column_def(self, name: str, type_: str, *, not_null: bool = False) -> str:
+        # A primary key's columns must be said NOT NULL; the others take NULL whatever the session's default.
         return f"{self.q(name)} {type_} {'NOT NULL' if not_null else 'NULL'}"
 
     def json_check(self, table: str, column: str) -> str:
@@ -48,23 +50,10 @@ class MssqlSql(SqlDialect):
         name = self.fit_name(column, f"_isjson_{secrets.token_hex(4)}")
         return f"ALTER TABLE {table} ADD CONSTRAINT {self.q(name)} CHECK (ISJSON({self.q(column)}) = 1)"
 
-    def create_table(
-        self,
-        name: str,
-        columns: Mapping[str, str],
-        keys: Iterable[str] = (),
-        *,
-        temp: bool = False,
-        key_name: str | None = None,
-    ) -> str:
-        # `temp`: `name` is already a #name; a primary key's columns must be NOT NULL. The key is
-        # left unnamed: constraint names are unique per schema, and a shadow's named key would
-        # collide with the next shadow's once swapped in.
-        key_list = list(keys)
-        cols = [self.column_def(c, t, not_null=c in key_list) for c, t in columns.items()]
-        if key_list:
-            cols.append(f"PRIMARY KEY ({self.column_list(key_list)})")
-        return f"CREATE TABLE {name} ({', '.join(cols)})"
+    def primary_key(self, keys: list[str], key_name: str | None) -> str | None:
+        # Unnamed: constraint names are unique per schema, and a shadow's named key would collide
+        # with the next shadow's once swapped in.
+        return f"PRIMARY KEY ({self.column_list(keys)})" if keys else None
 
     def add_column(self, table: str, column: str, type_: str) -> str:
         return f"ALTER TABLE {table} ADD {self.column_def(column, type_)}"

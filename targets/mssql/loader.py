@@ -121,9 +121,6 @@ class MssqlLoader(SqlLoader):
     def stored_name(self, table: str) -> str:
         return self.sql.fit_name(table)  # sysname holds 128 characters: a longer name is cut and hashed
 
-    def key_name(self, table: str) -> str:
-        return ""  # unnamed primary keys: see MssqlSql.create_table
-
     # -- JSON columns' CHECK constraints (json_check) ----------------------------------------------
     def json_columns(self, plan: StreamPlan, types: Mapping[str, str]) -> list[str]:
         """Of the `types` (column -> SQL type) being created, those holding JSON, when checks are asked."""
