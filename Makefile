@@ -35,7 +35,7 @@ typecheck: dev
 	$(BIN)/mypy
 
 unit: dev
-	$(BIN)/pytest
+	DPONE_EVIDENCE_DIR=build/evidence $(BIN)/pytest
 
 # Third-party tools (Meltano, Airbyte models, SDK plugins) in their own venvs under .venv-tools/.
 tools: dev
@@ -44,4 +44,4 @@ tools: dev
 test: system-deps dev tools lint typecheck unit
 
 clean:
-	rm -rf $(VENV) .venv-tools .dpone .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-tools .dpone .mypy_cache .ruff_cache .pytest_cache build/evidence

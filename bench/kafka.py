@@ -53,6 +53,7 @@ if __package__ in (None, ""):
 
 import orjson
 
+from bench import evidence
 from bench.host import commit, load_average
 from bench.measure import MB, Finished, machine_busy, run_measured, wait_for_quiet
 from bench.paths import BIN, WORK_DIR, shown, tail
@@ -371,6 +372,12 @@ def report(rows: int, how: str, results: dict[str, list[Run]]) -> list[str]:
     print()
     for line in goals:
         print("goal: " + line)
+    for connector, side, tools in (("target-kafka", PRODUCE, (TARGET, KCAT_P)), ("tap-kafka", CONSUME, (TAP, KCAT_C))):
+        figures = {f"{tool} s": pick(results[tool], how).seconds for tool in tools}
+        mine = "; ".join(g for g in goals if g.startswith(side))
+        evidence.record(
+            connector, f"{side} against kcat", {"messages": rows, "statistic": how, **figures, "goals": mine}
+        )
     return goals
 
 

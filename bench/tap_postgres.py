@@ -56,6 +56,7 @@ if __package__ in (None, ""):
     # Run as a script (python bench/tap_postgres.py): make the repo root importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import evidence
 from bench.host import load_average, machine_line, server_line
 from bench.measure import MB, wait_for_quiet
 from bench.paths import WORK_DIR, shown
@@ -166,6 +167,9 @@ def report(rows: int, repeat: int, results: dict[str, Result]) -> None:
     print()
     for goal, value, met in goals:
         print(f"goal: {goal}: {value} -> {'MET' if met else 'NOT MET'}")
+    figures = {"rows": rows, "repeat": repeat, **{f"{name} s": result.seconds for name, result in results.items()}}
+    goal_figures = {f"goal: {goal}": f"{value} {'MET' if met else 'NOT MET'}" for goal, value, met in goals}
+    evidence.record("tap-postgres", "FULL_TABLE read against psql \\copy", {**figures, **goal_figures})
 
 
 def main(argv: list[str] | None = None) -> int:

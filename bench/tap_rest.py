@@ -50,6 +50,7 @@ if __package__ in (None, ""):
 
 import orjson
 
+from bench import evidence
 from bench.host import commit, load_average
 from bench.measure import MB, Finished, run_measured, wait_for_quiet
 from bench.paths import BIN, REPO, WORK_DIR, shown, tail
@@ -396,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.close()
     report(rows, args.pages, args.repeat, results, args.latency_ms)
+    figures = {f"{r.tool.style}, {r.tool.name} s": r.best.done.seconds for r in results.values()}
+    sizes = {"records": rows, "pages": args.pages, "latency ms": args.latency_ms, "repeat": args.repeat}
+    evidence.record("tap-rest", "pages against tap-rest-api-msdk", {**sizes, **figures})
     print(f"load at the end: {load_average()}")
     return 0
 

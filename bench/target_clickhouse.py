@@ -62,6 +62,7 @@ if __package__ in (None, ""):
 
 import orjson
 
+from bench import evidence
 from bench.host import machine_line
 from bench.measure import MB, machine_busy, run_measured, wait_for_quiet
 from bench.paths import BIN, REPO, WORK_DIR, shown, tail
@@ -400,6 +401,8 @@ def report(rows: int, repeat: int, results: dict[str, Result]) -> list[str]:
     print()
     for line in goals:
         print("goal: " + line)
+    figures = {"rows": rows, "repeat": repeat, **{f"{name} s": result.best.seconds for name, result in results.items()}}
+    evidence.record("target-clickhouse", "load against raw_insert", {**figures, "goals": "; ".join(goals)})
     return goals
 
 

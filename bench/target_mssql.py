@@ -42,6 +42,7 @@ if __package__ in (None, ""):
 
 import orjson
 
+from bench import evidence
 from bench.host import load_average, machine_line
 from bench.measure import MB, run_measured, wait_for_quiet
 from bench.paths import WORK_DIR, shown, tail
@@ -386,6 +387,12 @@ def report(rows: int, repeat: int, copy: float, made: str, phases: list[Phases],
     if runs:
         walls = ", ".join(f"{w.rows:,} rows {w.seconds:.1f}s" for w in runs)
         print(f"\nwall time on the TDS endpoint (its Python decoding sets the pace, not the target): {walls}")
+    cpu = {"COPY encoder CPU s": copy, "decode CPU s": decode, "parameter_arrays CPU s": arrays}
+    evidence.record(
+        "target-mssql",
+        "client-side CPU against target-postgres's COPY encoder",
+        {"rows": rows, "repeat": repeat, **cpu},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,7 @@ if __package__ in (None, ""):
     # Run as a script (python bench/target_postgres.py): make the repo root importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import evidence
 from bench.host import machine_line, server_line
 from bench.measure import MB
 from bench.paths import BIN, REPO, WORK_DIR, tail
@@ -181,6 +182,8 @@ def report(rows: int, repeat: int, results: dict[str, Result]) -> list[str]:
     print()
     for line in goals:
         print("goal: " + line)
+    figures = {"rows": rows, "repeat": repeat, **{f"{name} s": result.seconds for name, result in results.items()}}
+    evidence.record("target-postgres", "load against psql \\copy", {**figures, "goals": "; ".join(goals)})
     return goals
 
 

@@ -13,7 +13,28 @@ from dpone_protocol.about import dpone_version
 from dpone_protocol.config import Redactor, load_json_file
 from dpone_protocol.entrypoint import guarded
 from dpone_protocol.errors import ConfigError
-from dpone_runner import connectors_cli, quarantine_cli
+from dpone_runner import (
+    certify_cli,
+    connectors_cli,
+    doctor_cli,
+    history_cli,
+    plan_cli,
+    quarantine_cli,
+    reconcile_cli,
+    replay_cli,
+)
+
+# Commands that live in their own module: `add_parser(sub, common)` and `program(args, out, redactor)`.
+# Each keeps its imports inside `program`, so `dpone --help` stays fast.
+COMMANDS = {
+    "quarantine": quarantine_cli,
+    "doctor": doctor_cli,
+    "plan": plan_cli,
+    "reconcile": reconcile_cli,
+    "certify": certify_cli,
+    "runs": history_cli,
+    "report": history_cli,
+}
 
 _PRETTY = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 
@@ -32,9 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", parents=[common], help="run a tap into one or more targets")
-    run.add_argument("tap")
-    run.add_argument("targets", nargs="+", metavar="target")
+    run = sub.add_parser(
+        "run", parents=[common], help="run a tap into one or more targets, or a pipeline declared in dpone.yml"
+    )
+    run.add_argument("tap", metavar="TAP|PIPELINE")
+    run.add_argument("targets", nargs="*", metavar="target")
     run.add_argument("--tap-config", metavar="FILE", help="JSON whose keys override the tap's project config")
     run.add_argument(
         "--target-config",
@@ -46,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--full-refresh", action="store_true", help="ignore saved state for this run")
     run.add_argument("--format", choices=("text", "json"), default="text", help="run report format")
     run.add_argument("--no-progress", action="store_true", help="no live progress line on a terminal")
+    run.add_argument(
+        "--retries", type=int, metavar="N", help="tries in all for a run failing with a transient error (exit 75)"
+    )
 
     plan = sub.add_parser(
         "schema-plan", parents=[common], help="show what a run would change in the targets' tables; change nothing"
@@ -76,37 +102,70 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--last", type=int, default=5)
     export = state_sub.add_parser("export", parents=[common], help="every pipeline's state as JSON")
     export.add_argument("pipeline_id", nargs="?")
-    quarantine_cli.add_parser(sub, common)
+    replay_cli.add_parser(state_sub, common)
+    for module in dict.fromkeys(COMMANDS.values()):
+        module.add_parser(sub, common)
     connectors_cli.add_parser(sub)
     return parser
 
 
 def _run(args: argparse.Namespace, out: IO[str], redactor: Redactor) -> int:
+    import dataclasses  # noqa: PLC0415
+
     from dpone.state.store import open_store  # noqa: PLC0415
+    from dpone_protocol.errors import DponeError  # noqa: PLC0415
     from dpone_runner import pipeline  # noqa: PLC0415 - keep --help fast
+    from dpone_runner.observe import observers_for  # noqa: PLC0415
     from dpone_runner.project import load_project, override_config, state_backend_uri  # noqa: PLC0415
+    from dpone_runner.report import RunReport  # noqa: PLC0415
+    from dpone_runner.retries import run_with_retries  # noqa: PLC0415
 
     project = load_project(args.project)
+    if args.targets:
+        chosen = project.implied(args.tap, args.targets, args.pipeline_id)
+    else:
+        chosen = project.pipeline(args.tap)  # `dpone run PIPELINE`
+        if args.pipeline_id and args.pipeline_id != chosen.id:
+            raise ConfigError(f"pipeline {chosen.id!r} keeps its state under its own id: drop --pipeline-id")
+    policy = chosen.retries
+    if args.retries is not None:
+        if args.retries < 1:
+            raise ConfigError(f"--retries counts tries in all: 1 or more, not {args.retries}")
+        policy = dataclasses.replace(policy, attempts=args.retries)
+    observers = observers_for(project)
     store = open_store(state_backend_uri(project.root, args.state_backend, project.state_backend))
-    try:
-        options = pipeline.RunOptions(args.pipeline_id, args.full_refresh, not args.no_progress)
-        run = pipeline.prepare(project, store, args.tap, args.targets, options, redactor)
+    last: list[RunReport] = []
+
+    def attempt(number: int, earlier: list[dict[str, Any]]) -> tuple[RunReport, DponeError | None]:
+        options = pipeline.RunOptions(
+            chosen.id,
+            args.full_refresh,
+            not args.no_progress,
+            number,
+            earlier,
+            observers,
+        )
+        run = pipeline.prepare(project, store, chosen.tap, chosen.targets, options, redactor)
         override_config(run.tap, args.tap_config)
         overrides = args.target_config or []
         if len(overrides) > len(run.targets):
             raise ConfigError(f"{len(overrides)} --target-config files for {len(run.targets)} target(s)")
         for target, path in zip(run.targets, overrides, strict=False):
             override_config(target, path)
+        last[:] = [run.report]
         try:
             run.execute()
-        finally:
-            if run.report.started_at:
-                if args.format == "json":
-                    out.write(redactor(run.report.to_json().decode()))
-                else:
-                    out.write(redactor(run.report.render_text()))
-                out.flush()
+        except DponeError as exc:
+            return run.report, exc
+        return run.report, None
+
+    try:
+        run_with_retries(policy, attempt)
     finally:
+        if last and last[0].started_at:
+            report = last[0]
+            out.write(redactor(report.to_json().decode() if args.format == "json" else report.render_text()))
+            out.flush()
         store.close()
     return 0
 
@@ -213,10 +272,12 @@ def run(argv: Sequence[str] | None = None, stdout: IO[str] | None = None, stderr
             return _run(args, out, redactor)
         if args.command == "schema-plan":
             return _schema_plan(args, out, redactor)
-        if args.command == "quarantine":
-            return quarantine_cli.program(args, out, redactor)
+        if args.command in COMMANDS:
+            return int(COMMANDS[args.command].program(args, out, redactor))
         if args.command == "connectors":
             return connectors_cli.program(args, out)
+        if args.action == "replay-plan":
+            return replay_cli.program(args, out, redactor)
         return _state(args, out)
 
     return guarded(program, "dpone", stderr)

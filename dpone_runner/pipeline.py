@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -27,7 +27,7 @@ import orjson
 
 from dpone.state.merge import merge_state
 from dpone.state.records import describe_state
-from dpone.state.store import RunRecord, StateStore, new_lock, utc_now
+from dpone.state.store import LockedError, RunRecord, StateStore, new_lock, utc_now
 from dpone_protocol.batch_manifest import BATCH_CLEANUP_ENV, delete_files
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import (
@@ -42,6 +42,7 @@ from dpone_protocol.object_store import ObjectStores
 from dpone_runner.catalog_prep import prepare_catalog
 from dpone_runner.contracts import ContractStage, RunContext, parse_contracts
 from dpone_runner.filters import build_filters
+from dpone_runner.observe import ObservedRun, Observer
 from dpone_runner.processes import Connector, start
 from dpone_runner.project import EXTRACTORS, LOADERS, Plugin, Project
 from dpone_runner.pump import Pump, TargetChannel
@@ -60,6 +61,9 @@ class RunOptions:
     pipeline_id: str | None = None
     full_refresh: bool = False
     progress: bool = True
+    attempt: int = 1  # runner retries: this attempt's number,
+    earlier_attempts: list[dict[str, Any]] = field(default_factory=list)  # and the summaries before it
+    observers: Sequence[Observer] = ()  # metrics and lineage (dpone_runner/observe)
 
 
 class PipelineFailed(DponeError):
@@ -123,7 +127,17 @@ class Run:
         self.options = options
         self.redactor = redactor
         self.id = options.pipeline_id or pipeline_id(tap.name, [t.name for t in targets])
-        self.report = RunReport(self.id, uuid.uuid4().hex[:12])
+        self.report = RunReport(self.id, uuid.uuid4().hex[:12], attempt=options.attempt)
+        self.context = ObservedRun(
+            self.id,
+            self.report.run_id,
+            tap.name,
+            [t.name for t in targets],
+            project.env_label,
+            tap.config,
+            [t.config for t in targets],
+            options.attempt,
+        )
         # Read before anything starts, so a bad contract is a config error with nothing to undo.
         self.contracts = parse_contracts(project.contracts, project.root)
         self.filters = build_filters(project.filters, redactor)
@@ -175,9 +189,14 @@ class Run:
         for plugin in (self.tap, *self.targets):
             self.redactor.add_config(plugin.config, plugin.secret_keys)
         lock = new_lock(self.id, self.report.run_id)
-        self.store.acquire_lock(lock)
+        try:
+            self.store.acquire_lock(lock)
+        except LockedError as exc:
+            self._refused(exc)
+            raise
         started = time.monotonic()
         self.report.started_at = utc_now()
+        self._tell_observers("started")
         try:
             stored = self.store.get(self.id)
             self._state = stored.value if stored else None
@@ -193,6 +212,7 @@ class Run:
             # of a failed run says why, as the run's one error line does.
             if self.report.error is None:
                 self.report.error = self.redactor(" ".join(str(exc).split()) or type(exc).__name__)
+            self.report.exit_code = exc.exit_code if isinstance(exc, DponeError) else EXIT_CODES[ErrorKind.FATAL]
             raise
         finally:
             self.report.duration_seconds = round(time.monotonic() - started, 3)
@@ -202,11 +222,38 @@ class Run:
             self.report.state_after = self._state
             if self.report.status == "running":
                 self.report.status = "failed"
+            self.report.attempts = [*self.options.earlier_attempts, self.report.attempt_summary()]
             try:
                 self.store.save_run(RunRecord(self.id, self.report.run_id, self.report.ended_at, self.report.to_dict()))
             finally:
                 self.store.release_lock(self.id, self.report.run_id)
+                self._tell_observers("finished")
         return self.report
+
+    def _refused(self, exc: LockedError) -> None:
+        """Another run holds the lock: this run never started, but the history says it was refused."""
+        self.report.started_at = self.report.ended_at = utc_now()
+        self.report.status = "failed"
+        self.report.error = self.redactor(str(exc))
+        self.report.exit_code = exc.exit_code
+        self.report.attempts = [*self.options.earlier_attempts, self.report.attempt_summary()]
+        try:
+            self.store.save_run(RunRecord(self.id, self.report.run_id, self.report.ended_at, self.report.to_dict()))
+        except DponeError as failed:
+            log.warning("the refused run's report was not saved: %s", self.redactor(str(failed)))
+
+    def _tell_observers(self, event: str) -> None:
+        """Metrics and lineage are told what happened; their failure never fails the run."""
+        for observer in self.options.observers:
+            try:
+                if event == "started":
+                    observer.started(self.context)
+                else:
+                    observer.finished(self.context, self.report)
+            except Exception as exc:  # an exporter's bug or outage must not fail the load
+                log.warning(
+                    "%s could not report the run %s: %s", type(observer).__name__, event, self.redactor(str(exc))
+                )
 
     def _run_in(self, tmp: Path) -> None:
         root = self.project.root
@@ -237,6 +284,9 @@ class Run:
         stage = ContractStage(self.contracts, RunContext(self.id, self.report.run_id)) if self.contracts else None
         pump = Pump(tap.proc.stdout, channels, ledger, self.filters, stage)
         self._pump = pump
+        # The observers read the streams' schemas (lineage's schema facets) as the pump keeps them.
+        self.context.schemas_in = pump.schemas_in
+        self.context.schemas_out = pump.schemas_out
         progress = Progress(
             pump.live_counts, saved=lambda: ledger.saved_count, log_every=self.project.progress_interval_seconds
         )

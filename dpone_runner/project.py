@@ -7,6 +7,7 @@ dpone.yml beside it.
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import sys
@@ -22,6 +23,21 @@ from dpone_protocol.errors import ConfigError
 EXTRACTORS = "extractors"
 LOADERS = "loaders"
 DEFAULT_PROGRESS_INTERVAL = 30.0
+# What dpone.yml may hold at its top level.
+DPONE_YML_KEYS = frozenset(
+    {
+        "state_backend",
+        "limits",
+        "filters",
+        "contracts",
+        "progress_interval_seconds",
+        "retries",
+        "pipelines",
+        "env",
+        "metrics",
+        "lineage",
+    }
+)
 DEFAULT_FILES = {"sqlite": ".dpone/state.db", "file": ".dpone/state.json"}  # what open_store uses for an empty path
 
 
@@ -63,6 +79,28 @@ class Limits:
     wall_seconds: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a run that failed with a transient error (exit 75) is tried again, from the
+    committed state, waiting `backoff_seconds` doubled each time up to `max_backoff_seconds`."""
+
+    attempts: int = 1  # tries in all; 1: no retry
+    backoff_seconds: float = 10.0
+    max_backoff_seconds: float = 300.0
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """A tap into its targets under one id (the state key): declared in dpone.yml `pipelines:`,
+    or implied by `dpone run TAP TARGET` as TAP-to-TARGET."""
+
+    id: str
+    tap: str
+    targets: list[str]
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    declared: bool = False
+
+
 @dataclass(slots=True)
 class Project:
     root: Path
@@ -76,6 +114,12 @@ class Project:
     # Off a terminal, a progress log line this often while a run goes; 0: none.
     progress_interval_seconds: float = DEFAULT_PROGRESS_INTERVAL
     env: Mapping[str, str] = field(default_factory=dict)
+    pipelines: dict[str, Pipeline] = field(default_factory=dict)
+    retries: RetryPolicy = field(default_factory=RetryPolicy)  # for pipelines that set none
+    # dpone.yml `env` (a label on metrics and lineage; DPONE_ENV otherwise), `metrics`, `lineage`.
+    env_label: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
 
     def plugin(self, name: str, kind: str) -> Plugin:
         found = self.plugins.get(name)
@@ -91,6 +135,107 @@ class Project:
             found.config = expand_env(found.config, self.env, where=f"{name}.config")
             found.expanded = True
         return found
+
+    def pipeline(self, name: str) -> Pipeline:
+        """A declared pipeline, or the TAP-to-TARGET[-TARGET...] id `dpone run` gives by default."""
+        if name in self.pipelines:
+            return self.pipelines[name]
+        tap, sep, rest = name.partition("-to-")
+        targets = _loader_names(rest, {p.name for p in self.plugins.values() if p.kind == LOADERS}) if sep else None
+        if tap in self.plugins and self.plugins[tap].kind == EXTRACTORS and targets:
+            return Pipeline(name, tap, targets, self.retries)
+        declared = ", ".join(sorted(self.pipelines)) or "none"
+        why = ""
+        if sep:
+            taps = sorted(p.name for p in self.plugins.values() if p.kind == EXTRACTORS)
+            loaders = sorted(p.name for p in self.plugins.values() if p.kind == LOADERS)
+            why = (
+                f"; as TAP-to-TARGET, {tap!r} is no extractor of meltano.yml (extractors: {', '.join(taps) or 'none'})"
+                if tap not in taps
+                else f"; as TAP-to-TARGET, {rest!r} names no loaders of meltano.yml (loaders: {', '.join(loaders)})"
+            )
+        raise ConfigError(
+            f"unknown pipeline {name!r}: declare it under `pipelines:` in {self.root / 'dpone.yml'} "
+            f"(declared: {declared}) or name it TAP-to-TARGET{why}"
+        )
+
+    def implied(self, tap: str, targets: list[str], pipeline_id: str | None = None) -> Pipeline:
+        """`dpone run TAP TARGET...`: the declared pipeline of that id (for its settings), else a new one."""
+        pid = pipeline_id or f"{tap}-to-{'-'.join(targets)}"
+        found = self.pipelines.get(pid)
+        if found is None:
+            return Pipeline(pid, tap, list(targets), self.retries)
+        if found.tap != tap or found.targets != targets:
+            # One state under one id for two different pipelines: each would resume from the other's bookmarks.
+            raise ConfigError(
+                f"pipeline {pid!r} is declared in dpone.yml as {found.tap} -> {', '.join(found.targets)}; "
+                f"this run ({tap} -> {', '.join(targets)}) would share its state: run `dpone run {pid}`, "
+                "or give this one another --pipeline-id"
+            )
+        return found
+
+    def check_pipeline_names(self) -> None:
+        """A declared pipeline named like another pipeline's TAP-to-TARGET id would share that one's state."""
+        for pid, declared in self.pipelines.items():
+            tap, sep, rest = pid.partition("-to-")
+            if not sep or tap not in self.plugins or self.plugins[tap].kind != EXTRACTORS:
+                continue
+            targets = _loader_names(rest, {p.name for p in self.plugins.values() if p.kind == LOADERS})
+            if targets and (tap, targets) != (declared.tap, declared.targets):
+                raise ConfigError(
+                    f"dpone.yml: pipeline {pid!r} runs {declared.tap} -> {', '.join(declared.targets)}, but its "
+                    f"name is the id `dpone run {tap} {' '.join(targets)}` keeps its state under: the two would "
+                    "share one state; give the pipeline another name"
+                )
+
+
+def _loader_names(text: str, loaders: set[str]) -> list[str] | None:
+    """'target-a-target-b' split into known loader names, longest first; None when it does not split."""
+    if text in loaders:
+        return [text]
+    for name in sorted(loaders, key=len, reverse=True):
+        if text.startswith(name + "-"):
+            rest = _loader_names(text[len(name) + 1 :], loaders)
+            if rest:
+                return [name, *rest]
+    return None
+
+
+def _retry_policy(value: Any, where: str, base: RetryPolicy) -> RetryPolicy:
+    if value is None:
+        return base
+    if not isinstance(value, dict) or set(value) - {"attempts", "backoff_seconds", "max_backoff_seconds"}:
+        raise ConfigError(f"dpone.yml: {where} takes attempts, backoff_seconds and max_backoff_seconds, not {value!r}")
+    attempts = value.get("attempts", base.attempts)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise ConfigError(f"dpone.yml: {where}.attempts must be a whole number of tries, 1 or more, not {attempts!r}")
+    return RetryPolicy(
+        attempts,
+        _seconds(value, "backoff_seconds", base.backoff_seconds, where),
+        _seconds(value, "max_backoff_seconds", base.max_backoff_seconds, where),
+    )
+
+
+def _pipelines(value: Any, project: Project) -> dict[str, Pipeline]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError("dpone.yml: pipelines is a mapping of pipeline id to {tap, targets, retries}")
+    found = {}
+    for pid, entry in value.items():
+        where = f"pipelines.{pid}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("tap"), str):
+            raise ConfigError(f"dpone.yml: {where} needs a tap (and targets)")
+        targets = entry.get("targets") or entry.get("target")
+        targets = [targets] if isinstance(targets, str) else targets
+        if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
+            raise ConfigError(f"dpone.yml: {where}.targets must list one or more loaders")
+        unknown = set(entry) - {"tap", "targets", "target", "retries"}
+        if unknown:
+            raise ConfigError(f"dpone.yml: {where} has unknown keys {', '.join(sorted(unknown))}")
+        retries = _retry_policy(entry.get("retries"), f"{where}.retries", project.retries)
+        found[str(pid)] = Pipeline(str(pid), entry["tap"], targets, retries, declared=True)
+    return found
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -127,10 +272,11 @@ def _plugin(entry: Mapping[str, Any], kind: str) -> Plugin:
     )
 
 
-def _seconds(settings: Mapping[str, Any], key: str, default: float) -> float:
+def _seconds(settings: Mapping[str, Any], key: str, default: float, where: str = "") -> float:
     value = settings.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"dpone.yml: {key} must be a number of seconds, 0 or more (0 turns it off), not {value!r}")
+        name = f"{where}.{key}" if where else key
+        raise ConfigError(f"dpone.yml: {name} must be a number of seconds, 0 or more (0 turns it off), not {value!r}")
     return float(value)
 
 
@@ -150,6 +296,12 @@ def load_project(root: str | Path = ".", env: Mapping[str, str] | None = None) -
     extra = root / "dpone.yml"
     if extra.exists():
         settings = _read_yaml(extra)
+        unknown = sorted(set(settings) - DPONE_YML_KEYS)
+        if unknown:
+            # A misspelt `retires:` would silently turn retries off.
+            near = {k: difflib.get_close_matches(k, DPONE_YML_KEYS, 1) for k in unknown}
+            named = ", ".join(f"{k} (did you mean {near[k][0]}?)" if near[k] else k for k in unknown)
+            raise ConfigError(f"{extra}: unknown key(s) {named}; known: {', '.join(sorted(DPONE_YML_KEYS))}")
         project.state_backend = settings.get("state_backend")
         limits = settings.get("limits") or {}
         project.limits = Limits(
@@ -158,7 +310,21 @@ def load_project(root: str | Path = ".", env: Mapping[str, str] | None = None) -
         project.filters = list(settings.get("filters") or [])
         project.contracts = settings.get("contracts")
         project.progress_interval_seconds = _seconds(settings, "progress_interval_seconds", DEFAULT_PROGRESS_INTERVAL)
+        project.retries = _retry_policy(settings.get("retries"), "retries", RetryPolicy())
+        project.pipelines = _pipelines(settings.get("pipelines"), project)
+        project.check_pipeline_names()
+        project.env_label = str(settings.get("env") or "")
+        project.metrics = _section(settings, "metrics")
+        project.lineage = _section(settings, "lineage")
+    project.env_label = project.env_label or environ.get("DPONE_ENV", "")
     return project
+
+
+def _section(settings: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = settings.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"dpone.yml: {key} must be a mapping, not {value!r}")
+    return value
 
 
 def state_backend_uri(

@@ -148,6 +148,9 @@ class Pump:
         self.counts = Counts()
         self.stopped = threading.Event()
         self.tail = b""  # a last line without its newline, held back: see take_tail()
+        # The newest SCHEMA per stream as the tap sent it, and as the targets get it (after filters).
+        self.schemas_in: dict[str, dict[str, Any]] = {}
+        self.schemas_out: dict[str, dict[str, Any]] = {}
         self._buffer: list[bytes] = []
         self._size = 0
         # Rows counted on the fast path, by the stream name's bytes (decoded once, at the end).
@@ -248,8 +251,12 @@ class Pump:
             self.counts.rows_in[stream] += 1
             if stage is not None and not stage.check_line(stream, line, number):
                 return
-        elif kind == "SCHEMA" and stage is not None:
-            stage.on_schema(decode_line(line.strip(), number), number)
+        elif kind == "SCHEMA":
+            schema = decode_line(line.strip(), number)
+            self._keep_schema(schema, self.schemas_in)
+            self._keep_schema(schema, self.schemas_out)
+            if stage is not None:
+                stage.on_schema(schema, number)
         elif kind == "BATCH" and stream is not None:
             # A few messages a run: its manifest (a dpone tap's) says how many rows the report counts.
             self._on_manifest(stream, decode_line(line.strip(), number).get("dpone_manifest"), self.counts.rows_in)
@@ -274,6 +281,13 @@ class Pump:
             uris = [u for u in [*files, manifest.get("uri")] if isinstance(u, str)]
             self.ledger.hold_files(uris)
 
+    @staticmethod
+    def _keep_schema(message: dict[str, Any], into: dict[str, dict[str, Any]]) -> None:
+        """The newest SCHEMA of each stream, for the report's readers (lineage's schema facets)."""
+        stream = message.get("stream")
+        if isinstance(stream, str) and isinstance(message.get("schema"), dict):
+            into[stream] = {"schema": message["schema"], "key_properties": message.get("key_properties") or []}
+
     def _offer(self, line: bytes, number: int) -> None:
         value = decode_line(line.strip(), number).get("value")
         if not isinstance(value, dict):
@@ -286,6 +300,8 @@ class Pump:
         if not stripped:
             return
         message = from_dict(decode_line(stripped, number), number)
+        if isinstance(message, SchemaMessage):
+            self._keep_schema(message.to_dict(), self.schemas_in)
         if isinstance(message, RecordMessage):
             self.counts.rows_in[message.stream] += 1
         elif isinstance(message, BatchMessage):
@@ -306,8 +322,10 @@ class Pump:
                     stage.on_state()
                 self.counts.states += 1
                 self.ledger.offer(out.value)
-            elif isinstance(out, SchemaMessage) and stage is not None:
-                stage.on_schema(as_dict, number)
+            elif isinstance(out, SchemaMessage):
+                self._keep_schema(as_dict, self.schemas_out)
+                if stage is not None:
+                    stage.on_schema(as_dict, number)
             self._emit(data)
             if isinstance(out, StateMessage):
                 self._flush()

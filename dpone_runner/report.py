@@ -40,8 +40,23 @@ class RunReport:
     state_after: dict[str, Any] | None = None
     exit_codes: dict[str, int | None] = field(default_factory=dict)
     error: str | None = None
+    exit_code: int = 0  # what `dpone run` exits with for this run (attempt)
     # Per contracted stream: mode, quarantined, warned, violations by rule, where bad rows went.
     contracts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Runner retries: this attempt's number, and every attempt's summary up to this one.
+    attempt: int = 1
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    def attempt_summary(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "run_id": self.run_id,
+            "status": self.status,
+            "started_at": self.started_at,
+            "duration_seconds": self.duration_seconds,
+            "exit_code": self.exit_code if self.status != "success" else None,
+            "error": self.error,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,9 +76,13 @@ class RunReport:
                 lines.append(f"  {s.stream:<{width}}  {s.rows_in:>12,}  {s.rows_out:>12,}  {s.quarantined:>11,}")
         lines.extend(self._render_contracts())
         codes = ", ".join(f"{name} {'-' if code is None else code}" for name, code in self.exit_codes.items())
-        lines.append(f"  exit codes: {codes}")
+        if codes:
+            lines.append(f"  exit codes: {codes}")
         changed = self.state_after is not None and self.state_after != self.state_before
         lines.append(f"  state: {'saved' if changed else 'unchanged'} ({self.states_received} received from the tap)")
+        if len(self.attempts) > 1:
+            tries = "; ".join(f"{a['attempt']} {a['status']}" for a in self.attempts)
+            lines.append(f"  attempts: {len(self.attempts)} ({tries})")
         if self.error:
             lines.append(f"  error: {self.error}")
         return "\n".join(lines) + "\n"

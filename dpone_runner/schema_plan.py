@@ -41,7 +41,11 @@ def _schemas(project: Project, tap: Plugin, workdir: Path, streams: Sequence[str
     argv = prepare_catalog(tap, command, config, workdir, redactor, cwd=project.root)
     if not argv:
         raise ConfigError(f"{tap.name} cannot discover its streams, so there is no schema to plan")
-    catalog = Catalog.from_dict(orjson.loads(Path(argv[1]).read_bytes()))
+    return schema_messages(project, tap.name, Catalog.from_dict(orjson.loads(Path(argv[1]).read_bytes())), streams)
+
+
+def schema_messages(project: Project, tap_name: str, catalog: Catalog, streams: Sequence[str]) -> bytes:
+    """The SCHEMA messages a run would send for the selected streams (matching `streams`), filtered."""
     chain = build_filters(project.filters)
     out = []
     for entry in catalog.selected():
@@ -51,7 +55,7 @@ def _schemas(project: Project, tap: Plugin, workdir: Path, streams: Sequence[str
         out += [DEFAULT_CODEC.dumps(m.to_dict()) + b"\n" for m in apply_chain(chain, message)]
     if not out:
         which = f"matching {', '.join(streams)} " if streams else ""
-        raise ConfigError(f"{tap.name} has no selected stream {which}to plan")
+        raise ConfigError(f"{tap_name} has no selected stream {which}to plan")
     return b"".join(out)
 
 
@@ -64,6 +68,13 @@ def _target_plans(project: Project, target: Plugin, schemas: bytes, workdir: Pat
         return orjson.loads(plans)
     except orjson.JSONDecodeError:
         raise ConfigError(f"{target.name} --schema-plan did not print a JSON plan") from None
+
+
+def target_plan(project: Project, target: Plugin, schemas: bytes, redactor: Redactor) -> dict[str, Any]:
+    """One target's document for `schemas` (from schema_messages): {"target": name, "plans": [...]}."""
+    redactor.add_config(target.config, target.secret_keys)
+    with tempfile.TemporaryDirectory(prefix="dpone-schema-plan-") as tmp:
+        return {**_target_plans(project, target, schemas, Path(tmp), redactor), "target": target.name}
 
 
 def schema_plan(

@@ -139,8 +139,17 @@ class JsonFileStore:
             doc["runs"][run.pipeline_id] = history[: self.keep_runs]
 
     def runs(self, pipeline_id: str, limit: int = 20) -> builtins.list[RunRecord]:
-        history = self._load()["runs"].get(pipeline_id, [])
-        return [RunRecord(pipeline_id, r["run_id"], r["created_at"], r["report"]) for r in history[:limit]]
+        return self.recent_runs(limit, pipeline_id)
+
+    def recent_runs(self, limit: int = 20, pipeline_id: str | None = None) -> builtins.list[RunRecord]:
+        saved = self._load()["runs"]
+        wanted = sorted(saved) if pipeline_id is None else [pipeline_id]
+        # Each pipeline's list is newest first already; the stable sort keeps that among equal stamps.
+        merged = [
+            RunRecord(pid, r["run_id"], r["created_at"], r["report"]) for pid in wanted for r in saved.get(pid, [])
+        ]
+        merged.sort(key=lambda r: str(r.created_at), reverse=True)
+        return merged[: max(limit, 0)]
 
     def close(self) -> None:
         """Nothing stays open between calls."""

@@ -447,16 +447,19 @@ class MssqlStore:
         self._run("saving a run", lambda cur, _: cur.execute(query, params))
 
     def runs(self, pipeline_id: str, limit: int = 20) -> builtins.list[RunRecord]:
-        _exact(pipeline_id)
+        return self.recent_runs(limit, pipeline_id)
+
+    def recent_runs(self, limit: int = 20, pipeline_id: str | None = None) -> builtins.list[RunRecord]:
+        where, params = ("", ()) if pipeline_id is None else (" WHERE pipeline_id = ?", (_exact(pipeline_id),))
         query = self._sql(
-            "SELECT TOP (?) run_id, created_at, report FROM {runs} WHERE pipeline_id = ?"
-            " ORDER BY created_at DESC, seq DESC"
+            "SELECT TOP (?) pipeline_id, run_id, created_at, report FROM {runs}"
+            f"{where} ORDER BY created_at DESC, seq DESC"
         )
-        params = (max(int(limit), 0), pipeline_id)
-        rows = self._run("reading runs", lambda cur, _: cur.execute(query, params).fetchall())
+        values = (max(int(limit), 0), *params)
+        rows = self._run("reading runs", lambda cur, _: cur.execute(query, values).fetchall())
         return [
-            RunRecord(pipeline_id, run_id, created, self._decode(report, pipeline_id, f"run {run_id!r} report"))
-            for run_id, created, report in rows
+            RunRecord(pid, run_id, created, self._decode(report, pid, f"run {run_id!r} report"))
+            for pid, run_id, created, report in rows
         ]
 
     def close(self) -> None:

@@ -232,14 +232,18 @@ class PostgresStore:
             cur.execute(query, (run.pipeline_id, run.run_id, run.created_at, report))
 
     def runs(self, pipeline_id: str, limit: int = 20) -> builtins.list[RunRecord]:
+        return self.recent_runs(limit, pipeline_id)
+
+    def recent_runs(self, limit: int = 20, pipeline_id: str | None = None) -> builtins.list[RunRecord]:
+        where, params = ("", ()) if pipeline_id is None else (" WHERE pipeline_id = %s", (pipeline_id,))
         query = self._query(
-            "SELECT run_id, created_at, report FROM {runs} WHERE pipeline_id = %s "
-            "ORDER BY created_at DESC, seq DESC LIMIT %s",
+            "SELECT pipeline_id, run_id, created_at, report FROM {runs}"
+            f"{where} ORDER BY created_at DESC, seq DESC LIMIT %s",
         )
         with self._transaction() as cur:
-            cur.execute(query, (pipeline_id, limit))
+            cur.execute(query, (*params, max(limit, 0)))
             rows = cur.fetchall()
-        return [RunRecord(pipeline_id, run_id, created, report) for run_id, created, report in rows]
+        return [RunRecord(pid, run_id, created, report) for pid, run_id, created, report in rows]
 
     def close(self) -> None:
         with self._mutex:

@@ -169,12 +169,16 @@ class SqliteStore:
             )
 
     def runs(self, pipeline_id: str, limit: int = 20) -> builtins.list[RunRecord]:
+        return self.recent_runs(limit, pipeline_id)
+
+    def recent_runs(self, limit: int = 20, pipeline_id: str | None = None) -> builtins.list[RunRecord]:
+        where, params = ("", ()) if pipeline_id is None else ("WHERE pipeline_id = ? ", (pipeline_id,))
         rows = self._read(
-            "SELECT run_id, created_at, report FROM dpone_runs WHERE pipeline_id = ? "
+            f"SELECT pipeline_id, run_id, created_at, report FROM dpone_runs {where}"
             "ORDER BY created_at DESC, seq DESC LIMIT ?",
-            (pipeline_id, limit),
+            (*params, max(limit, 0)),
         )
-        return [RunRecord(pipeline_id, run_id, created, orjson.loads(report)) for run_id, created, report in rows]
+        return [RunRecord(pid, run_id, created, orjson.loads(report)) for pid, run_id, created, report in rows]
 
     def close(self) -> None:
         with self._mutex:

@@ -111,6 +111,11 @@ class StateStore(Protocol):
         """At most `limit` runs, newest (by created_at) first."""
         ...
 
+    def recent_runs(self, limit: int = 20, pipeline_id: str | None = None) -> builtins.list[RunRecord]:
+        """At most `limit` runs of every pipeline (or of `pipeline_id`), newest (by created_at) first;
+        among equal timestamps of one pipeline, the latest saved first."""
+        ...
+
     def close(self) -> None: ...
 
 

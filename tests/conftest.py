@@ -17,6 +17,8 @@ from dpone.taps.framework.tap_cli import run as run_tap_cli
 from dpone.targets.framework.target import Target
 from dpone.targets.framework.target_cli import run as run_target_cli
 
+pytest_plugins = ["tests.certify_evidence"]  # evidence for `dpone certify` when DPONE_EVIDENCE_DIR is set
+
 
 @dataclass
 class Run:

@@ -51,6 +51,9 @@ class BigQueryTap(Tap):
         Setting("page_size", "integer", "Rows per REST page (memory holds one page).", default=10_000),
     )
 
+    # Set after the settings: inside the class body `drivers` would hide the dpone_drivers module.
+    drivers: ClassVar[dict[str, str]] = {"google.cloud.bigquery": "bigquery"}
+
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
         self.redactor = Redactor()

@@ -12,11 +12,13 @@ from dpone.taps.framework.sql_stream import SqlStream
 from dpone.taps.framework.sql_tap import TABLE_SETTINGS, SqlTap
 from dpone.taps.framework.tap import Tap
 from dpone_drivers.clickhouse import CONNECTION_SETTINGS, SECRET_KEYS
+from dpone_protocol.catalog import Catalog
 from dpone_protocol.settings import Setting
 
 
 class ClickHouseTap(SqlTap):
     name = "tap-clickhouse"
+    drivers: ClassVar[dict[str, str]] = {"clickhouse_connect": "clickhouse"}
     description = "Reads ClickHouse tables and views: full table (resumable by the sorting key) and incremental."
     capabilities: ClassVar[tuple[str, ...]] = Tap.capabilities + ("activate-version",)
     dialect: ClassVar[ClickHouseDialect] = CLICKHOUSE
@@ -38,3 +40,8 @@ class ClickHouseTap(SqlTap):
 
     def make_stream(self, table: SqlTable) -> SqlStream:
         return ClickHouseStream(table, self, self.dialect)
+
+    def estimate_rows(self, catalog: Catalog | None) -> dict[str, int | None]:
+        from dpone.taps.clickhouse.estimate import estimate_rows  # noqa: PLC0415 - only `--ops` asks
+
+        return estimate_rows(self, catalog)

@@ -24,6 +24,7 @@ from dpone_protocol.codec import MessageWriter
 from dpone_protocol.errors import ConfigError, DponeError
 from dpone_protocol.messages import BatchEncoding, BatchMessage, RecordMessage, SchemaMessage, StateMessage
 from dpone_protocol.object_store import ObjectStores, is_remote, local_path
+from dpone_protocol.ops import Operable
 from dpone_protocol.settings import Setting
 from dpone_protocol.wire import record_head, record_tail
 
@@ -53,11 +54,12 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
 )
 
 
-class Tap:
+class Tap(Operable):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     settings: ClassVar[tuple[Setting, ...]] = ()
     capabilities: ClassVar[tuple[str, ...]] = ("catalog", "discover", "state", "about", "batch", "stream-maps")
+    replication_methods: ClassVar[tuple[str, ...]] = ("FULL_TABLE", INCREMENTAL)  # what a catalog may ask for
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = config

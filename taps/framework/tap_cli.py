@@ -19,6 +19,7 @@ from dpone_protocol.codec import MessageWriter
 from dpone_protocol.config import Redactor, load_json_file
 from dpone_protocol.entrypoint import guarded
 from dpone_protocol.errors import ConfigError
+from dpone_protocol.ops import OPS_FLAG, parse_request
 from dpone_protocol.settings import load_settings
 
 OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
@@ -30,6 +31,7 @@ OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--about",), {"action": "store_true", "help": "describe settings and capabilities"}),
     (("--format",), {"choices": ("json", "markdown"), "default": None, "help": "--about output format"}),
     (("--version",), {"action": "store_true", "help": "print the version"}),
+    ((OPS_FLAG,), {"metavar": "REQUEST", "help": "answer a dpone runner operation (doctor, estimate, ...) as JSON"}),
 )
 
 
@@ -82,6 +84,11 @@ def run(
         # both mean the value inside.
         if set(state) - {"type"} == {"value"} and isinstance(state["value"], dict):
             state = state["value"]
+        if args.ops:
+            request = parse_request(load_json_file(args.ops, "--ops request"), args.ops)
+            out.write(orjson.dumps(tap.operate(request, catalog, state)) + b"\n")
+            out.flush()
+            return 0
         tap.sync(MessageWriter(out), catalog, state)
         out.flush()
         return 0

@@ -25,6 +25,7 @@ from dpone.taps.kafka.dead_letters import DeadLetters
 from dpone.taps.kafka.messages import FetchedMessage, InvalidMessage
 from dpone_drivers import kafka
 from dpone_protocol.errors import ConfigError, DataError, TransientError
+from dpone_protocol.replay import pipeline_word
 
 if TYPE_CHECKING:
     from dpone.taps.kafka.tap import KafkaTap
@@ -63,7 +64,7 @@ class KafkaStream(Stream):
             raise ConfigError(
                 f"stream {self.name!r}: the state holds offsets of topic {committed.topic!r}, and the stream now "
                 f"reads {self.topic!r}; clear the stream's bookmark to read it from the start "
-                f"(dpone state clear PIPELINE --stream {self.name})"
+                f"(dpone state clear {pipeline_word()} --stream {self.name})"
             )
         consumer = tap.consumer()
         try:

@@ -39,7 +39,9 @@ METADATA_KEYS = ["_kafka_partition", "_kafka_offset"]
 
 class KafkaTap(Tap):
     name = "tap-kafka"
+    drivers: ClassVar[dict[str, str]] = {"confluent_kafka": "kafka"}
     description = "Reads Kafka topics as streams, bounded by the end offsets at start; offsets per partition in STATE."
+    replication_methods: ClassVar[tuple[str, ...]] = ("LOG_BASED",)  # a topic is read from its offsets
     settings: ClassVar[tuple[Setting, ...]] = (
         *kafka.CONNECTION_SETTINGS,
         Setting("topics", "array", 'Topics to read, each a stream of the same name: ["orders", "customers"].'),
@@ -128,6 +130,11 @@ class KafkaTap(Tap):
 
     def consumer(self) -> Any:
         return kafka.consumer(self.config, self.redactor, **self._consumer_properties())
+
+    def replay_plan(self, request: Mapping[str, Any], state: Mapping[str, Any]) -> dict[str, Any]:
+        from dpone.taps.kafka.replay import replay_plan  # noqa: PLC0415 - only `--ops` asks
+
+        return replay_plan(self, request, state)
 
     def reader_config(self) -> tuple[dict[str, str], dict[str, Any]]:
         """The consumer's librdkafka properties as text, for the compiled Reader, and its callbacks

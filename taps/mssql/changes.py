@@ -17,6 +17,7 @@ from dpone.taps.framework.stream import EncodedRecord
 from dpone.taps.mssql import grants
 from dpone.taps.mssql.type_map import MssqlColumn
 from dpone_protocol.errors import ConfigError
+from dpone_protocol.replay import pipeline_word
 
 if TYPE_CHECKING:
     from dpone.taps.mssql.streams import MssqlStream
@@ -74,6 +75,6 @@ def resync_needed(stream: MssqlStream, what: str) -> ConfigError:
     """The stream's saved position is older than what the server still keeps."""
     return ConfigError(
         f"stream {stream.name!r}: {what}, so changes in between are gone and a full resync is needed: "
-        f"clear the stream's state (dpone state clear PIPELINE --stream {stream.name}, or remove its "
+        f"clear the stream's state (dpone state clear {pipeline_word()} --stream {stream.name}, or remove its "
         "bookmark from the state file) and run again: the next run reads the whole table, then changes"
     )

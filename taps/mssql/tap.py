@@ -17,11 +17,17 @@ from dpone_protocol.settings import Setting
 
 class MssqlTap(SqlTap):
     name = "tap-mssql"
+    drivers: ClassVar[dict[str, str]] = {"pyodbc": "mssql"}
     description = (
         "Reads SQL Server tables and views: full table (resumable), incremental, rowversion, "
         "change tracking and log-based CDC."
     )
     capabilities: ClassVar[tuple[str, ...]] = Tap.capabilities + ("activate-version", "log-based")
+    replication_methods: ClassVar[tuple[str, ...]] = Tap.replication_methods + (
+        "ROWVERSION",
+        "CHANGE_TRACKING",
+        "LOG_BASED",
+    )
     dialect: ClassVar[MssqlDialect] = MSSQL
     secret_keys: ClassVar[tuple[str, ...]] = SECRET_KEYS
     settings: ClassVar[tuple[Setting, ...]] = (

@@ -25,6 +25,7 @@ from dpone.taps.framework.stream import EncodedRecord, ReadContext
 from dpone.taps.postgres.cdc_toast import PendingChange, fill_missing
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.messages import ActivateVersionMessage
+from dpone_protocol.replay import pipeline_word
 
 log = logging.getLogger(__name__)
 _TS_OFFSET_RE = re.compile(r"([+-]\d\d)$")
@@ -204,7 +205,7 @@ def read_changes(stream: Any, ctx: ReadContext) -> Iterator[Any]:
         raise ConfigError(
             f"stream {stream.name!r}: replication slot {slot!r} is past the committed position "
             f"{int_to_lsn(start)} (it was advanced or re-created), so changes in between are gone; take a "
-            f"new snapshot: dpone state clear PIPELINE --stream {stream.name}"
+            f"new snapshot: dpone state clear {pipeline_word()} --stream {stream.name}"
         )
     yield from _changes(stream, ctx, conn, slot, start, end)
     stream.lsn = end
@@ -253,7 +254,7 @@ def _truncated(stream: Any, change: dict[str, Any]) -> ActivateVersionMessage:
         raise ConfigError(
             f"stream {stream.name!r}: {stream.table.schema}.{stream.table.name} was truncated (at LSN "
             f"{change.get('lsn')}), which BATCH output cannot carry: run this stream without batch_config "
-            f"once, or empty the destination table and take a new snapshot: dpone state clear PIPELINE "
+            f"once, or empty the destination table and take a new snapshot: dpone state clear {pipeline_word()} "
             f"--stream {stream.name}"
         )
     version = int(time.time() * 1000)

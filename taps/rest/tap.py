@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 class RestTap(Tap):
     name = "tap-rest"
+    drivers: ClassVar[dict[str, str]] = {"urllib3": "rest", "tenacity": "rest"}
     description = "Reads JSON REST APIs declared in config: auth, pagination, retries, incremental and child streams."
     settings: ClassVar[tuple[Setting, ...]] = SETTINGS
     stream_class: ClassVar[type[RestStream]] = RestStream

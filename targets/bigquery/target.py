@@ -15,6 +15,7 @@ from dpone_protocol.settings import Setting
 
 class BigQueryTarget(LoaderTarget):
     name = "target-bigquery"
+    drivers: ClassVar[dict[str, str]] = {"google.cloud.bigquery": "bigquery"}
     description = (
         "Loads streams into BigQuery: one load job into a staging table per batch, then one INSERT or MERGE; "
         "full refresh through a shadow table and a copy job."

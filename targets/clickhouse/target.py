@@ -49,6 +49,7 @@ class ClickHouseSink(LoaderSink):
 
 class ClickHouseTarget(LoaderTarget):
     name = "target-clickhouse"
+    drivers: ClassVar[dict[str, str]] = {"clickhouse_connect": "clickhouse"}
     description = (
         "Loads streams into ClickHouse: batches parsed and checked by the server; upsert through ReplacingMergeTree, "
         "full refresh through EXCHANGE TABLES."

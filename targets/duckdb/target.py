@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from dpone.targets.duckdb.loader import DuckDBLoader
@@ -12,6 +13,7 @@ from dpone.targets.framework.loader_target import LoaderTarget
 from dpone.targets.framework.sink import FLOAT_EXACT_DIGITS
 from dpone_protocol.json_schema import ColumnType, Logical
 from dpone_protocol.messages import SchemaMessage
+from dpone_protocol.ops import Check
 from dpone_protocol.settings import Setting
 
 
@@ -64,6 +66,7 @@ class DuckDBSink(LoaderSink):
 class DuckDBTarget(LoaderTarget):
     name = "target-duckdb"
     description = "Loads streams into a DuckDB file: staging table, then append, merge on key, or replace."
+    drivers: ClassVar[dict[str, str]] = {"duckdb": "duckdb"}
     settings: ClassVar[tuple[Setting, ...]] = LOADER_SETTINGS + (
         Setting("filepath", "string", "DuckDB database file.", default="dpone.duckdb"),
         Setting("default_target_schema", "string", "Schema the tables are created in.", default="main"),
@@ -85,3 +88,13 @@ class DuckDBTarget(LoaderTarget):
 
     def make_loader(self) -> Loader:
         return DuckDBLoader(self.config, read_only=self.read_only)
+
+    def reconcile(self, request: Mapping[str, Any], catalog: Any) -> dict[str, Any]:
+        from dpone.targets.duckdb.reconcile import reconcile  # noqa: PLC0415 - only `--ops` asks
+
+        return reconcile(self, request)
+
+    def doctor(self, catalog: Any) -> list[Check]:
+        from dpone.targets.duckdb import doctor  # noqa: PLC0415 - only `--ops` asks
+
+        return doctor.checks(self.config)

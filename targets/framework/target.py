@@ -38,6 +38,7 @@ from dpone_protocol.messages import (
     from_dict,
 )
 from dpone_protocol.object_store import ObjectStores
+from dpone_protocol.ops import Operable
 from dpone_protocol.settings import Setting
 from dpone_protocol.wire import opens_as_record
 
@@ -66,7 +67,7 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
 )
 
 
-class Target:
+class Target(Operable):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     settings: ClassVar[tuple[Setting, ...]] = ()

@@ -7,11 +7,14 @@ import sys
 from collections.abc import Sequence
 from typing import IO, Any
 
+import orjson
+
 from dpone.targets.framework.target import Target
 from dpone_protocol.about import about_document, dpone_version, render_about
-from dpone_protocol.config import Redactor
+from dpone_protocol.config import Redactor, load_json_file
 from dpone_protocol.entrypoint import guarded
 from dpone_protocol.errors import ConfigError
+from dpone_protocol.ops import OPS_FLAG, parse_request
 from dpone_protocol.settings import load_settings
 
 OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
@@ -27,6 +30,7 @@ OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         {"choices": ("json", "markdown", "text"), "default": None, "help": "--about / --schema-plan output format"},
     ),
     (("--version",), {"action": "store_true", "help": "print the version"}),
+    ((OPS_FLAG,), {"metavar": "REQUEST", "help": "answer a dpone runner operation (doctor, reconcile) as JSON"}),
 )
 
 
@@ -70,6 +74,13 @@ def run(
             return 0
         config = load_settings(target_cls.all_settings(), target_cls.name, args.config, redactor)
         target = target_cls(config)
+        if args.ops:
+            request = parse_request(load_json_file(args.ops, "--ops request"), args.ops)
+            try:
+                out.write(orjson.dumps(target.operate(request, None, {})) + b"\n")
+            finally:
+                target.close()
+            return 0
         if args.input:
             try:
                 source: IO[bytes] = open(args.input, "rb")  # noqa: SIM115 - closed below

@@ -261,6 +261,7 @@ class FastKafkaRouter(KafkaRouter):
 
 class KafkaTarget(Target):
     name = "target-kafka"
+    drivers: ClassVar[dict[str, str]] = {"confluent_kafka": "kafka"}
     description = "Sends each stream to a Kafka topic, one message per record; STATE once the brokers acknowledged."
     capabilities: ClassVar[TargetCapabilities] = TargetCapabilities(load_methods=(APPEND,))
     settings: ClassVar[tuple[Setting, ...]] = (

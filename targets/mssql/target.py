@@ -21,6 +21,7 @@ class MssqlSink(LoaderSink):
 
 class MssqlTarget(LoaderTarget):
     name = "target-mssql"
+    drivers: ClassVar[dict[str, str]] = {"pyodbc": "mssql"}
     description = (
         "Loads streams into SQL Server or Azure SQL: parameter arrays (or bcp) into #temp staging, then append, "
         "MERGE on key, or replace by swap."

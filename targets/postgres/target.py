@@ -11,12 +11,14 @@ from dpone.targets.postgres.loader import PostgresLoader
 from dpone.targets.postgres.type_map import NUMBER_TYPES
 from dpone_drivers.postgres import CONNECTION_SETTINGS
 from dpone_protocol.config import Redactor
+from dpone_protocol.ops import Check
 from dpone_protocol.settings import Setting
 
 
 class PostgresTarget(LoaderTarget):
     name = "target-postgres"
     description = "Loads streams into PostgreSQL: COPY into staging, then append, merge on key, or replace by swap."
+    drivers: ClassVar[dict[str, str]] = {"psycopg": "postgres"}
     settings: ClassVar[tuple[Setting, ...]] = (
         CONNECTION_SETTINGS
         + LOADER_SETTINGS
@@ -57,3 +59,13 @@ class PostgresTarget(LoaderTarget):
 
     def make_loader(self) -> Loader:
         return PostgresLoader(self.config, self.redactor, read_only=self.read_only)
+
+    def reconcile(self, request: Mapping[str, Any], catalog: Any) -> dict[str, Any]:
+        from dpone.targets.postgres.reconcile import reconcile  # noqa: PLC0415 - only `--ops` asks
+
+        return reconcile(self, request)
+
+    def doctor(self, catalog: Any) -> list[Check]:
+        from dpone.targets.postgres import doctor  # noqa: PLC0415 - only `--ops` asks
+
+        return doctor.checks(self.config, self.redactor)

@@ -88,6 +88,7 @@ def test_discover(tmp_path: Path, config: str) -> None:
     assert people["source_defined_primary_key"] == [["pid"]]
 
 
+@pytest.mark.certifies("airbyte", connector="tap-csv")
 def test_read_records_state_logs_and_statuses(tmp_path: Path, config: str) -> None:
     rc, messages, stderr = airbyte(tmp_path, "read", "--config", config, "--catalog", configured(tmp_path, config))
     assert rc == 0

@@ -118,6 +118,7 @@ def test_check_duckdb(tmp_path: Path) -> None:
     assert SECRET not in json.dumps(message)
 
 
+@pytest.mark.certifies("airbyte", connector="target-duckdb")
 def test_duckdb_write_modes(tmp_path: Path) -> None:
     db = tmp_path / "w.duckdb"
     config = write(tmp_path, "c.json", {"filepath": str(db)})
@@ -147,6 +148,7 @@ def test_namespaced_streams_load_like_singer_database_streams(tmp_path: Path) ->
     assert rows(db, "public_orders") == [(1, "n1")]
 
 
+@pytest.mark.certifies("airbyte", connector="target-jsonl")
 def test_jsonl_write_and_unsupported_mode(tmp_path: Path) -> None:
     out = tmp_path / "out"
     config = write(tmp_path, "c.json", {"destination_path": str(out)})

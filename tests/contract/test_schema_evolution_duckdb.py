@@ -141,6 +141,7 @@ def test_on_type_change_new_column_keeps_old_values_and_routes_strings_to_a_new_
     ]
 
 
+@pytest.mark.certifies("schema_evolution:cast", connector="target-duckdb")
 def test_on_type_change_cast_converts_the_column_to_varchar(run_target, db):
     config = db.config(on_type_change="cast")
     ok(load(run_target, config, schema("m", INT_V), *recs("m", {"id": 1, "v": 7}, {"id": 2, "v": -8})))

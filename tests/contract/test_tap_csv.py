@@ -85,6 +85,7 @@ def test_declared_schema_overrides_inference(run_tap, csv_dir):
     assert first["id"] == "1" and first["score"] == "1.5"
 
 
+@pytest.mark.certifies("batch", connector="tap-csv")
 def test_batch_output_writes_gzip_jsonl_and_manifest(run_tap, csv_dir, tmp_path):
     config = {
         **people_config(csv_dir),

@@ -639,6 +639,7 @@ class TestValuesExactly:
         ids=["18_digits", "minus_17_digits", "minus_18_digits", "snowflake_19_digits", "int64_max"],
     )
     @pytest.mark.parametrize("layout", ["compact", "indent2_crlf"])
+    @pytest.mark.certifies("batch", connector="tap-rest")
     def test_batch_files_hold_strings_and_integers_exactly(
         self, canned: Canned, tmp_path: Path, layout: str, integer: int
     ) -> None:

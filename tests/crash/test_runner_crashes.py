@@ -463,7 +463,15 @@ def test_runner_refuses_a_lock_held_by_a_live_run(tmp_path: Path) -> None:
     assert f"pipeline '{PIPELINE}' is locked by run {lock.owner} (pid {first.pid} on " in message
     assert f"dpone state unlock {PIPELINE}" in message
     assert "stale" not in message
-    assert second.stdout == ""  # refused before it started: no report
+    # Refused before it started: nothing ran, but its report (and the run history) says why.
+    assert second.stdout.startswith(f"pipeline {PIPELINE}: failed in ")
+    assert f"error: pipeline '{PIPELINE}' is locked by run {lock.owner}" in second.stdout
+    store = lab.store()
+    try:
+        refused = [r.report for r in store.runs(PIPELINE, 5) if r.report["exit_code"] == 75]
+    finally:
+        store.close()
+    assert len(refused) == 1 and refused[0]["streams"] == [] and refused[0]["state_after"] is None
     assert not lab.finish()
 
 

@@ -96,6 +96,7 @@ class TapSuite:
 
     # -- discovery ---------------------------------------------------------------------------------------
 
+    @pytest.mark.certifies("catalog")
     def test_discovery_gives_a_catalog_of_every_stream(self, tap_kit: TapKit) -> None:
         kit = tap_kit
         for stream in kit.streams:
@@ -126,6 +127,7 @@ class TapSuite:
 
     # -- selection ---------------------------------------------------------------------------------------
 
+    @pytest.mark.certifies("catalog")
     def test_only_selected_streams_and_columns_are_emitted(self, tap_kit: TapKit) -> None:
         kit = tap_kit
         wanted, other = kit.streams
@@ -146,6 +148,7 @@ class TapSuite:
         assert all(m["stream"] == wanted for m in run.of_type("STATE") if "stream" in m)
         assert set(run.states[-1].get("bookmarks", {})) <= {wanted}
 
+    @pytest.mark.certifies("catalog")
     def test_no_catalog_syncs_every_discovered_stream(self, tap_kit: TapKit) -> None:
         kit = tap_kit
         first, second = kit.streams
@@ -158,6 +161,7 @@ class TapSuite:
 
     # -- bookmarks ---------------------------------------------------------------------------------------
 
+    @pytest.mark.certifies("replication_method:INCREMENTAL")
     def test_incremental_resumes_at_the_bookmark_and_resends_ties(self, tap_kit: TapKit) -> None:
         kit = tap_kit
         applies(kit, "incremental")
@@ -185,6 +189,7 @@ class TapSuite:
 
     # -- resume ------------------------------------------------------------------------------------------
 
+    @pytest.mark.certifies("replication_method:FULL_TABLE")
     def test_an_interrupted_full_table_resumes_after_its_last_state(self, tap_kit: TapKit) -> None:
         kit = tap_kit
         applies(kit, "full_table_resume")
@@ -214,6 +219,8 @@ class TapSuite:
 
     # -- state cadence -----------------------------------------------------------------------------------
 
+    @pytest.mark.certifies("replication_method:{tap_kit.read_method}", incremental=False)
+    @pytest.mark.certifies("replication_method:INCREMENTAL", incremental=True)
     @pytest.mark.parametrize("incremental", [False, True], ids=[FULL_TABLE, INCREMENTAL])
     def test_state_comes_every_n_records_and_the_last_covers_everything(
         self, tap_kit: TapKit, incremental: bool

@@ -53,6 +53,7 @@ class TargetSuite(FaultScenarios):
 
     # -- load methods ------------------------------------------------------------------------------------
 
+    @pytest.mark.certifies("load_method:{method}")
     @pytest.mark.parametrize("existing", [False, True], ids=["new_table", "existing_table"])
     @pytest.mark.parametrize("method", [APPEND, UPSERT, OVERWRITE])
     def test_load_method(self, target_kit: TargetKit, method: str, existing: bool) -> None:
@@ -74,6 +75,7 @@ class TargetSuite(FaultScenarios):
         assert pick(table(kit, "people"), "id", "name") == sorted(expected, key=sort_key)
         assert kit.tables() == {kit.table_for("people")}  # no staging or shadow left behind
 
+    @pytest.mark.certifies("load_method:{method}")
     @pytest.mark.parametrize("method", [UPSERT, OVERWRITE])
     def test_the_same_input_twice_gives_the_same_table(self, target_kit: TargetKit, method: str) -> None:
         kit = target_kit
@@ -100,6 +102,7 @@ class TargetSuite(FaultScenarios):
             assert len(again) == 49
             assert pick((r for r in again if r["id"] == 7), "name", "score", "tags") == [("seven again", None, None)]
 
+    @pytest.mark.certifies("load_method:overwrite")
     def test_overwrite_holds_state_until_the_swap(self, target_kit: TargetKit) -> None:
         kit = target_kit
         need(kit.overwrites(), f"{kit.name} has no overwrite load method")
@@ -124,6 +127,7 @@ class TargetSuite(FaultScenarios):
         assert pick(table(kit, "people"), "id") == [(7,), (8,), (9,), (10,), (11,)]
         assert kit.tables() == {kit.table_for("people")}
 
+    @pytest.mark.certifies("load_method:overwrite")
     def test_overwrite_with_no_rows_empties_the_table(self, target_kit: TargetKit) -> None:
         kit = target_kit
         need(kit.overwrites(), f"{kit.name} has no overwrite load method")
@@ -134,6 +138,7 @@ class TargetSuite(FaultScenarios):
         assert table(kit, "people") == []
         assert kit.tables() == {kit.table_for("people")}
 
+    @pytest.mark.certifies("load_method:overwrite")
     def test_a_failed_overwrite_leaves_the_table_and_the_next_run_replaces_it(self, target_kit: TargetKit) -> None:
         kit = target_kit
         need(kit.overwrites(), f"{kit.name} has no overwrite load method")
@@ -158,6 +163,7 @@ class TargetSuite(FaultScenarios):
 
     # -- versions and deletes ----------------------------------------------------------------------------
 
+    @pytest.mark.certifies("activate_version")
     @pytest.mark.parametrize("hard", [False, True], ids=["soft", "hard"])
     @pytest.mark.parametrize("where", ["after_records", "before_records"])
     def test_activate_version(self, target_kit: TargetKit, where: str, hard: bool) -> None:
@@ -175,6 +181,8 @@ class TargetSuite(FaultScenarios):
         gone = [r for r in got if r.get("_sdc_deleted_at") is not None]
         assert pick(gone, "id", "_sdc_table_version") == ([] if hard else [(1, 1)])
 
+    @pytest.mark.certifies("delete:hard", hard=True)
+    @pytest.mark.certifies("delete:soft", hard=False)
     @pytest.mark.parametrize("hard", [False, True], ids=["soft", "hard"])
     def test_cdc_deletes(self, target_kit: TargetKit, hard: bool) -> None:
         kit = target_kit
@@ -190,6 +198,7 @@ class TargetSuite(FaultScenarios):
 
     # -- schema drift ------------------------------------------------------------------------------------
 
+    @pytest.mark.certifies("schema_evolution:{policy}")
     @pytest.mark.parametrize("policy", ["strict", "additive", "widening"])
     def test_a_new_column(self, target_kit: TargetKit, policy: str) -> None:
         kit = target_kit
@@ -215,6 +224,7 @@ class TargetSuite(FaultScenarios):
         assert ok(result).states[-1] == {"s": 1}
         assert pick(table(kit, "people"), "id", "name", "age") == [(1, "a", None), (2, "b", 30)]
 
+    @pytest.mark.certifies("schema_evolution:{policy}")
     @pytest.mark.parametrize("policy", ["strict", "additive", "widening"])
     def test_a_widened_type(self, target_kit: TargetKit, policy: str) -> None:
         kit = target_kit
@@ -236,6 +246,7 @@ class TargetSuite(FaultScenarios):
         assert result.states == []
         assert got == [(1, decimal.Decimal(5))]
 
+    @pytest.mark.certifies("schema_evolution:{policy}")
     @pytest.mark.parametrize("policy", ["strict", "additive", "widening"])
     def test_a_breaking_type_change_stops_and_leaves_the_table(self, target_kit: TargetKit, policy: str) -> None:
         kit = target_kit
@@ -253,6 +264,7 @@ class TargetSuite(FaultScenarios):
         assert only["id"] == 1 and only["v"] is True  # still a boolean column: 1 would not be `True`
         assert all(not c.startswith(NC) for c in only)
 
+    @pytest.mark.certifies("schema_evolution:widening")  # the default policy
     def test_a_breaking_change_mid_stream_commits_what_came_before(self, target_kit: TargetKit) -> None:
         kit = target_kit
         need(kit.evolves_schemas(), f"{kit.name} does not evolve table schemas")
@@ -272,6 +284,7 @@ class TargetSuite(FaultScenarios):
         assert result.states == [{"s": 1}]
         assert pick(table(kit, "m"), "id", "v") == [(1, True)]
 
+    @pytest.mark.certifies("schema_evolution:new_column")
     @pytest.mark.parametrize("policy", ["additive", "widening"])
     def test_on_type_change_new_column_routes_the_new_values(self, target_kit: TargetKit, policy: str) -> None:
         kit = target_kit
@@ -322,6 +335,7 @@ class TargetSuite(FaultScenarios):
         if also:
             also(kit)
 
+    @pytest.mark.certifies("load_method:upsert")
     def test_sdk_upsert_after_initial_load(self, target_kit: TargetKit) -> None:
         kit = target_kit
         need(kit.merges(), f"{kit.name} does not merge on key")
@@ -334,6 +348,7 @@ class TargetSuite(FaultScenarios):
 
     # -- BATCH messages ----------------------------------------------------------------------------------
 
+    @pytest.mark.certifies("batch")
     def test_batch_messages_jsonl_gzip_and_parquet(self, target_kit: TargetKit) -> None:
         # The parquet extra: needed by this scenario only.
         import pyarrow as pa

@@ -121,6 +121,7 @@ def test_tap_read_reports_no_estimate_for_a_table_never_analysed(tmp_path: Path,
     assert sum(1 for m in messages if m["type"] == "RECORD" and m["record"]["stream"] == "fresh") == 30
 
 
+@pytest.mark.certifies("airbyte", connector="tap-postgres")
 def test_tap_read_with_estimates_and_state(tmp_path: Path, db: dict[str, Any]) -> None:
     config = write(tmp_path, "c.json", db)
     catalog = configured(tmp_path, config, "incremental")
@@ -143,6 +144,7 @@ def test_tap_read_with_estimates_and_state(tmp_path: Path, db: dict[str, Any]) -
     assert [m["record"]["data"]["id"] for m in parse(out) if m["type"] == "RECORD"] == [20]
 
 
+@pytest.mark.certifies("airbyte", connector="target-postgres")
 def test_target_postgres_spec_check_and_round_trip(tmp_path: Path, db: dict[str, Any]) -> None:
     target_config = {**db, "default_target_schema": "loaded"}
     config = write(tmp_path, "t.json", target_config)

@@ -75,6 +75,7 @@ def same(kind: str, source: Any, dest: Any) -> bool:
     return str(source).lower() == str(dest).lower()
 
 
+@pytest.mark.certifies("types", connector=("tap-postgres", "target-clickhouse"))
 def test_every_postgres_type_lands_exactly(src: Source, tmp_path: Path) -> None:
     fill_source(src)
     dest = ClickHouseDest(tmp_path / "clickhouse")
@@ -156,6 +157,7 @@ def same_value(clickhouse: Any, postgres: Any) -> bool:
     return False
 
 
+@pytest.mark.certifies("types", connector=("tap-clickhouse", "target-postgres"))
 def test_every_clickhouse_type_lands_in_postgres(pg: Any, tmp_path: Path) -> None:
     source = ClickHouseDest(tmp_path / "clickhouse")
     with source.client() as client:

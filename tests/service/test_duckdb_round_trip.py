@@ -193,6 +193,7 @@ def insert(src: Source, table: str, rows: list[dict[str, Any]]) -> None:
 # -- the type class ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.certifies("types", connector=("tap-postgres", "target-duckdb"))
 def test_every_type_lands_exactly_through_a_pipe(src, tmp_path):
     fill_source(src)
     insert(src, "every_type", DUCKDB_ROWS)

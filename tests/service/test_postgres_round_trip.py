@@ -254,6 +254,7 @@ def target_config(src: Source, database: str, schema: str, table: str, **extra: 
 # -- round trips ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.certifies("types", connector=("tap-postgres", "target-postgres"))
 def test_round_trip_every_type_through_a_pipe_into_another_database(src, server, dest_database):
     fill_source(src)
     catalog = src.file("catalog", src.catalog("every_type").to_dict())
@@ -279,6 +280,7 @@ def test_round_trip_every_type_through_a_pipe_into_another_database(src, server,
         assert versions == (1, 0)
 
 
+@pytest.mark.certifies("batch", connector=("tap-postgres", "target-postgres"))
 def test_round_trip_every_type_in_batch_mode(src, tmp_path, run_target):
     fill_source(src)
     batches = tmp_path / "batches"

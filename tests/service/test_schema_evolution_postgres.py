@@ -250,6 +250,7 @@ def test_on_type_change_new_column_keeps_old_values_and_routes_strings_to_a_new_
     assert pg.rows(f'SELECT id, v, "{NC}v" FROM m WHERE id >= 4 ORDER BY id') == [(4, None, "four"), (5, 5, None)]
 
 
+@pytest.mark.certifies("schema_evolution:cast", connector="target-postgres")
 def test_on_type_change_cast_converts_the_column_to_text_and_old_values_read_as_text(run_target, pg):
     config = pg.config(on_type_change="cast")
     ok(load(run_target, config, schema("m", INT_V), *recs("m", {"id": 1, "v": 7}, {"id": 2, "v": -8})))

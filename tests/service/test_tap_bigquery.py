@@ -164,6 +164,7 @@ def _normal(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("path", ["rest", "storage"])
+@pytest.mark.certifies("types", connector="tap-bigquery")
 def test_every_value_goes_out_exactly(typed: Source, path: str) -> None:
     extra: dict[str, Any] = {"use_storage_api": "never"}
     if path == "storage":
@@ -262,6 +263,7 @@ def test_incremental_by_a_numeric_key_and_start_date(bigquery: Source) -> None:
     assert run.states[-1]["bookmarks"][stream]["replication_key_value"] == "2025-01-05"
 
 
+@pytest.mark.certifies("activate_version", connector="tap-bigquery")
 def test_full_table_reads_are_table_versions(typed: Source) -> None:
     stream = typed.stream("typed")
     first = ok(typed.sync(typed.catalog(stream)))

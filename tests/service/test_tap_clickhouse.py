@@ -281,6 +281,7 @@ def test_every_type_is_discovered_with_its_schema_key_and_replication_keys(click
     ]
 
 
+@pytest.mark.certifies("types", connector="tap-clickhouse")
 def test_every_type_value_arrives_exactly_in_the_record_json(clickhouse: Source) -> None:
     create_every_type(clickhouse)
     run = ok(clickhouse.sync())

@@ -535,6 +535,7 @@ def test_timestamptz_carries_the_session_offset(src, server):
         src.sql(f"DROP ROLE {role}")
 
 
+@pytest.mark.certifies("activate_version", connector="tap-postgres")
 def test_full_table_first_sync_activates_version_at_start_and_end(src):
     src.sql(
         "CREATE TABLE items (id int PRIMARY KEY, v text)",
@@ -765,6 +766,7 @@ def test_xmin_first_run_reads_all_and_bookmarks_the_highest_xmin(src):
     assert not run.of_type("ACTIVATE_VERSION")
 
 
+@pytest.mark.certifies("replication_method:XMIN", connector="tap-postgres")
 def test_xmin_second_run_reads_changed_rows_and_the_boundary_transaction(src):
     src.sql("CREATE TABLE acct (id int PRIMARY KEY, balance numeric)")
     for i in range(1, 6):

@@ -170,6 +170,7 @@ def test_first_run_is_a_snapshot_and_bookmarks_the_slot_position(src):
     assert run.states[-1]["bookmarks"][stream] == {"lsn": src.confirmed_flush()}
 
 
+@pytest.mark.certifies("replication_method:LOG_BASED", connector="tap-postgres")
 def test_second_run_reads_exactly_the_committed_changes(src):
     create_items(src)
     stream = src.stream("items")

@@ -78,6 +78,7 @@ def ok(result: Run) -> Run:
     return result
 
 
+@pytest.mark.certifies("types", connector="target-bigquery")
 def test_every_type_round_trips_exactly(dest: BigQueryDest, run_target: RunTarget) -> None:
     data = lines(schema("types", TYPES), record("types", FULL), record("types", {"id": 2}), state({"s": 1}))
     assert ok(run_target(BigQueryTarget, dest.config(), data)).states == [{"s": 1}]

@@ -76,6 +76,7 @@ def error(result: Any) -> str:
     return result.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.certifies("types", connector="target-clickhouse")
 def test_every_type_lands_exactly(kit: TargetKit, dest: ClickHouseDest) -> None:
     result = kit.run(lines(schema("types", TYPES)) + FULL_ROW + NULL_ROW + lines(state({"n": 2})))
     assert result.rc == 0, result.stderr

@@ -35,6 +35,9 @@ DRIVERS = (
     "google.auth",
     "mssql_python_odbc",
     "sqlglot",
+    "prometheus_client",
+    "opentelemetry",
+    "openlineage",
 )
 BIN = Path(sys.executable).parent
 

@@ -105,3 +105,67 @@ def test_state_backend_paths_are_the_projects_unless_typed_here(
 ) -> None:
     monkeypatch.setattr(Path, "cwd", classmethod(lambda cls: cls("/cwd")))
     assert state_backend_uri(Path("/project"), given, configured, env) == expected
+
+
+TWO_LOADERS = (
+    MELTANO
+    + """\
+  - name: target-jsonl
+    config: {destination_path: out}
+"""
+)
+
+
+def test_pipelines_declared_resolved_by_name_or_as_tap_to_target(tmp_path: Path) -> None:
+    dpone = "retries: {attempts: 2}\npipelines:\n  orders: {tap: tap-csv, targets: [target-duckdb, target-jsonl]}\n"
+    project = load_project(write(tmp_path, TWO_LOADERS, dpone))
+    orders = project.pipeline("orders")
+    assert (orders.tap, orders.targets, orders.retries.attempts, orders.declared) == (
+        "tap-csv",
+        ["target-duckdb", "target-jsonl"],
+        2,
+        True,
+    )
+    implied = project.pipeline("tap-csv-to-target-duckdb-target-jsonl")
+    assert (implied.tap, implied.targets, implied.declared) == ("tap-csv", ["target-duckdb", "target-jsonl"], False)
+    with pytest.raises(ConfigError, match="'target-nope' names no loaders of meltano.yml"):
+        project.pipeline("tap-csv-to-target-nope")
+    with pytest.raises(ConfigError, match="'tap-nope' is no extractor of meltano.yml"):
+        project.pipeline("tap-nope-to-target-duckdb")
+
+
+def test_a_declared_pipeline_named_like_another_pipelines_id_is_refused(tmp_path: Path) -> None:
+    # `dpone run tap-csv target-jsonl` keeps its state under tap-csv-to-target-jsonl: a declared
+    # pipeline of that name into another target would resume from that state and skip rows.
+    dpone = "pipelines:\n  tap-csv-to-target-jsonl: {tap: tap-csv, targets: [target-duckdb]}\n"
+    with pytest.raises(ConfigError, match="would share one state; give the pipeline another name"):
+        load_project(write(tmp_path, TWO_LOADERS, dpone))
+    # Named for what it is, it is just the declared form of the implied pipeline.
+    dpone = "pipelines:\n  tap-csv-to-target-jsonl: {tap: tap-csv, targets: [target-jsonl]}\n"
+    project = load_project(write(tmp_path, TWO_LOADERS, dpone))
+    assert project.implied("tap-csv", ["target-jsonl"]).declared is True
+
+
+def test_a_run_with_another_pipelines_id_is_refused(tmp_path: Path) -> None:
+    dpone = "pipelines:\n  orders: {tap: tap-csv, targets: [target-duckdb]}\n"
+    project = load_project(write(tmp_path, TWO_LOADERS, dpone))
+    with pytest.raises(ConfigError, match="would share its state: run `dpone run orders`"):
+        project.implied("tap-csv", ["target-jsonl"], "orders")
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("retires: {attempts: 3}\n", "unknown key(s) retires (did you mean retries?)"),
+        ("bogus: 1\n", "unknown key(s) bogus; known: contracts, env, filters"),
+        ("pipelines: [a]\n", "pipelines is a mapping"),
+        ("pipelines:\n  a: {tap: tap-csv}\n", "pipelines.a.targets must list one or more loaders"),
+        ("pipelines:\n  a: {tap: tap-csv, targets: [target-duckdb], wait: 1}\n", "pipelines.a has unknown keys wait"),
+        ("retries: {attempts: 0}\n", "retries.attempts must be a whole number of tries, 1 or more"),
+        ("metrics: [1]\n", "metrics must be a mapping"),
+    ],
+)
+def test_dpone_yml_mistakes_are_config_errors(tmp_path: Path, text: str, says: str) -> None:
+    with pytest.raises(ConfigError) as failed:
+        load_project(write(tmp_path, TWO_LOADERS, text))
+    assert says in str(failed.value)

@@ -76,8 +76,10 @@ SAVE_RUN = (
     " VALUES (s.pipeline_id, s.run_id, s.created_at, s.report);"
 )
 RUNS_QUERY = (
-    f"SELECT TOP (?) run_id, created_at, report FROM {RUNS} WHERE pipeline_id = ? ORDER BY created_at DESC, seq DESC"
+    f"SELECT TOP (?) pipeline_id, run_id, created_at, report FROM {RUNS} WHERE pipeline_id = ?"
+    " ORDER BY created_at DESC, seq DESC"
 )
+RECENT_RUNS = f"SELECT TOP (?) pipeline_id, run_id, created_at, report FROM {RUNS} ORDER BY created_at DESC, seq DESC"
 
 HOLDER = LockInfo("p1", "run-1", 4242, "etl-1.invalid", "2024-01-01T00:00:00.000+00:00")
 MINE = LockInfo("p1", "run-2", 4343, "etl-2.invalid", "2024-01-01T00:00:05.000+00:00")
@@ -290,6 +292,7 @@ def test_put_is_one_merge_of_canonical_json(store: MssqlStore, recorder: Recorde
         lambda store: store.get_lock("p1 "),
         lambda store: store.save_run(RunRecord("p1", "r ", "t")),
         lambda store: store.runs("p1 "),
+        lambda store: store.recent_runs(5, "p1 "),
     ],
 )
 def test_an_id_ending_in_a_space_is_refused_before_sending_anything(
@@ -411,7 +414,7 @@ def test_save_run_is_one_merge(store: MssqlStore, recorder: Recorder) -> None:
 
 
 def test_runs_newest_first_with_top(store: MssqlStore, recorder: Recorder) -> None:
-    recorder.on(r"^SELECT TOP", [("r2", "t2", '{"rows":2}'), ("r1", "t1", "{}")])
+    recorder.on(r"^SELECT TOP", [("p1", "r2", "t2", '{"rows":2}'), ("p1", "r1", "t1", "{}")])
     runs = store.runs("p1", limit=2)
     assert [(r.pipeline_id, r.run_id, r.created_at, r.report) for r in runs] == [
         ("p1", "r2", "t2", {"rows": 2}),
@@ -420,6 +423,27 @@ def test_runs_newest_first_with_top(store: MssqlStore, recorder: Recorder) -> No
     store.runs("p1", limit=-1)
     assert recorder.sequence() == [execute(RUNS_QUERY), "commit", execute(RUNS_QUERY), "commit"]
     assert params_of(recorder, RUNS_QUERY) == [(2, "p1"), (0, "p1")]
+
+
+def test_recent_runs_of_every_pipeline_in_one_query(store: MssqlStore, recorder: Recorder) -> None:
+    recorder.on(r"^SELECT TOP", [("p2", "r3", "t3", '{"rows":3}'), ("p1", "r2", "t2", "{}")])
+    runs = store.recent_runs(2)
+    assert [(r.pipeline_id, r.run_id, r.created_at, r.report) for r in runs] == [
+        ("p2", "r3", "t3", {"rows": 3}),
+        ("p1", "r2", "t2", {}),
+    ]
+    store.recent_runs(7, "p1")
+    assert recorder.sequence() == [execute(RECENT_RUNS), "commit", execute(RUNS_QUERY), "commit"]
+    assert params_of(recorder, RECENT_RUNS) == [(2,)]
+    assert params_of(recorder, RUNS_QUERY) == [(7, "p1")]
+
+
+def test_a_run_report_edited_into_non_json_is_a_config_error_naming_the_run(
+    store: MssqlStore, recorder: Recorder
+) -> None:
+    recorder.on(r"^SELECT TOP", [("p2", "r3", "t3", "{not json")])
+    with pytest.raises(ConfigError, match="the run 'r3' report of pipeline 'p2'"):
+        store.recent_runs()
 
 
 # -- failures
@@ -524,8 +548,9 @@ def test_every_statement_sent_is_checked_t_sql(store: MssqlStore, recorder: Reco
     store.break_lock("p1")
     store.save_run(RunRecord("p1", "r1", "t"))
     store.runs("p1")
+    store.recent_runs()
     assert sorted(set(recorder.checked)) == sorted(
-        {CHECK, PUT, GET, LIST, DELETE, INSERT_LOCK, GET_LOCK, RELEASE, BREAK, SAVE_RUN, RUNS_QUERY}
+        {CHECK, PUT, GET, LIST, DELETE, INSERT_LOCK, GET_LOCK, RELEASE, BREAK, SAVE_RUN, RUNS_QUERY, RECENT_RUNS}
     )
 
 

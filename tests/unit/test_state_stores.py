@@ -190,6 +190,37 @@ class StoreBehaviour:
             store.save_run(RunRecord("p1", run_id, stamp))
         assert [r.run_id for r in store.runs("p1")] == ["c", "b", "a"]
 
+    def test_recent_runs_across_pipelines_newest_first(self, store: StateStore):
+        for pipeline, run_id, stamp in [
+            ("p1", "a", "2024-01-02T00:00:00+00:00"),
+            ("p2", "b", "2024-01-04T00:00:00+00:00"),
+            ("p1", "c", "2024-01-03T00:00:00+00:00"),
+            ("p3", "d", "2024-01-01T00:00:00+00:00"),
+        ]:
+            store.save_run(RunRecord(pipeline, run_id, stamp, {"run": run_id}))
+        recent = store.recent_runs()
+        assert [(r.pipeline_id, r.run_id) for r in recent] == [("p2", "b"), ("p1", "c"), ("p1", "a"), ("p3", "d")]
+        assert [r.report for r in recent] == [{"run": "b"}, {"run": "c"}, {"run": "a"}, {"run": "d"}]
+        assert recent[0].created_at == "2024-01-04T00:00:00+00:00"
+        assert [r.run_id for r in store.recent_runs(2)] == ["b", "c"]
+        assert store.recent_runs(0) == []
+
+    def test_recent_runs_of_one_pipeline_are_its_runs(self, store: StateStore):
+        for i, pipeline in enumerate(["p1", "p2", "p1", "p2", "p1"]):
+            store.save_run(RunRecord(pipeline, f"r{i}", f"2024-01-0{i + 1}T00:00:00+00:00"))
+        assert [r.run_id for r in store.recent_runs(pipeline_id="p1")] == ["r4", "r2", "r0"]
+        assert [r.run_id for r in store.recent_runs(2, "p1")] == ["r4", "r2"]
+        assert {r.pipeline_id for r in store.recent_runs(pipeline_id="p2")} == {"p2"}
+        assert store.recent_runs(pipeline_id="p1") == store.runs("p1")
+        assert store.recent_runs(pipeline_id="nope") == []
+
+    def test_recent_runs_with_equal_timestamps_latest_saved_first(self, store: StateStore):
+        stamp = utc_now()
+        for pipeline, run_id in (("p1", "a"), ("p1", "b"), ("p2", "c")):
+            store.save_run(RunRecord(pipeline, run_id, stamp))
+        assert [r.run_id for r in store.recent_runs(pipeline_id="p1")] == ["b", "a"]
+        assert {r.run_id for r in store.recent_runs()} == {"a", "b", "c"}
+
 
 class TestSqliteStore(StoreBehaviour):
     @pytest.fixture

@@ -120,6 +120,7 @@ two', 'text', N'ntext', '<a b="1"/>', '0001-01-01', '23:59:59.9999999', '2024-02
 """
 
 
+@pytest.mark.certifies("types", connector="tap-mssql")
 def test_every_type_arrives_with_its_value(db: Database, tmp_path: Path) -> None:
     stream = db.table("every_type", EVERY_TYPE)
     db.sql(EVERY_VALUE.format(schema=db.schema))
@@ -149,6 +150,7 @@ def test_every_type_arrives_with_its_value(db: Database, tmp_path: Path) -> None
     assert Decimal(row["d"]) == Decimal("-1234567890123456789012345678.0123456789")
 
 
+@pytest.mark.certifies("replication_method:CHANGE_TRACKING", connector="tap-mssql")
 def test_change_tracking_round(db: Database, tmp_path: Path) -> None:
     stream = db.table("tracked", "id INT PRIMARY KEY, name NVARCHAR(20)")
     enabled = db.conn.execute("SELECT COUNT(*) FROM sys.change_tracking_databases WHERE database_id = DB_ID()")
