@@ -7,6 +7,9 @@ compared (no connector of the pipeline answers reconcile).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import uuid
+from collections.abc import Iterator
 from typing import IO, Any
 
 from dpone_protocol.config import Redactor
@@ -72,11 +75,12 @@ def program(args: argparse.Namespace, out: IO[str], redactor: Redactor) -> int:
 
     options = Options(args.checksum, args.ranges, args.deletes or args.apply_deletes, args.apply_deletes)
     source = Side(tap.name, asker(tap, True))
-    results = [
-        StreamComparison(spec, source, Side(target.name, asker(target, False), destination=True), options).run()
-        for target in targets
-        for spec in specs
-    ]
+    with _pipeline_lock(project, pipeline.id, args.state_backend, args.apply_deletes):
+        results = [
+            StreamComparison(spec, source, Side(target.name, asker(target, False), destination=True), options).run()
+            for target in targets
+            for spec in specs
+        ]
     render = render_json if args.format == "json" else render_text
     out.write(redactor(render(pipeline.id, tap.name, results)))
     out.flush()
@@ -84,3 +88,25 @@ def program(args: argparse.Namespace, out: IO[str], redactor: Redactor) -> int:
         reasons = sorted({r.unavailable for r in results})
         raise ConfigError(f"nothing could be compared: {'; '.join(reasons)}")
     return EXIT_CODES[ErrorKind.DATA] if any(r.status == "different" for r in results) else 0
+
+
+@contextlib.contextmanager
+def _pipeline_lock(project: Any, pipeline_id: str, backend: str | None, wanted: bool) -> Iterator[None]:
+    """Deletes are applied under the pipeline's lock, as a run's loads are: a run loading between
+    the key reads and the delete could have its new rows taken for rows deleted at the source."""
+    if not wanted:
+        yield
+        return
+    from dpone.state.store import new_lock, open_store  # noqa: PLC0415
+    from dpone_runner.project import state_backend_uri  # noqa: PLC0415
+
+    store = open_store(state_backend_uri(project.root, backend, project.state_backend))
+    owner = f"reconcile-{uuid.uuid4().hex[:8]}"
+    try:
+        store.acquire_lock(new_lock(pipeline_id, owner))  # LockedError: a run is going (exit 75)
+        try:
+            yield
+        finally:
+            store.release_lock(pipeline_id, owner)
+    finally:
+        store.close()

@@ -27,6 +27,7 @@ import psycopg
 import pytest
 import yaml
 
+from dpone.state.store import new_lock, open_store
 from dpone.targets.duckdb.reconcile import WORDS as DUCKDB
 from dpone_drivers.postgres_reconcile import WORDS as POSTGRES
 from dpone_drivers.postgres_reconcile import query as pg_query
@@ -259,6 +260,22 @@ class TestDifferences:
         assert scenario.reconcile(target, *orders, "--checksum")["orders"]["status"] == "equal"
         # Nothing left to delete: a second apply finds the destination equal and changes nothing.
         assert scenario.reconcile(target, *orders, "--apply-deletes")["orders"]["deletes"] is None
+
+    def test_deletes_are_not_applied_while_a_run_holds_the_lock(self, scenario: Scenario, target: str) -> None:
+        # A run loading between the key reads and the delete could have its new rows taken for
+        # rows deleted at the source: applying waits for the pipeline's lock, as a run does.
+        scenario.run(target)
+        scenario.source_sql("DELETE FROM orders WHERE id = 77")
+        pipeline = f"tap-postgres-to-{target}"
+        store = open_store(f"sqlite:///{scenario.root / '.dpone' / 'state.db'}")
+        try:
+            store.acquire_lock(new_lock(pipeline, "run-in-progress"))
+            proc = scenario.dpone("reconcile", pipeline, "--stream", "*-orders", "--apply-deletes", expect=75)
+        finally:
+            store.release_lock(pipeline, "run-in-progress")
+            store.close()
+        assert "is locked by run run-in-progress" in proc.stderr
+        assert scenario.dest_sql(target, "SELECT count(*) FROM {orders} WHERE _sdc_deleted_at IS NULL") == [(204,)]
 
     def test_hard_delete_removes_the_row(self, scenario: Scenario, target: str) -> None:
         scenario.write_project(hard_delete=True)
