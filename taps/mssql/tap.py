@@ -12,6 +12,8 @@ from dpone.taps.framework.tap import Tap
 from dpone.taps.mssql.dialect import MSSQL, MssqlDialect
 from dpone.taps.mssql.streams import MssqlStream
 from dpone_drivers.mssql import CONNECTION_SETTINGS, SECRET_KEYS
+from dpone_protocol.catalog import Catalog
+from dpone_protocol.ops import Check
 from dpone_protocol.settings import Setting
 
 
@@ -43,6 +45,11 @@ class MssqlTap(SqlTap):
             ),
         )
     )
+
+    def doctor(self, catalog: Catalog | None) -> list[Check]:
+        from dpone.taps.mssql import doctor  # noqa: PLC0415 - only `--ops` asks
+
+        return doctor.checks(self, catalog)
 
     def make_stream(self, table: SqlTable) -> SqlStream:
         return MssqlStream(table, self)
