@@ -243,17 +243,24 @@ class Run:
             log.warning("the refused run's report was not saved: %s", self.redactor(str(failed)))
 
     def _tell_observers(self, event: str) -> None:
-        """Metrics and lineage are told what happened; their failure never fails the run."""
-        for observer in self.options.observers:
+        """Metrics and lineage are told what happened, all at once: a collector that hangs delays the
+        run's end by its own timeout, not by the sum of every exporter's. Their failure never fails it."""
+
+        def tell(observer: Observer) -> None:
             try:
                 if event == "started":
                     observer.started(self.context)
                 else:
                     observer.finished(self.context, self.report)
             except Exception as exc:  # an exporter's bug or outage must not fail the load
-                log.warning(
-                    "%s could not report the run %s: %s", type(observer).__name__, event, self.redactor(str(exc))
-                )
+                name = type(observer).__name__
+                log.warning("%s could not report the run %s: %s", name, event, self.redactor(str(exc)))
+
+        threads = [threading.Thread(target=tell, args=(o,), name=f"observe-{event}") for o in self.options.observers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     def _run_in(self, tmp: Path) -> None:
         root = self.project.root

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from dpone_protocol.config import expand_env, register_secret
 from dpone_protocol.errors import ConfigError
@@ -140,13 +140,27 @@ def _url(section: Mapping[str, Any], where: str) -> str | None:
     text = _text(section, where)
     if not text:
         return None
+    # Everything before the authority's last @ is user:password, however it is written: a raw # or /
+    # in it would end the authority early and leave part of the password in the host.
+    _, sep, rest = text.partition("://")
+    userinfo, at, _ = rest.rpartition("@")
+    password = userinfo.partition(":")[2]
+    for secret in (userinfo, password, unquote(password)) if sep and at and password else ():
+        register_secret(secret)
     parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        shown = parts._replace(netloc=parts.hostname or "").geturl() if parts.password else text
+    if parts.scheme not in ("http", "https") or not parts.hostname or (at and "@" in (parts.hostname or "")):
+        shown = text.replace(password, "***") if password else text
         raise ConfigError(f"dpone.yml: {where} must be an http:// or https:// URL, not {shown!r}")
-    if parts.password:
-        register_secret(parts.password)
+    if at and _bad_userinfo(userinfo):
+        raise ConfigError(
+            f"dpone.yml: {where}: percent-encode the user and password in the URL (# as %23, / as %2F, @ as %40)"
+        )
     return text
+
+
+def _bad_userinfo(userinfo: str) -> bool:
+    """A raw # or ? in user:password ends the URL's authority early; so does a / after the colon."""
+    return any(c in userinfo for c in "#?") or ("/" in userinfo and ":" in userinfo.split("/", maxsplit=1)[0])
 
 
 def _timeout(section: Mapping[str, Any], name: str) -> float:

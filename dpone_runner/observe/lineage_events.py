@@ -93,11 +93,15 @@ def end_event(
             namespace=(where := locate(stream)).namespace,
             name=where.name,
             facets=_schema_facets(run.schemas_out.get(stream)),
+            # Rows written are known only when the targets committed them all: a failed run's
+            # targets kept what their last state covered, which no count here tells.
             outputFacets={
                 "outputStatistics": output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
                     rowCount=rows_out.get(stream, 0), producer=PRODUCER
                 )
-            },
+            }
+            if state == RunState.COMPLETE
+            else {},
         )
         for locate in destinations
         for stream in written

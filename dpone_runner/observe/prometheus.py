@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from dpone_protocol.errors import TransientError
 from dpone_runner.observe.background import IMPORTING, Background
@@ -141,7 +141,8 @@ def _credentials(url: str) -> tuple[str, str, str]:
     parts = urlsplit(url)
     if not parts.username and not parts.password:
         return url, "", ""
-    return parts._replace(netloc=_host(parts)).geturl(), parts.username or "", parts.password or ""
+    # In a URL they are percent-encoded (a password with @, # or / must be): basic auth takes them decoded.
+    return parts._replace(netloc=_host(parts)).geturl(), unquote(parts.username or ""), unquote(parts.password or "")
 
 
 def _host(parts: SplitResult) -> str:

@@ -215,6 +215,17 @@ class TestPushgateway:
         assert push.headers["authorization"] == "Basic " + base64.b64encode(f"pusher:{SECRET}".encode()).decode()
         assert SECRET not in push.body.decode() + res.out + res.err
 
+    def test_a_percent_encoded_password_is_sent_decoded(self, project: ObserveProject) -> None:
+        # A password with @, # or / must be percent-encoded in a URL; basic auth carries it as it is.
+        with Receiver() as gateway:
+            url = gateway.url.replace("http://", "http://pusher:Zq9%40p%23w%2Fd@")
+            project.settings({"metrics": {"pushgateway_url": url}})
+            res = project.run()
+            assert res.rc == 0, res.err
+            (push,) = gateway.wait_for(1)
+        assert push.headers["authorization"] == "Basic " + base64.b64encode(b"pusher:Zq9@p#w/d").decode()
+        assert "Zq9" not in res.out + res.err
+
     def test_a_gateway_that_is_down_fails_no_run(self, project: ObserveProject) -> None:
         url = refused_url()
         project.settings({"metrics": {"pushgateway_url": url, "prometheus_textfile_dir": "metrics"}})
@@ -239,6 +250,24 @@ class TestPushgateway:
         assert took < BOUND_SECONDS
         assert "Pushgateway" in res.err and "timed out" in res.err, res.err
         assert "Traceback" not in res.err
+
+
+def test_exporters_that_all_hang_delay_the_run_by_one_timeout_not_their_sum(project: ObserveProject) -> None:
+    # Each exporter waits out its own timeout at the same time as the others.
+    with Silent() as hung:
+        project.settings(
+            {
+                "metrics": {"pushgateway_url": hung.url, "otlp_endpoint": hung.url, "timeout_seconds": 2},
+                "lineage": {"url": hung.url, "timeout_seconds": 2},
+            }
+        )
+        started = time.monotonic()
+        res = project.run()
+        took = time.monotonic() - started
+    assert res.rc == 0, res.err
+    # Lineage's START waits once at the start, everything else once at the end: 2 x 2 s, not 3 x 2 s more.
+    assert took < 2 * 2 + 1.5, took
+    assert all(name in res.err for name in ("Pushgateway", "OTLP collector", "OpenLineage")), res.err
 
 
 def otlp_points(body: bytes) -> dict[str, list[tuple[dict[str, str], Any]]]:

@@ -88,6 +88,13 @@ class TestMetrics:
         with pytest.raises(ConfigError, match=re.escape(says)):
             metrics(**raw)
 
+    @pytest.mark.parametrize("password", ["pw#tail", "pw?tail", "pw/tail"])
+    def test_a_raw_url_delimiter_in_the_password_asks_for_encoding(self, password: str) -> None:
+        # Raw, it would end the URL's authority early and leave the password's tail in the host.
+        with pytest.raises(ConfigError, match="percent-encode the user and password") as caught:
+            metrics(pushgateway_url=f"http://u:{password}@gw:9091")
+        assert "tail" not in str(caught.value)
+
     def test_a_password_in_a_bad_url_is_not_repeated(self) -> None:
         with pytest.raises(ConfigError) as caught:
             metrics(pushgateway_url="ftp://u:hunter2-secret@gw")
