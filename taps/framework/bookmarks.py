@@ -8,10 +8,10 @@ JSON keeps the shape Meltano and other Singer taps use.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from dpone.state.records import Bookmark, StreamBookmark, bookmarks_of, read_position
+from dpone.state.records import Bookmark, StreamBookmark, bookmarks_of, parse_bookmark, read_position
 from dpone_protocol.errors import ConfigError
 
 
@@ -84,3 +84,24 @@ class BookmarkTracker:
         if value is None:
             return None
         return StreamBookmark(self.stream, self.key, value)
+
+
+def positions_to_rewind(
+    state: Mapping[str, Any], wanted: str | None, usable: Callable[[Any], bool], lacks: str, none: str
+) -> list[Any]:
+    """The committed positions a replay plan can rewind (`usable` ones: an LSN, Kafka offsets), of
+    every stream or of `wanted`. `lacks` says what stream {stream} misses ({found}: what it holds)."""
+    bookmarks = bookmarks_of(dict(state))
+    if wanted is not None and wanted not in bookmarks:
+        names = ", ".join(sorted(bookmarks)) or "none"
+        raise ConfigError(f"the state has no stream {wanted!r} (streams: {names})")
+    found = []
+    for stream in sorted(bookmarks) if wanted is None else [wanted]:
+        position = parse_bookmark(stream, bookmarks[stream])
+        if usable(position):
+            found.append(position)
+        elif wanted is not None:
+            raise ConfigError(lacks.format(stream=repr(stream), found=position.describe()))
+    if not found:
+        raise ConfigError(none)
+    return found

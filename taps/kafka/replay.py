@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dpone.state.records import KafkaOffsets, bookmarks_of, parse_bookmark
+from dpone.state.records import KafkaOffsets
+from dpone.taps.framework.bookmarks import positions_to_rewind
 from dpone_drivers import kafka
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.replay import COMMITTED, PIPELINE, StreamReplay, replay_body, resync_hint
@@ -57,20 +58,13 @@ def parse_target(value: Any) -> Rewind:
 
 
 def _streams(state: Mapping[str, Any], wanted: str | None) -> list[KafkaOffsets]:
-    bookmarks = bookmarks_of(state)
-    if wanted is not None and wanted not in bookmarks:
-        names = ", ".join(sorted(bookmarks)) or "none"
-        raise ConfigError(f"the state has no stream {wanted!r} (streams: {names})")
-    found = []
-    for stream in sorted(bookmarks) if wanted is None else [wanted]:
-        position = parse_bookmark(stream, bookmarks[stream])
-        if isinstance(position, KafkaOffsets) and position.partitions:
-            found.append(position)
-        elif wanted is not None:
-            raise ConfigError(f"stream {stream!r} has no Kafka offsets in the state ({position.describe()})")
-    if not found:
-        raise ConfigError("the state holds no Kafka offsets: there is no position to rewind")
-    return found
+    return positions_to_rewind(
+        state,
+        wanted,
+        lambda p: isinstance(p, KafkaOffsets) and bool(p.partitions),
+        "stream {stream} has no Kafka offsets in the state ({found})",
+        "the state holds no Kafka offsets: there is no position to rewind",
+    )
 
 
 def _topic(tap: KafkaTap, position: KafkaOffsets) -> str:

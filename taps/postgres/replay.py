@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dpone.state.records import LsnPosition, bookmarks_of, parse_bookmark
+from dpone.state.records import LsnPosition
+from dpone.taps.framework.bookmarks import positions_to_rewind
 from dpone.taps.postgres.cdc import _escape, int_to_lsn, lsn_to_int
 from dpone_protocol.errors import ConfigError
 from dpone_protocol.replay import COMMITTED, PIPELINE, StreamReplay, replay_body, resync_hint
@@ -57,23 +58,13 @@ def parse_lsn(value: Any) -> int:
 
 
 def _streams(state: Mapping[str, Any], wanted: str | None) -> list[LsnPosition]:
-    bookmarks = bookmarks_of(state)
-    if wanted is not None and wanted not in bookmarks:
-        names = ", ".join(sorted(bookmarks)) or "none"
-        raise ConfigError(f"the state has no stream {wanted!r} (streams: {names})")
-    found = []
-    for stream in sorted(bookmarks) if wanted is None else [wanted]:
-        position = parse_bookmark(stream, bookmarks[stream])
-        if isinstance(position, LsnPosition) and position.lsn is not None:
-            found.append(position)
-        elif wanted is not None:
-            raise ConfigError(
-                f"stream {stream!r} has no LSN in the state ({position.describe()}): only LOG_BASED streams "
-                "can be rewound to an LSN"
-            )
-    if not found:
-        raise ConfigError("the state holds no LOG_BASED stream with an LSN: there is no position to rewind")
-    return found
+    return positions_to_rewind(
+        state,
+        wanted,
+        lambda p: isinstance(p, LsnPosition) and p.lsn is not None,
+        "stream {stream} has no LSN in the state ({found}): only LOG_BASED streams can be rewound to an LSN",
+        "the state holds no LOG_BASED stream with an LSN: there is no position to rewind",
+    )
 
 
 def _slot(tap: PostgresTap, name: str) -> Slot:
