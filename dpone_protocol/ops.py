@@ -24,7 +24,9 @@ DOCTOR = "doctor"
 ESTIMATE = "estimate"
 RECONCILE = "reconcile"
 REPLAY_PLAN = "replay_plan"
-OPERATIONS = (DOCTOR, ESTIMATE, RECONCILE, REPLAY_PLAN)
+PARTITION_PLAN = "partition_plan"
+RANGE_LEDGER = "range_ledger"
+OPERATIONS = (DOCTOR, ESTIMATE, RECONCILE, REPLAY_PLAN, PARTITION_PLAN, RANGE_LEDGER)
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 # What a failed probe most likely needs, by the kind of error it raised.
@@ -130,6 +132,15 @@ class Operable:
         """What rewinding `state` to `request['to']` would re-deliver, or a refusal; changes nothing."""
         raise Unsupported(f"{self.name} has no position to rewind")
 
+    def plan_partitions(self, request: Mapping[str, Any], catalog: Any) -> dict[str, Any]:
+        """Key ranges of `request['stream']` by `request['by']` (dpone_protocol/key_ranges.py), and the
+        bookmark the stream takes once every range is loaded."""
+        raise Unsupported(f"{self.name} cannot split a stream into key ranges")
+
+    def range_ledger(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Whether the range `request['token']` is committed in the destination (a target's range ledger)."""
+        raise Unsupported(f"{self.name} cannot load a key range in one transaction (it keeps no range ledger)")
+
     def operate(self, request: Mapping[str, Any], catalog: Any, state: Mapping[str, Any]) -> dict[str, Any]:
         op = request["op"]
         try:
@@ -139,6 +150,10 @@ class Operable:
                 return answer(op, {"rows": self.estimate_rows(catalog)})
             if op == RECONCILE:
                 return answer(op, self.reconcile(request, catalog))
+            if op == PARTITION_PLAN:
+                return answer(op, self.plan_partitions(request, catalog))
+            if op == RANGE_LEDGER:
+                return answer(op, self.range_ledger(request))
             return answer(op, self.replay_plan(request, state))
         except Unsupported as exc:
             return answer(op, None, str(exc))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -17,10 +18,18 @@ DISCOVER_TIMEOUT_SECONDS = 600
 
 
 def prepare_catalog(
-    plugin: Plugin, command: str, config_path: Path, workdir: Path, redactor: Redactor, *, cwd: Path | None = None
+    plugin: Plugin,
+    command: str,
+    config_path: Path,
+    workdir: Path,
+    redactor: Redactor,
+    *,
+    cwd: Path | None = None,
+    adjust: Callable[[Catalog], None] | None = None,
 ) -> list[str]:
     """Discover, select, override metadata; returns the tap arguments that pass the catalog.
-    cwd: the project directory, where the tap runs (relative paths in its config resolve there)."""
+    cwd: the project directory, where the tap runs (relative paths in its config resolve there);
+    adjust: a last change by the run (one key range of a partitioned load, streams left out)."""
     caps = set(plugin.capabilities)
     if caps and not caps & {"catalog", "properties", "discover"}:
         return []
@@ -41,6 +50,8 @@ def prepare_catalog(
         for entry in catalog:
             if fnmatch.fnmatchcase(entry.tap_stream_id, pattern):
                 entry.stream_metadata().update(overrides)
+    if adjust is not None:
+        adjust(catalog)
     path = workdir / "catalog.json"
     path.write_bytes(orjson.dumps(catalog.to_dict()))
     flag = "--properties" if "properties" in caps and "catalog" not in caps else "--catalog"

@@ -18,6 +18,7 @@ from dpone_runner import (
     connectors_cli,
     doctor_cli,
     history_cli,
+    partitions_cli,
     plan_cli,
     quarantine_cli,
     reconcile_cli,
@@ -34,6 +35,7 @@ COMMANDS = {
     "certify": certify_cli,
     "runs": history_cli,
     "report": history_cli,
+    "partitions": partitions_cli,
 }
 
 _PRETTY = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from dpone.state.manifest import unfinished_plans
 from dpone.state.merge import merge_state
 from dpone.state.records import describe_state
 from dpone.state.store import LockedError, RunRecord, StateStore, new_lock, utc_now
@@ -38,11 +39,13 @@ from dpone_protocol.errors import (
     ProtocolError,
     kind_for_exit,
 )
+from dpone_protocol.key_ranges import RANGE_TOKEN_ENV, range_end_line
 from dpone_protocol.object_store import ObjectStores
 from dpone_runner.catalog_prep import prepare_catalog
 from dpone_runner.contracts import ContractStage, RunContext, parse_contracts
 from dpone_runner.filters import build_filters
 from dpone_runner.observe import ObservedRun, Observer
+from dpone_runner.partitions.task import RangeTask, leave_out
 from dpone_runner.processes import Connector, start
 from dpone_runner.project import EXTRACTORS, LOADERS, Plugin, Project
 from dpone_runner.pump import Pump, TargetChannel
@@ -64,6 +67,9 @@ class RunOptions:
     attempt: int = 1  # runner retries: this attempt's number,
     earlier_attempts: list[dict[str, Any]] = field(default_factory=list)  # and the summaries before it
     observers: Sequence[Observer] = ()  # metrics and lineage (dpone_runner/observe)
+    # One key range of a partitioned load: no pipeline lock (the manifest's claim is the lock), no
+    # state read or saved (the range is whole or absent; the bookmark moves once all ranges are in).
+    key_range: RangeTask | None = None
 
 
 class PipelineFailed(DponeError):
@@ -145,6 +151,7 @@ class Run:
         self._state: dict[str, Any] | None = None
         self._pump: Pump | None = None
         self._tap_proc: Connector | None = None
+        self._left_out: list[str] = []
 
     # -- state -----------------------------------------------------------------
     def _batch_deleter(self) -> Callable[[list[str]], None]:
@@ -156,7 +163,8 @@ class Run:
 
     def _commit(self, value: dict[str, Any]) -> None:
         merged = merge_state(self._state, value)
-        self.store.put(self.id, merged)
+        if self.options.key_range is None:
+            self.store.put(self.id, merged)
         self._state = merged
         if log.isEnabledFor(logging.DEBUG):
             log.debug("state saved for %s: %s", self.id, "; ".join(describe_state(value)) or "no bookmarks")
@@ -176,6 +184,9 @@ class Run:
         One fixed place per pipeline, so what a killed run left behind is removed by the next run.
         """
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.id)
+        if self.options.key_range is not None:
+            # Workers of one pipeline run at once: each range run has its own place.
+            safe = f"{safe}.{self.options.key_range.label}.{self.report.run_id}"
         path = self.project.root / ".dpone" / "run" / safe
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True, mode=0o700)
@@ -188,9 +199,12 @@ class Run:
     def execute(self) -> RunReport:
         for plugin in (self.tap, *self.targets):
             self.redactor.add_config(plugin.config, plugin.secret_keys)
+        task = self.options.key_range
+        self.report.key_range = None if task is None else {"stream": task.stream, "range": task.label}
         lock = new_lock(self.id, self.report.run_id)
         try:
-            self.store.acquire_lock(lock)
+            if task is None:
+                self.store.acquire_lock(lock)
         except LockedError as exc:
             self._refused(exc)
             raise
@@ -198,9 +212,11 @@ class Run:
         self.report.started_at = utc_now()
         self._tell_observers("started")
         try:
-            stored = self.store.get(self.id)
+            stored = self.store.get(self.id) if task is None else None
             self._state = stored.value if stored else None
             self.report.state_before = self._state
+            if task is None:
+                self._left_out = self._streams_in_partitioned_loads()
             if not self.options.full_refresh:
                 # Where each stream resumes, read through the typed records (LSN, xmin, key, offsets).
                 for line in describe_state(self._state):
@@ -226,9 +242,39 @@ class Run:
             try:
                 self.store.save_run(RunRecord(self.id, self.report.run_id, self.report.ended_at, self.report.to_dict()))
             finally:
-                self.store.release_lock(self.id, self.report.run_id)
+                if task is None:
+                    self.store.release_lock(self.id, self.report.run_id)
                 self._tell_observers("finished")
         return self.report
+
+    def _streams_in_partitioned_loads(self) -> list[str]:
+        """Streams whose partitioned load is not finished: this run leaves them out (their bookmark moves
+        when the last range is in). A log-based one stops the run: the slot is shared by every stream."""
+        plans = unfinished_plans(self.store, self.id)
+        for plan in plans:
+            if plan.replication_method == "LOG_BASED":
+                raise ConfigError(
+                    f"stream {plan.stream!r} of pipeline {self.id!r} has an unfinished partitioned load; its "
+                    "replication slot must keep the changes from where the load began, so no run of the "
+                    f"pipeline may advance it: finish it (`dpone partitions run {self.id} --stream {plan.stream}`) "
+                    f"or drop it (`dpone partitions drop {self.id} --stream {plan.stream}`)"
+                )
+            done = plan.counts()["success"]
+            log.warning(
+                "stream %s left out: its partitioned load is not finished (%d of %d ranges loaded); see "
+                "`dpone partitions status %s`",
+                plan.stream,
+                done,
+                len(plan.ranges),
+                self.id,
+            )
+        return [plan.stream for plan in plans]
+
+    def _adjust_catalog(self, catalog: Any) -> None:
+        if self.options.key_range is not None:
+            self.options.key_range.adjust(catalog)
+        elif self._left_out:
+            leave_out(catalog, self._left_out)
 
     def _refused(self, exc: LockedError) -> None:
         """Another run holds the lock: this run never started, but the history says it was refused."""
@@ -268,17 +314,23 @@ class Run:
         target_cmds = [t.command(root) for t in self.targets]
         tap_config = _write_private(tmp / "tap-config.json", self.tap.config)
         tap_argv = [tap_cmd, "--config", str(tap_config)]
-        tap_argv += prepare_catalog(self.tap, tap_cmd, tap_config, tmp, self.redactor, cwd=root)
+        tap_argv += prepare_catalog(
+            self.tap, tap_cmd, tap_config, tmp, self.redactor, cwd=root, adjust=self._adjust_catalog
+        )
         if self._state and not self.options.full_refresh:
             tap_argv += ["--state", str(_write_private(tmp / "state.json", self._state))]
         # Connectors that write files (BATCH) put them under <pipeline>/<run id>/.
         env = {**os.environ, "DPONE_RUN_ID": self.report.run_id, "DPONE_PIPELINE": self.id}
+        env.pop(RANGE_TOKEN_ENV, None)
         limits = self.project.limits
         targets = []
         # With several targets, BATCH files (cleanup: delete_on_success) are deleted by the runner once
         # every target committed them: a target that deleted them itself would take them from the others.
         shared = len(self.targets) > 1
         target_env = {**env, BATCH_CLEANUP_ENV: "runner"} if shared else env
+        task = self.options.key_range
+        if task is not None and task.token is not None:
+            target_env = {**target_env, RANGE_TOKEN_ENV: task.token}
         for n, (plugin, cmd) in enumerate(zip(self.targets, target_cmds, strict=True)):
             config = _write_private(tmp / f"target-{n}-config.json", plugin.config)
             argv = [cmd, "--config", str(config)]
@@ -326,6 +378,9 @@ class Run:
             pump.finish()
         finally:
             progress.stop()
+        if not cut and task is not None and task.token is not None:
+            for channel in channels:
+                channel.send(range_end_line(task.token))  # the range is whole: the target may commit it
         # Every target's input ends: cleanly after a clean tap exit, else cut, so each commits
         # what its last state covers and echoes it, and none takes a partial input for a whole one.
         for channel in channels:
@@ -373,6 +428,8 @@ class Run:
         ]
         self.report.contracts = {name: asdict(found) for name, found in contracts.items()}
         self.report.bytes_in = counts.bytes_in
+        if self.options.key_range is not None:
+            self.report.batch_files = pump.batch_files
         self.report.states_received = counts.states
         self.report.exit_codes = {tap.name: tap.proc.returncode, **{t.name: t.proc.returncode for t in targets}}
 

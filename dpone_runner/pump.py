@@ -146,6 +146,7 @@ class Pump:
         if contracts is not None:
             contracts.attach(self._emit)
         self.counts = Counts()
+        self.batch_files: list[dict[str, Any]] = []  # the BATCH files announced (uri, rows, sha256)
         self.stopped = threading.Event()
         self.tail = b""  # a last line without its newline, held back: see take_tail()
         # The newest SCHEMA per stream as the tap sent it, and as the targets get it (after filters).
@@ -276,6 +277,9 @@ class Pump:
             return
         if isinstance(manifest.get("rows"), int):
             counts[stream] += manifest["rows"]
+        for f in manifest.get("files") or []:
+            if isinstance(f, dict) and isinstance(f.get("uri"), str):
+                self.batch_files.append({"uri": f["uri"], "rows": f.get("rows"), "sha256": f.get("sha256")})
         if manifest.get("cleanup") == DELETE_ON_SUCCESS:
             files = [f.get("uri") for f in manifest.get("files") or [] if isinstance(f, dict)]
             uris = [u for u in [*files, manifest.get("uri")] if isinstance(u, str)]

@@ -46,6 +46,8 @@ class RunReport:
     # Runner retries: this attempt's number, and every attempt's summary up to this one.
     attempt: int = 1
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    key_range: dict[str, str] | None = None  # a partitioned load's range: {stream, range}
+    batch_files: list[dict[str, Any]] = field(default_factory=list)  # a range's BATCH files (uri, rows, sha256)
 
     def attempt_summary(self) -> dict[str, Any]:
         return {

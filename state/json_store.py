@@ -10,6 +10,7 @@ the old file whole.
 from __future__ import annotations
 
 import builtins
+import datetime as dt
 import fcntl
 import os
 import tempfile
@@ -23,11 +24,11 @@ from typing import Any
 import orjson
 
 from dpone.state.merge import canonical
-from dpone.state.store import LockedError, LockInfo, RunRecord, StoredState, utc_now
+from dpone.state.store import LockedError, LockInfo, PartitionChange, RunRecord, StoredState, T, utc_now
 from dpone_protocol.errors import ConfigError
 
 FORMAT_VERSION = 1
-SECTIONS = ("states", "locks", "runs")
+SECTIONS = ("states", "locks", "runs", "partitions")
 
 
 class JsonFileStore:
@@ -150,6 +151,24 @@ class JsonFileStore:
         ]
         merged.sort(key=lambda r: str(r.created_at), reverse=True)
         return merged[: max(limit, 0)]
+
+    def change_partitions(self, pipeline_id: str, stream: str, change: PartitionChange[T]) -> T:
+        with self._change() as doc:
+            plans = doc["partitions"].setdefault(pipeline_id, {})
+            new, result = change(plans.get(stream), dt.datetime.now(dt.UTC))
+            if new is None:
+                plans.pop(stream, None)
+            else:
+                canonical(new)  # a value JSON cannot hold fails here, before the file is written
+                plans[stream] = new
+            if not plans:
+                del doc["partitions"][pipeline_id]
+        return result
+
+    def partition_plans(self, pipeline_id: str | None = None) -> builtins.list[dict[str, Any]]:
+        found = self._load()["partitions"]
+        chosen = sorted(found) if pipeline_id is None else [pipeline_id] if pipeline_id in found else []
+        return [found[p][s] for p in chosen for s in sorted(found[p])]
 
     def close(self) -> None:
         """Nothing stays open between calls."""

@@ -28,18 +28,16 @@ import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
 from dpone.state.merge import canonical
-from dpone.state.store import LockedError, LockInfo, RunRecord, StoredState, utc_now
+from dpone.state.store import LockedError, LockInfo, PartitionChange, RunRecord, StoredState, T, utc_now
 from dpone_drivers import mssql
 from dpone_drivers.sql_names import BRACKETS
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DponeError, TransientError
-
-T = TypeVar("T")
 
 SCHEMES = ("mssql", "sqlserver")
 DEFAULT_SCHEMA = "dbo"
@@ -461,6 +459,15 @@ class MssqlStore:
             RunRecord(pid, run_id, created, self._decode(report, pid, f"run {run_id!r} report"))
             for pid, run_id, created, report in rows
         ]
+
+    def change_partitions(self, pipeline_id: str, stream: str, change: PartitionChange[T]) -> T:
+        raise ConfigError(
+            "partitioned loads keep their manifest in a sqlite, file or postgresql state store; the SQL "
+            "Server store does not keep one yet"
+        )
+
+    def partition_plans(self, pipeline_id: str | None = None) -> builtins.list[dict[str, Any]]:
+        return []
 
     def close(self) -> None:
         with self._mutex:

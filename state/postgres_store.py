@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from dpone.state.merge import canonical
-from dpone.state.store import LockedError, LockInfo, RunRecord, StoredState, utc_now
+from dpone.state.store import LockedError, LockInfo, PartitionChange, RunRecord, StoredState, T, utc_now
 from dpone_drivers.ports import check_port
 from dpone_drivers.postgres import classify
 from dpone_protocol.config import Redactor
@@ -87,7 +87,7 @@ class PostgresStore:
         schema_id = self._psycopg.sql.Identifier(self.schema)
         self._tables = {
             key: self._psycopg.sql.SQL("{}.{}").format(schema_id, self._psycopg.sql.Identifier(f"dpone_{key}"))
-            for key in ("state", "locks", "runs")
+            for key in ("state", "locks", "runs", "partitions")
         }
         self._where = self._redact(conninfo)
         self._mutex = threading.Lock()
@@ -130,7 +130,7 @@ class PostgresStore:
         return self._psycopg.sql.SQL(template).format(**self._tables)  # type: ignore[no-any-return]
 
     def _setup(self) -> None:
-        wanted = ("dpone_state", "dpone_locks", "dpone_runs")
+        wanted = ("dpone_state", "dpone_locks", "dpone_runs", "dpone_partitions")
         exists = "SELECT count(to_regclass(format('%%I.%%I', %s::text, t))) FROM unnest(%s::text[]) AS t"
         with self._transaction() as cur:
             cur.execute(exists, (self.schema, list(wanted)))
@@ -155,7 +155,10 @@ class PostgresStore:
                     "CREATE TABLE IF NOT EXISTS {runs} ("
                     " seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, pipeline_id text NOT NULL,"
                     " run_id text NOT NULL, created_at text NOT NULL, report jsonb NOT NULL,"
-                    " UNIQUE (pipeline_id, run_id))"
+                    " UNIQUE (pipeline_id, run_id));"
+                    "CREATE TABLE IF NOT EXISTS {partitions} ("
+                    " pipeline_id text NOT NULL, stream text NOT NULL, doc jsonb NOT NULL,"
+                    " updated_at text NOT NULL, PRIMARY KEY (pipeline_id, stream))"
                 )
             )
 
@@ -244,6 +247,46 @@ class PostgresStore:
             cur.execute(query, (*params, max(limit, 0)))
             rows = cur.fetchall()
         return [RunRecord(pid, run_id, created, report) for pid, run_id, created, report in rows]
+
+    def change_partitions(self, pipeline_id: str, stream: str, change: PartitionChange[T]) -> T:
+        with self._transaction() as cur:
+            # Serialises every change of this manifest, its creation included (no row to lock yet),
+            # across machines; the database's clock times the leases, so workers' clocks may differ.
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)), clock_timestamp()",
+                (f"dpone-partitions/{pipeline_id}/{stream}",),
+            )
+            row = cur.fetchone()
+            assert row is not None
+            now = row[1]
+            cur.execute(
+                self._query("SELECT doc FROM {partitions} WHERE pipeline_id = %s AND stream = %s"),
+                (pipeline_id, stream),
+            )
+            found = cur.fetchone()
+            doc, result = change(found[0] if found else None, now)
+            if doc is None:
+                cur.execute(
+                    self._query("DELETE FROM {partitions} WHERE pipeline_id = %s AND stream = %s"),
+                    (pipeline_id, stream),
+                )
+            else:
+                cur.execute(
+                    self._query(
+                        "INSERT INTO {partitions} (pipeline_id, stream, doc, updated_at) "
+                        "VALUES (%s, %s, %s::jsonb, %s) ON CONFLICT (pipeline_id, stream) "
+                        "DO UPDATE SET doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at"
+                    ),
+                    (pipeline_id, stream, canonical(doc).decode(), utc_now()),
+                )
+        return result
+
+    def partition_plans(self, pipeline_id: str | None = None) -> builtins.list[dict[str, Any]]:
+        where, params = ("", ()) if pipeline_id is None else (" WHERE pipeline_id = %s", (pipeline_id,))
+        with self._transaction() as cur:
+            cur.execute(self._query(f"SELECT doc FROM {{partitions}}{where} ORDER BY pipeline_id, stream"), params)
+            rows = cur.fetchall()
+        return [doc for (doc,) in rows]
 
     def close(self) -> None:
         with self._mutex:

@@ -8,6 +8,7 @@ another process doing the same. WAL mode lets readers proceed while a writer com
 from __future__ import annotations
 
 import builtins
+import datetime as dt
 import sqlite3
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import Any
 import orjson
 
 from dpone.state.merge import canonical
-from dpone.state.store import LockedError, LockInfo, RunRecord, StoredState, utc_now
+from dpone.state.store import LockedError, LockInfo, PartitionChange, RunRecord, StoredState, T, utc_now
 from dpone_protocol.errors import ConfigError, TransientError
 
 _SCHEMA = (
@@ -34,6 +35,13 @@ _SCHEMA = (
         pid INTEGER NOT NULL,
         host TEXT NOT NULL,
         acquired_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS dpone_partitions (
+        pipeline_id TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (pipeline_id, stream)
     )""",
     """CREATE TABLE IF NOT EXISTS dpone_runs (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -179,6 +187,28 @@ class SqliteStore:
             (*params, max(limit, 0)),
         )
         return [RunRecord(pid, run_id, created, orjson.loads(report)) for pid, run_id, created, report in rows]
+
+    def change_partitions(self, pipeline_id: str, stream: str, change: PartitionChange[T]) -> T:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT doc FROM dpone_partitions WHERE pipeline_id = ? AND stream = ?", (pipeline_id, stream)
+            ).fetchone()
+            doc, result = change(orjson.loads(row[0]) if row else None, dt.datetime.now(dt.UTC))
+            if doc is None:
+                conn.execute("DELETE FROM dpone_partitions WHERE pipeline_id = ? AND stream = ?", (pipeline_id, stream))
+            else:
+                conn.execute(
+                    "INSERT INTO dpone_partitions (pipeline_id, stream, doc, updated_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (pipeline_id, stream) "
+                    "DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at",
+                    (pipeline_id, stream, canonical(doc).decode(), utc_now()),
+                )
+        return result
+
+    def partition_plans(self, pipeline_id: str | None = None) -> builtins.list[dict[str, Any]]:
+        where, params = ("", ()) if pipeline_id is None else ("WHERE pipeline_id = ? ", (pipeline_id,))
+        rows = self._read(f"SELECT doc FROM dpone_partitions {where}ORDER BY pipeline_id, stream", params)
+        return [orjson.loads(doc) for (doc,) in rows]
 
     def close(self) -> None:
         with self._mutex:

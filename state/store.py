@@ -10,8 +10,9 @@ import builtins
 import datetime as dt
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from dpone_protocol.errors import ConfigError, DponeError, ErrorKind
 from dpone_protocol.local_process import process_exists
@@ -49,6 +50,12 @@ class RunRecord:
     run_id: str
     created_at: str
     report: dict[str, Any] = field(default_factory=dict)
+
+
+T = TypeVar("T")
+# Receives the stored partition document (None: none yet) and the store's clock; returns the document
+# to write back (None deletes it) and what the caller gets.
+PartitionChange = Callable[[dict[str, Any] | None, dt.datetime], tuple[dict[str, Any] | None, T]]
 
 
 def utc_now() -> str:
@@ -114,6 +121,15 @@ class StateStore(Protocol):
     def recent_runs(self, limit: int = 20, pipeline_id: str | None = None) -> builtins.list[RunRecord]:
         """At most `limit` runs of every pipeline (or of `pipeline_id`), newest (by created_at) first;
         among equal timestamps of one pipeline, the latest saved first."""
+        ...
+
+    def change_partitions(self, pipeline_id: str, stream: str, change: PartitionChange[T]) -> T:
+        """Read, change and write a stream's partition manifest atomically (state/partitions.py): no
+        other change of the same manifest, from any process or machine, interleaves."""
+        ...
+
+    def partition_plans(self, pipeline_id: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Every partition manifest (of `pipeline_id`), sorted by pipeline id and stream."""
         ...
 
     def close(self) -> None: ...

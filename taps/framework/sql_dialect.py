@@ -18,6 +18,7 @@ from dpone.taps.framework.sql_discovery import SqlColumn, SqlTable, TableFilter
 from dpone_drivers.sql_names import ANSI, Quoting
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import DponeError
+from dpone_protocol.key_ranges import KeyRange
 
 FIELD_SEPARATOR = b"\x1f"  # between a row's JSON, its key and its flag; JSON text never holds a raw 0x1F
 
@@ -28,6 +29,7 @@ class SqlDialect:
     name = "SQL"  # the database, in messages
     quoting: Quoting = ANSI
     placeholder = "%s"  # the driver's parameter marker
+    key_ranges = False  # reads one key range of a stream (a partitioned load); see in_key_range
     json_columns = "JSON"  # the words for JSON-typed columns, in the JSON-null warning
 
     # -- connections and errors ----------------------------------------------------
@@ -90,6 +92,21 @@ class SqlDialect:
     def at_or_after(self, expression: str, value: Any) -> tuple[str, list[Any]]:
         """The condition for rows at or past a bookmark (ties at it are read again, never lost), and its parameters."""
         return f"{expression} >= {self.placeholder}", [value]
+
+    def in_key_range(self, expression: str, key_range: KeyRange) -> tuple[str, list[Any]]:
+        """The condition for the rows of one key range (dpone_protocol/key_ranges.py). The bounds are
+        text the database reads as the column's type, so a value compares exactly as the column holds it."""
+        parts, params = [], []
+        if key_range.low is not None:
+            parts.append(f"{expression} >= {self.placeholder}")
+            params.append(key_range.low)
+        if key_range.high is not None:
+            parts.append(f"{expression} < {self.placeholder}")
+            params.append(key_range.high)
+        condition = " AND ".join(parts) or "TRUE"
+        if key_range.nulls:
+            condition = f"({condition} OR {expression} IS NULL)"
+        return condition, params
 
     def column_sql(self, column: SqlColumn, alias: str) -> str:
         """The column's rendering expression over the table alias `alias`."""

@@ -82,7 +82,9 @@ class SqlStream(Stream):
             )
 
     def read(self, ctx: ReadContext) -> Iterator[Any]:
-        if ctx.replication_method == INCREMENTAL:
+        if ctx.key_range is not None:
+            yield from self.range_rows(ctx)
+        elif ctx.replication_method == INCREMENTAL:
             yield from self.incremental(ctx)
         else:
             yield from self.full_table(ctx)
@@ -112,6 +114,19 @@ class SqlStream(Stream):
         ctx.version = None
         # Rows of older versions (deleted in the source since) can now be removed downstream.
         yield ActivateVersionMessage(self.name, version)
+
+    @final
+    def range_rows(self, ctx: ReadContext) -> Iterator[Any]:
+        """The rows of one key range, in no order: a partitioned load commits the range whole, so
+        there is no position to resume from and nothing to sort."""
+        key_range = ctx.key_range
+        assert key_range is not None
+        if not self.dialect.key_ranges:
+            raise ConfigError(f"stream {self.name!r}: {self.tap.name} cannot read key ranges")
+        if key_range.column not in self.schema["properties"]:
+            raise ConfigError(f"stream {self.name!r}: the key range's column {key_range.column!r} is not in the table")
+        condition, params = self.dialect.in_key_range(self.column(key_range.column), key_range)
+        yield from self.read_rows(ctx.selected, [], f" WHERE {condition}", params)
 
     def full_table_files(self, ctx: ReadContext, where: str, params: list[Any]) -> Iterator[WrittenBatch] | None:
         """BATCH output of a full table written straight into files (e.g. key ranges read in parallel);

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from dpone.state.records import Bookmark, RawBookmark
 from dpone_protocol.batch_files import JsonlBatchWriter
 from dpone_protocol.batch_manifest import RETAIN, BatchFile, BatchLayout
+from dpone_protocol.key_ranges import KeyRange
 from dpone_protocol.messages import ActivateVersionMessage, BatchEncoding, SchemaMessage
 from dpone_protocol.object_store import ObjectStores
 
@@ -68,6 +69,9 @@ class ReadContext:
     # (`record_head(name)`, `record_tail(time_extracted, version)`). A stream may then yield
     # EncodedLines made with them. Set again when the stream changes `version`.
     envelope: tuple[bytes, bytes] | None = None
+    # Set when the catalog asks for one key range of the stream (a partitioned load): only its rows,
+    # no bookmark and no ACTIVATE_VERSION (dpone_protocol/key_ranges.py).
+    key_range: KeyRange | None = None
 
 
 @dataclass(slots=True)

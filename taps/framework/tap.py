@@ -22,6 +22,7 @@ from dpone_protocol.batch_manifest import CLEANUP_POLICIES, RETAIN, BatchFile, B
 from dpone_protocol.catalog import INCREMENTAL, Catalog, CatalogEntry, standard_metadata
 from dpone_protocol.codec import MessageWriter
 from dpone_protocol.errors import ConfigError, DponeError
+from dpone_protocol.key_ranges import stream_range
 from dpone_protocol.messages import BatchEncoding, BatchMessage, RecordMessage, SchemaMessage, StateMessage
 from dpone_protocol.object_store import ObjectStores, is_remote, local_path
 from dpone_protocol.ops import Operable
@@ -235,6 +236,9 @@ class _StreamSync:
         as_is = self.batch is None and not mapped and not project
         envelope = (record_head(stream.name), record_tail(extracted)) if as_is else None
         ctx = ReadContext(self.tap.config, selected, method, rk, start, bookmark, batch=direct, envelope=envelope)
+        ctx.key_range = stream_range(stream.name, entry.stream_metadata())
+        if ctx.key_range is not None:
+            ctx.start_value = start = None  # every row of the range, whatever the bookmark says
         tracker = BookmarkTracker(rk, start, stream.is_sorted, stream.bookmark_key, stream.name)
         source: Iterable[Any] = self._checkpoint_on_error(stream.records(ctx), tracker)
         name = stream.name
@@ -249,7 +253,12 @@ class _StreamSync:
         rows = 0
         since_state = 0
         last_state = time.monotonic()
-        log.info("stream %s: %s%s", stream.name, method, f" from {rk} >= {start!r}" if rk and start is not None else "")
+        if ctx.key_range is not None:
+            log.info("stream %s: key range %s", stream.name, ctx.key_range.describe())
+        else:
+            log.info(
+                "stream %s: %s%s", stream.name, method, f" from {rk} >= {start!r}" if rk and start is not None else ""
+            )
         head = record_head(name)
         tail = record_tail(extracted)
         version: int | None = None

@@ -26,6 +26,7 @@ _ROW = "_dpone_row"  # the alias of the selected columns, which row_to_json rend
 class PostgresDialect(SqlDialect):
     name = "PostgreSQL"
     json_columns = "json/jsonb"
+    key_ranges = True
 
     def connect(self, config: Mapping[str, Any], redactor: Redactor) -> Any:
         return connect(config, redactor, APPLICATION_NAME, autocommit=True)

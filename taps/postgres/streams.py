@@ -44,7 +44,9 @@ class PostgresStream(SqlStream):
 
     def read(self, ctx: ReadContext) -> Iterator[Any]:
         self.lsn = None
-        if ctx.replication_method == LOG_BASED:
+        if ctx.key_range is not None:
+            yield from self.range_rows(ctx)  # a partitioned load: the range's rows, whatever the method
+        elif ctx.replication_method == LOG_BASED:
             from dpone.taps.postgres.cdc import read_changes  # noqa: PLC0415 - only LOG_BASED needs it
 
             yield from read_changes(self, ctx)

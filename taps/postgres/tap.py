@@ -57,6 +57,11 @@ class PostgresTap(SqlTap):
 
         return reconcile(self, request)
 
+    def plan_partitions(self, request: Mapping[str, Any], catalog: Catalog | None) -> dict[str, Any]:
+        from dpone.taps.postgres.partition_plan import plan_partitions  # noqa: PLC0415 - only `--ops` asks
+
+        return plan_partitions(self, request, catalog)
+
     def doctor(self, catalog: Catalog | None) -> list[Check]:
         from dpone.taps.postgres import doctor  # noqa: PLC0415 - only `--ops` asks
 

@@ -87,6 +87,14 @@ class Loader(ABC):
     lanes: int = 1
 
     @abstractmethod
+    def loads_one_range(self) -> bool:
+        """True when the whole input is one key range, committed at its end (dpone_protocol/key_ranges.py)."""
+        return False
+
+    def range_pending(self) -> bool:
+        """True while a key range's rows are loaded but not committed."""
+        return False
+
     def describe_table(self, table: str) -> dict[str, DestinationColumn] | None:
         """The table's columns, or None when it does not exist."""
 

@@ -24,7 +24,7 @@ from dpone.targets.framework.sink import Sink
 from dpone.targets.framework.sql_dialect import TABLE_VERSION
 from dpone_protocol.batch_manifest import BatchManifest, fetch, verify_remote
 from dpone_protocol.codec import DEFAULT_CODEC
-from dpone_protocol.errors import DataError
+from dpone_protocol.errors import ConfigError, DataError
 from dpone_protocol.messages import SchemaMessage
 from dpone_protocol.object_store import ObjectStores, is_remote
 
@@ -115,8 +115,19 @@ class LoaderSink(Sink):
             evolution=Evolution.for_stream(self.config, self.stream),
         )
         if not self.plan_only:
+            if self.loader.loads_one_range():
+                self._check_range_method(self.plan)
             self._evolve(self.plan)
+            if self.loader.loads_one_range():
+                self._flush(self.plan.table)  # before the range's transaction opens: see SqlLoader.apply_schema
             self._set_encoder(self.plan)
+
+    def _check_range_method(self, plan: StreamPlan) -> None:
+        if plan.method == OVERWRITE:
+            raise ConfigError(
+                f"stream {self.stream!r}: load_method overwrite replaces the whole table, so it cannot load one "
+                "key range of it; use append-only or upsert for a partitioned load"
+            )
 
     def _set_encoder(self, plan: StreamPlan) -> None:
         # Called after a drain (or before any row): the previous encoder holds nothing.
@@ -271,7 +282,9 @@ class LoaderSink(Sink):
         loader: Loader,
         turn: Callable[[], None],
     ) -> None:
-        attempts = max(1, int(self.config.get("max_retries", 3)) + 1)
+        # A key range is one transaction: a reconnect would lose its earlier batches, so the whole
+        # range is retried (by the runner) instead of the batch.
+        attempts = 1 if loader.loads_one_range() else max(1, int(self.config.get("max_retries", 3)) + 1)
         for attempt in range(1, attempts + 1):
             try:
                 if attempt > 1:
@@ -325,8 +338,8 @@ class LoaderSink(Sink):
 
     @final
     def is_committed(self, mark: int) -> bool:
-        if self.shadow is not None:
-            return False  # a full refresh is visible only once swapped in
+        if self.shadow is not None or self.loader.range_pending():
+            return False  # a full refresh is visible only once swapped in, a key range once committed
         if self.committer is None:
             return self._committed >= mark  # a batch that failed never counts
         return self.committer.has_committed(mark)
@@ -388,6 +401,11 @@ class LoaderSink(Sink):
     def activate_version(self, version: int) -> None:
         self._settle()
         assert self.plan is not None
+        if self.loader.loads_one_range():
+            raise ConfigError(
+                f"stream {self.stream!r}: ACTIVATE_VERSION in a key-range load would remove the other ranges' rows; "
+                "a tap reading a dpone-range sends none"
+            )
         if self.plan.method == OVERWRITE:
             self._activate_refresh(version)
             return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping
 from typing import IO, Any, ClassVar
 
@@ -13,9 +15,14 @@ from dpone.targets.framework.loader import Loader, SchemaQueue
 from dpone.targets.framework.loader_sink import LoaderSink
 from dpone.targets.framework.schema_evolution import SchemaPlan
 from dpone.targets.framework.sink import Sink
+from dpone.targets.framework.sql_loader import SqlLoader
 from dpone.targets.framework.target import Target
 from dpone_protocol.codec import MessageReader, decode_line
+from dpone_protocol.errors import ConfigError, InputCutError
+from dpone_protocol.key_ranges import RANGE_TOKEN_ENV
 from dpone_protocol.messages import SchemaMessage, from_dict
+
+log = logging.getLogger(__name__)
 
 
 class LoaderTarget(Target):
@@ -35,7 +42,10 @@ class LoaderTarget(Target):
     def _shared_loader(self) -> Loader:
         if self.loader is None:
             self.loader = self.make_loader()
-            if self.loader.background_commit:
+            token = os.environ.get(RANGE_TOKEN_ENV)
+            if token and not self.read_only:
+                self._load_one_range(self.loader, token)
+            elif self.loader.background_commit:
                 # One committer for the whole destination: batches of every stream commit in order.
                 self.committer = Committer(f"{type(self.loader).__name__}-commit", self.loader.lanes)
         return self.loader
@@ -44,6 +54,38 @@ class LoaderTarget(Target):
         loader = self._shared_loader()
         self.router = loader.line_router()
         return self.sink_class(self.config, schema, self.policy, loader, self.schema_queue, self.committer)
+
+    def _load_one_range(self, loader: Loader, token: str) -> None:
+        if not isinstance(loader, SqlLoader):
+            raise ConfigError(f"{self.name} cannot load a key range in one transaction")
+        # One connection and one transaction: no background lanes, which commit batches on their own.
+        loader.range_token = token
+        log.info("loading key range %s in one transaction", token)
+
+    def commit_input(self) -> None:
+        token = os.environ.get(RANGE_TOKEN_ENV)
+        if token and not self.read_only:
+            if self.range_end != token:
+                raise InputCutError(
+                    f"key range {token}: the input ended without dpone's end-of-range mark (its runner died?); "
+                    "nothing of the range is committed"
+                )
+            loader = self._shared_loader()
+            if isinstance(loader, SqlLoader):
+                loader.commit_range(self.records_in)
+
+    def range_ledger(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        loader = self._shared_loader()
+        if not isinstance(loader, SqlLoader) or type(loader).ledger_lookup is SqlLoader.ledger_lookup:
+            return super().range_ledger(request)
+        try:
+            if request.get("prepare"):
+                loader.ledger_prepare()
+            token = request.get("token")
+            rows = loader.ledger_lookup(str(token)) if token else None
+        finally:
+            self.close()
+        return {"committed": rows is not None, "rows": rows}
 
     def plan_schemas(self, source: IO[bytes], out: IO[bytes], fmt: str) -> None:
         """--schema-plan: what each SCHEMA would change in the destination; nothing is changed."""

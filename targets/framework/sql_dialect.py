@@ -37,6 +37,10 @@ class SqlDialect:
     begin = "BEGIN"
     commit = "COMMIT"
     rollback = "ROLLBACK"
+    # A transaction inside the one a key range is loaded in (key_ranges.py): undone alone on error.
+    savepoint = "SAVEPOINT {}"
+    release_savepoint = "RELEASE SAVEPOINT {}"
+    rollback_to_savepoint = "ROLLBACK TO SAVEPOINT {}"
     # A family with a MERGE statement upserts with one (`merge_statement`), in its words.
     has_merge = False
     merge_into = "MERGE INTO"  # BigQuery: MERGE

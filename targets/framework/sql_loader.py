@@ -46,6 +46,18 @@ class SqlLoader(Loader):
     sql: SqlDialect  # the words
     schema: str  # where tables go (schema, dataset or database)
     keep_staging: bool = False
+    # Set (from DPONE_RANGE_TOKEN) when the whole input is one key range, loaded in one transaction
+    # that also writes the token to the range ledger (dpone_protocol/key_ranges.py).
+    range_token: str | None = None
+    _range_open = False
+    _range_committed = False
+    _savepoints = 0
+
+    def loads_one_range(self) -> bool:
+        return self.range_token is not None
+
+    def range_pending(self) -> bool:
+        return self.range_token is not None and not self._range_committed
 
     # -- what a database supplies ---------------------------------------------------------------
     @abstractmethod
@@ -94,6 +106,10 @@ class SqlLoader(Loader):
         if not self.sql.transactional:
             yield
             return
+        if self.range_token is not None:
+            with self._in_range():
+                yield
+            return
         self.execute(self.sql.begin)
         try:
             yield
@@ -104,6 +120,71 @@ class SqlLoader(Loader):
             with contextlib.suppress(Exception):
                 self.execute(self.sql.rollback)
             raise
+
+    @final
+    @contextlib.contextmanager
+    def _in_range(self) -> Iterator[None]:
+        """A batch's transaction inside the range's: a savepoint, so what fails (an INSERT refused on a
+        duplicate key, retried as MERGE) is undone alone and the range goes on."""
+        self.enter_range()
+        self._savepoints += 1
+        name = f"dpone_{self._savepoints}"
+        self.execute(self.sql.savepoint.format(name))
+        try:
+            yield
+            self.execute(self.sql.release_savepoint.format(name))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.execute(self.sql.rollback_to_savepoint.format(name))
+            raise
+
+    @final
+    def enter_range(self) -> None:
+        """Open the range's transaction and take its ledger row. Another load of the same range that has
+        not ended holds that row: this waits for it, and fails if it committed."""
+        if self._range_open or self.range_token is None:
+            return
+        self.execute(self.sql.begin)
+        self._range_open = True
+        try:
+            self.ledger_claim(self.range_token)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                self.execute(self.sql.rollback)
+            self._range_open = False
+            raise self.typed_error(exc, "taking the range's ledger row") from None
+
+    @final
+    def commit_range(self, rows: int) -> None:
+        """The range is whole: its rows and its ledger row commit together."""
+        if self.range_token is None:
+            return
+        self.enter_range()  # a range without rows is recorded all the same
+        try:
+            self.ledger_record(self.range_token, rows)
+            self.execute(self.sql.commit)
+            self._range_committed = True
+        except Exception as exc:
+            raise self.typed_error(exc, "committing the key range") from None
+        finally:
+            self._range_open = False
+        log.info("key range %s committed: %d records", self.range_token, rows)
+
+    # -- the range ledger: a database that loads key ranges implements these -----------------------
+    def ledger_prepare(self) -> None:
+        """Create the ledger table when missing (asked once, before workers start)."""
+        raise NotImplementedError
+
+    def ledger_claim(self, token: str) -> None:
+        """Insert the token's row in the open transaction; raise RangeLoaded when it is committed."""
+        raise NotImplementedError
+
+    def ledger_record(self, token: str, rows: int) -> None:
+        raise NotImplementedError
+
+    def ledger_lookup(self, token: str) -> int | None:
+        """The records of the committed range `token`, or None when it is not committed."""
+        raise NotImplementedError
 
     @final
     @contextlib.contextmanager
@@ -136,7 +217,15 @@ class SqlLoader(Loader):
         return self.sql.fit_name(self.stored_name(table), "_pkey")
 
     def apply_schema(self, table: str, statements: list[str]) -> None:
-        self.run_all(statements, f"changing the schema of {self.schema}.{table}")
+        token = self.range_token
+        if token is not None and not self._range_open:
+            # Before the range's transaction: committed on their own, so the table's lock is not held
+            # for the whole range while other workers' ranges wait on it.
+            self.range_token = None
+        try:
+            self.run_all(statements, f"changing the schema of {self.schema}.{table}")
+        finally:
+            self.range_token = token
         for sql in statements:
             log.info("schema change on %s.%s: %s", self.schema, table, sql)
 

@@ -29,6 +29,7 @@ from dpone_protocol.batch_manifest import (
 )
 from dpone_protocol.codec import DEFAULT_CODEC, EXACT_CODEC, Frame, MessageWriter, decode_line
 from dpone_protocol.errors import ConfigError, DataError, InputCutError, ProtocolError
+from dpone_protocol.key_ranges import RANGE_END
 from dpone_protocol.messages import (
     ActivateVersionMessage,
     BatchMessage,
@@ -92,6 +93,7 @@ class Target(Operable):
         self._line = 0  # input lines read so far
         self._stores: ObjectStores | None = None
         self._cleanup = DeleteAfterCommit(self._batch_stores)  # cleanup: delete_on_success
+        self.range_end: Any = None  # the token of the runner's end-of-range STATE (key_ranges.py)
 
     # -- hooks ------------------------------------------------------------------
     def make_sink(self, schema: SchemaMessage) -> Sink:
@@ -99,6 +101,9 @@ class Target(Operable):
 
     def close(self) -> None:
         """Release shared resources (connections) after all sinks are closed."""
+
+    def commit_input(self) -> None:
+        """The input ended whole and every stream finished: commit what waits for that (a key range)."""
 
     def check(self) -> None:
         """Prove the destination takes writes (Airbyte `check`); raise a DponeError if not.
@@ -144,6 +149,7 @@ class Target(Operable):
             if cut is None:
                 for sink in self.sinks.values():
                     sink.finish()
+                self.commit_input()
                 self._emit_state(writer)
             else:
                 # A cut stream is not complete: nothing is finished (a full refresh is not swapped in),
@@ -298,6 +304,8 @@ class Target(Operable):
             self.records_in += 1
             self._after_record(sink, writer)
         elif isinstance(message, StateMessage):
+            if isinstance(message.value, dict) and RANGE_END in message.value:
+                self.range_end = message.value[RANGE_END]
             if any(s.has_rows() for s in self.sinks.values()):
                 # Records before this state are still in memory: it waits for the next drain.
                 self._state_after_drain = message.value

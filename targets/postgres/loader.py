@@ -25,7 +25,8 @@ from dpone.targets.postgres.type_map import dialect as postgres_dialect
 from dpone_drivers.postgres import classify, connect, driver_errors, jsonb_wrapper
 from dpone_protocol.codec import DEFAULT_CODEC
 from dpone_protocol.config import Redactor
-from dpone_protocol.errors import ConfigError, DataError, DponeError
+from dpone_protocol.errors import ConfigError, DataError, DponeError, TransientError
+from dpone_protocol.key_ranges import RangeLoaded
 
 log = logging.getLogger(__name__)
 APPLICATION_NAME = "dpone-target-postgres"
@@ -37,6 +38,8 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 LOAD_TIME_COLUMNS = ("_sdc_received_at", "_sdc_batched_at")
+RANGE_LEDGER = "_dpone_ranges"  # one row per key range loaded by a partitioned load
+LEDGER_WAIT_SECONDS = 30
 CARDINALITY_VIOLATION = "21000"  # MERGE: a target row matched by two staging rows
 # A table comment naming the stream table a cut (legacy) table name belongs to.
 OWNER_COMMENT = "dpone table for: "
@@ -355,6 +358,50 @@ class PostgresLoader(SqlLoader):
             if "depend" in str(exc):
                 raise ConfigError(f"{exc} (views depend on the table: drop them, or use load_method upsert)") from None
             raise
+
+    # -- the range ledger (partitioned loads: dpone_protocol/key_ranges.py) ------------------------
+    def _ledger(self) -> str:
+        return SQL.qualified(self.schema, RANGE_LEDGER)
+
+    def ledger_prepare(self) -> None:
+        self.run(
+            f"CREATE TABLE IF NOT EXISTS {self._ledger()} (token text PRIMARY KEY, records bigint NOT NULL, "
+            "committed_at timestamptz NOT NULL DEFAULT now())",
+            "creating the range ledger",
+        )
+
+    def ledger_claim(self, token: str) -> None:
+        # Waits while another load of this range holds the row uncommitted; a committed one is a
+        # unique violation: this load must not add the range's rows a second time.
+        try:
+            # Not forever: a worker that hangs (its lease expired, its load still open) would block this
+            # one for good; a transient error lets the range be tried again later instead.
+            self.execute(f"SET LOCAL lock_timeout = '{LEDGER_WAIT_SECONDS}s'")
+            self.execute(f"INSERT INTO {self._ledger()} (token, records) VALUES (%s, 0)", (token,))
+            self.execute("SET LOCAL lock_timeout TO DEFAULT")
+        except self._errors as exc:
+            if getattr(exc, "sqlstate", None) == "55P03":
+                raise TransientError(
+                    f"key range {token} is being loaded by another worker that holds it still (hung?); try again later"
+                ) from None
+            if getattr(exc, "sqlstate", None) == "23505":
+                raise RangeLoaded(
+                    f"key range {token} is loaded already (its ledger row exists): not loaded again"
+                ) from None
+            if getattr(exc, "sqlstate", None) == "42P01":
+                raise ConfigError(
+                    f"the range ledger {self.schema}.{RANGE_LEDGER} does not exist: `dpone partitions plan` creates it"
+                ) from None
+            raise
+
+    def ledger_record(self, token: str, rows: int) -> None:
+        self.execute(f"UPDATE {self._ledger()} SET records = %s, committed_at = now() WHERE token = %s", (rows, token))
+
+    def ledger_lookup(self, token: str) -> int | None:
+        if self.execute("SELECT to_regclass(%s)", (f"{SQL.q(self.schema)}.{RANGE_LEDGER}",)).fetchone()[0] is None:
+            return None
+        row = self.execute(f"SELECT records FROM {self._ledger()} WHERE token = %s", (token,)).fetchone()
+        return None if row is None else int(row[0])
 
     def close(self) -> None:
         for lane in self._lanes:

@@ -11,6 +11,7 @@ import pytest
 from dpone.state.postgres_store import PostgresStore
 from dpone.state.store import LockedError, LockInfo, open_store
 from dpone_protocol.errors import EXIT_CODES, ErrorKind, TransientError, describe
+from tests.unit.test_partition_manifest import ManifestBehaviour
 from tests.unit.test_state_stores import Opener, StoreBehaviour
 
 pytestmark = pytest.mark.service
@@ -38,7 +39,12 @@ class TestPostgresStore(StoreBehaviour):
         return lambda: PostgresStore(postgres_server.dsn, schema=schema)
 
     def test_creates_its_tables_in_the_schema(self, store: PostgresStore, postgres_server, schema: str):
-        assert _tables_in(postgres_server.dsn, schema) == {"dpone_state", "dpone_locks", "dpone_runs"}
+        assert _tables_in(postgres_server.dsn, schema) == {
+            "dpone_state",
+            "dpone_locks",
+            "dpone_runs",
+            "dpone_partitions",
+        }
 
     def test_values_are_jsonb(self, store: PostgresStore, postgres_server, schema: str):
         store.put("p1", {"bookmarks": {"s": {"xmin": 3}}})
@@ -70,7 +76,7 @@ def test_schema_from_the_dsn_query(postgres_server, schema: str):
         store.put("p1", {"v": 1})
     finally:
         store.close()
-    assert _tables_in(postgres_server.dsn, schema) == {"dpone_state", "dpone_locks", "dpone_runs"}
+    assert _tables_in(postgres_server.dsn, schema) == {"dpone_state", "dpone_locks", "dpone_runs", "dpone_partitions"}
 
 
 def test_unreachable_server_is_transient_and_hides_the_password():
@@ -90,3 +96,9 @@ def test_open_store_with_a_bad_password_dsn_hides_it():
     with pytest.raises(TransientError) as caught:
         open_store(UNREACHABLE + "?schema=x")
     assert "s3cretpw" not in str(caught.value)
+
+
+class TestPostgresManifest(ManifestBehaviour):
+    @pytest.fixture
+    def open_store_here(self, postgres_server, schema: str) -> Opener:
+        return lambda: PostgresStore(postgres_server.dsn, schema=schema)
