@@ -86,7 +86,6 @@ class Loader(ABC):
     # Connections that load batches side by side (see committer.py); lane(0) is the loader itself.
     lanes: int = 1
 
-    @abstractmethod
     def loads_one_range(self) -> bool:
         """True when the whole input is one key range, committed at its end (dpone_protocol/key_ranges.py)."""
         return False
@@ -95,6 +94,7 @@ class Loader(ABC):
         """True while a key range's rows are loaded but not committed."""
         return False
 
+    @abstractmethod
     def describe_table(self, table: str) -> dict[str, DestinationColumn] | None:
         """The table's columns, or None when it does not exist."""
 

@@ -56,8 +56,8 @@ class LoaderTarget(Target):
         return self.sink_class(self.config, schema, self.policy, loader, self.schema_queue, self.committer)
 
     def _load_one_range(self, loader: Loader, token: str) -> None:
-        if not isinstance(loader, SqlLoader):
-            raise ConfigError(f"{self.name} cannot load a key range in one transaction")
+        if not isinstance(loader, SqlLoader) or type(loader).ledger_claim is SqlLoader.ledger_claim:
+            raise ConfigError(f"{self.name} cannot load a key range in one transaction (it keeps no range ledger)")
         # One connection and one transaction: no background lanes, which commit batches on their own.
         loader.range_token = token
         log.info("loading key range %s in one transaction", token)

@@ -59,6 +59,7 @@ class Scenario:
         self.dest = f"{self.schema}_dst"
         self.root = root
         self.config = config
+        self.state_backend = f"sqlite:///{root / '.dpone' / 'state.db'}"
         self.sql(f"CREATE SCHEMA {q(self.schema)}; SET search_path TO {q(self.schema)};" + SOURCE)
         self.write_project()
 
@@ -90,7 +91,10 @@ class Scenario:
             },
         }
         (self.root / "meltano.yml").write_text(yaml.safe_dump(project, sort_keys=False))
-        pipelines = {"pipelines": {PIPELINE: {"tap": "tap-postgres", "targets": ["target-postgres"]}}}
+        pipelines = {
+            "state_backend": self.state_backend,
+            "pipelines": {PIPELINE: {"tap": "tap-postgres", "targets": ["target-postgres"]}},
+        }
         (self.root / "dpone.yml").write_text(yaml.safe_dump(pipelines))
 
     def sql(self, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -141,7 +145,7 @@ class Scenario:
         return f"{q(self.dest)}.{q(self.schema + '_big')}"
 
     def bookmark(self) -> Any:
-        store = open_store(f"sqlite:///{self.root / '.dpone' / 'state.db'}")
+        store = open_store(self.state_backend)
         try:
             found = store.get(PIPELINE)
         finally:
@@ -222,8 +226,17 @@ def kill_group(proc: subprocess.Popen[str]) -> None:
 
 
 # -- concurrency -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("load_method", ["append-only", "upsert"])
-def test_four_workers_share_the_ranges_and_no_range_is_loaded_twice(scenario: Scenario, load_method: str) -> None:
+@pytest.mark.parametrize(
+    ("load_method", "store"),
+    [("append-only", "sqlite"), ("upsert", "sqlite"), ("append-only", "postgresql"), ("append-only", "file")],
+)
+def test_four_workers_share_the_ranges_and_no_range_is_loaded_twice(
+    scenario: Scenario, load_method: str, store: str
+) -> None:
+    if store == "postgresql":  # the store for workers on several machines
+        scenario.state_backend = f"{scenario.dsn}?schema={scenario.schema}_state"
+    elif store == "file":
+        scenario.state_backend = f"file:///{scenario.root / 'state.json'}"
     scenario.write_project({"load_method": load_method, "batch_size_rows": 200})
     plan = scenario.plan(ranges=8)
     assert len(plan["ranges"]) == 8

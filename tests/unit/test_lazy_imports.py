@@ -38,6 +38,7 @@ DRIVERS = (
     "prometheus_client",
     "opentelemetry",
     "openlineage",
+    "dagster",
 )
 BIN = Path(sys.executable).parent
 
@@ -69,6 +70,8 @@ def test_batch_files_and_manifests_load_no_object_store_client():
         "dpone_runner.pipeline",
         "dpone.state.postgres_store",
         "dpone.state.mssql_store",
+        "dpone_runner.partitions_cli",
+        "dpone_runner.partitions.api",
     ],
 )
 def test_cli_modules_load_no_driver(module):
