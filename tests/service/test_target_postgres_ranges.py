@@ -37,7 +37,9 @@ def lines(ids: range, *, stream: str = "items", end: str | None = None, extra: l
     return body + (range_end_line(end) if end else b"")
 
 
-def target(pg: Any, tmp_path: Path, data: bytes, token: str | None, **config: Any) -> subprocess.CompletedProcess[bytes]:
+def target(
+    pg: Any, tmp_path: Path, data: bytes, token: str | None, **config: Any
+) -> subprocess.CompletedProcess[bytes]:
     path = tmp_path / f"config-{time.monotonic_ns()}.json"
     path.write_bytes(orjson.dumps(pg.config(batch_size_rows=100, **config)))
     env = {**os.environ, **({RANGE_TOKEN_ENV: token} if token else {})}
