@@ -111,6 +111,9 @@ class Operable:
     name: ClassVar[str] = ""
     # Driver modules the connector needs, each with the dpone extra that installs it.
     drivers: ClassVar[Mapping[str, str]] = {}
+    # Takes part in partitioned loads: a tap plans and reads key ranges, a target commits each range
+    # whole with a range ledger (dpone_protocol/key_ranges.py; `dpone certify` shows the cell).
+    partitioned_loads: ClassVar[bool] = False
 
     def check(self) -> None:
         raise NotImplementedError

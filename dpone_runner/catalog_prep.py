@@ -26,13 +26,36 @@ def prepare_catalog(
     *,
     cwd: Path | None = None,
     adjust: Callable[[Catalog], None] | None = None,
+    catalog: Catalog | None = None,
 ) -> list[str]:
     """Discover, select, override metadata; returns the tap arguments that pass the catalog.
     cwd: the project directory, where the tap runs (relative paths in its config resolve there);
-    adjust: a last change by the run (one key range of a partitioned load, streams left out)."""
-    caps = set(plugin.capabilities)
-    if caps and not caps & {"catalog", "properties", "discover"}:
+    adjust: a last change by the run (one key range of a partitioned load, streams left out);
+    catalog: one discovered and selected already (by discover_catalog), used instead: a copy is adjusted."""
+    if not takes_catalog(plugin):
         return []
+    if catalog is None:
+        catalog = discover_catalog(plugin, command, config_path, redactor, cwd=cwd)
+    else:
+        catalog = Catalog.from_dict(catalog.to_dict())
+    if adjust is not None:
+        adjust(catalog)
+    path = workdir / "catalog.json"
+    path.write_bytes(orjson.dumps(catalog.to_dict()))
+    caps = set(plugin.capabilities)
+    flag = "--properties" if "properties" in caps and "catalog" not in caps else "--catalog"
+    return [flag, str(path)]
+
+
+def takes_catalog(plugin: Plugin) -> bool:
+    caps = set(plugin.capabilities)
+    return not caps or bool(caps & {"catalog", "properties", "discover"})
+
+
+def discover_catalog(
+    plugin: Plugin, command: str, config_path: Path, redactor: Redactor, *, cwd: Path | None = None
+) -> Catalog:
+    """The tap's discovered catalog with the project's select and metadata applied."""
     discovered = run_to_end(
         [command, "--config", str(config_path), "--discover"],
         f"{plugin.name} --discover",
@@ -50,9 +73,4 @@ def prepare_catalog(
         for entry in catalog:
             if fnmatch.fnmatchcase(entry.tap_stream_id, pattern):
                 entry.stream_metadata().update(overrides)
-    if adjust is not None:
-        adjust(catalog)
-    path = workdir / "catalog.json"
-    path.write_bytes(orjson.dumps(catalog.to_dict()))
-    flag = "--properties" if "properties" in caps and "catalog" not in caps else "--catalog"
-    return [flag, str(path)]
+    return catalog

@@ -20,7 +20,7 @@ from dpone_protocol.catalog import Catalog
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ERROR_CLASSES, ConfigError, DponeError, ErrorKind, kind_for_exit
 from dpone_protocol.ops import OPS_FLAG, answer
-from dpone_runner.catalog_prep import prepare_catalog
+from dpone_runner.catalog_prep import discover_catalog, takes_catalog
 from dpone_runner.project import Plugin, Project
 
 OPS_TIMEOUT_SECONDS = 600.0
@@ -94,7 +94,6 @@ def selected_catalog(project: Project, plugin: Plugin, redactor: Redactor) -> Ca
     with tempfile.TemporaryDirectory(prefix="dpone-catalog-") as tmp:
         work = Path(tmp)
         config = Path(_private(work / "config.json", plugin.config))
-        argv = prepare_catalog(plugin, plugin.command(project.root), config, work, redactor, cwd=project.root)
-        if not argv:
+        if not takes_catalog(plugin):
             raise ConfigError(f"{plugin.name} cannot discover its streams")
-        return Catalog.from_dict(orjson.loads(Path(argv[1]).read_bytes()))
+        return discover_catalog(plugin, plugin.command(project.root), config, redactor, cwd=project.root)

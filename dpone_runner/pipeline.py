@@ -30,6 +30,7 @@ from dpone.state.merge import merge_state
 from dpone.state.records import describe_state
 from dpone.state.store import LockedError, RunRecord, StateStore, new_lock, utc_now
 from dpone_protocol.batch_manifest import BATCH_CLEANUP_ENV, delete_files
+from dpone_protocol.catalog import Catalog
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import (
     EXIT_CODES,
@@ -70,6 +71,9 @@ class RunOptions:
     # One key range of a partitioned load: no pipeline lock (the manifest's claim is the lock), no
     # state read or saved (the range is whole or absent; the bookmark moves once all ranges are in).
     key_range: RangeTask | None = None
+    # The tap's catalog, discovered and selected already (a partitioned load's worker discovers once,
+    # not once per range): used instead of running discovery.
+    catalog: Catalog | None = None
 
 
 class PipelineFailed(DponeError):
@@ -270,7 +274,7 @@ class Run:
             )
         return [plan.stream for plan in plans]
 
-    def _adjust_catalog(self, catalog: Any) -> None:
+    def _adjust_catalog(self, catalog: Catalog) -> None:
         if self.options.key_range is not None:
             self.options.key_range.adjust(catalog)
         elif self._left_out:
@@ -315,7 +319,14 @@ class Run:
         tap_config = _write_private(tmp / "tap-config.json", self.tap.config)
         tap_argv = [tap_cmd, "--config", str(tap_config)]
         tap_argv += prepare_catalog(
-            self.tap, tap_cmd, tap_config, tmp, self.redactor, cwd=root, adjust=self._adjust_catalog
+            self.tap,
+            tap_cmd,
+            tap_config,
+            tmp,
+            self.redactor,
+            cwd=root,
+            adjust=self._adjust_catalog,
+            catalog=self.options.catalog,
         )
         if self._state and not self.options.full_refresh:
             tap_argv += ["--state", str(_write_private(tmp / "state.json", self._state))]

@@ -34,6 +34,7 @@ TARGET_CELLS: dict[str, str] = {
     "schema_evolution:new_column": "on_type_change: new_column",
     "schema_evolution:cast": "on_type_change: cast",
     "types": "types round trip",
+    "partitions": "partitioned loads",
     BENCHMARK: "benchmark figures",
 }
 TAP_CELLS: dict[str, str] = {
@@ -43,6 +44,7 @@ TAP_CELLS: dict[str, str] = {
     "batch": "BATCH (writes)",
     "airbyte": "Airbyte (read)",
     "types": "types round trip",
+    "partitions": "partitioned loads",
     BENCHMARK: "benchmark figures",
 }
 
@@ -106,6 +108,8 @@ def target_cells(cls: Any) -> set[str]:
         "activate_version": caps.activate_version,
     }
     cells |= {cell for cell, on in flags.items() if on}
+    if cls.partitioned_loads:
+        cells.add("partitions")
     if "batch" in caps.singer_capabilities():
         cells.add("batch")
     evolution = set(caps.schema_evolution)
@@ -128,6 +132,8 @@ def tap_cells(cls: Any) -> set[str]:
         cells.add("activate_version")
     if "batch" in caps:
         cells.add("batch")
+    if cls.partitioned_loads:
+        cells.add("partitions")
     return cells
 
 

@@ -108,7 +108,7 @@ def make_plan(
         # create it. An empty range sends the SCHEMA and no rows.
         empty = KeyRange(plan.column, plan.column_type, cuts[0], cuts[0])
         task = RangeTask(request.stream, empty, None, "prepare")
-        options = RunOptions(pipeline.id, progress=False, key_range=task)
+        options = RunOptions(pipeline.id, progress=False, key_range=task, catalog=catalog)
         Run(project, store, tap, [target], options, redactor).execute()
     manifest.save(plan, replace=request.replace)
     for note in plan.notes:

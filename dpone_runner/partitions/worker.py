@@ -21,6 +21,7 @@ from dpone.state import partitions as p
 from dpone.state.manifest import Manifest
 from dpone.state.merge import merge_state
 from dpone.state.store import LockedError, StateStore, new_lock
+from dpone_protocol.catalog import Catalog
 from dpone_protocol.config import Redactor
 from dpone_protocol.errors import ConfigError, DponeError, ErrorKind, TransientError
 from dpone_protocol.key_ranges import KeyRange
@@ -117,6 +118,13 @@ class Worker:
         self.options, self.redactor, self.observers = options, redactor, observers
         self.tap, self.target = plugins(project, pipeline)
         self.manifest = Manifest(store, pipeline.id, stream)
+        self._catalog: Catalog | None = None
+
+    def catalog(self) -> Catalog:
+        """The tap's selected catalog, discovered once for every range this worker loads."""
+        if self._catalog is None:
+            self._catalog = ops_client.selected_catalog(self.project, self.tap, self.redactor)
+        return self._catalog
 
     def _rules(self, only: int | None = None) -> p.ClaimRules:
         return p.ClaimRules(self.options.worker, self.options.lease_seconds, self.options.max_attempts, only)
@@ -203,7 +211,13 @@ class Worker:
         key_range = KeyRange(plan.column, plan.column_type, r.low, r.high, nulls=r.holds_nulls())
         log.info("range %s (%s): attempt %d by %s", r.key, key_range.describe(), r.attempts, worker)
         task = RangeTask(self.stream, key_range, token, r.key)
-        options = RunOptions(self.pipeline.id, progress=self.options.progress, observers=self.observers, key_range=task)
+        options = RunOptions(
+            self.pipeline.id,
+            progress=self.options.progress,
+            observers=self.observers,
+            key_range=task,
+            catalog=self.catalog(),
+        )
         run = Run(self.project, self.store, self.tap, [self.target], options, self.redactor)
         with _Lease(self.manifest, r.index, worker, self.options.lease_seconds):
             try:

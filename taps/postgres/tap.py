@@ -26,6 +26,7 @@ class PostgresTap(SqlTap):
     dialect: ClassVar[PostgresDialect] = POSTGRES
     secret_keys: ClassVar[tuple[str, ...]] = ("password", "dsn")
     drivers: ClassVar[dict[str, str]] = {"psycopg": "postgres"}
+    partitioned_loads: ClassVar[bool] = True
     settings: ClassVar[tuple[Setting, ...]] = (
         CONNECTION_SETTINGS
         + TABLE_SETTINGS

@@ -60,6 +60,11 @@ class LoaderTarget(Target):
             raise ConfigError(f"{self.name} cannot load a key range in one transaction (it keeps no range ledger)")
         # One connection and one transaction: no background lanes, which commit batches on their own.
         loader.range_token = token
+        if loader.keep_staging:
+            # A kept staging table is one named table per target table: workers loading ranges of the
+            # same table at once would share it. Temporary staging is the session's own.
+            log.warning("keep_staging is ignored for a key range: workers of the same table would share it")
+            loader.keep_staging = False
         log.info("loading key range %s in one transaction", token)
 
     def commit_input(self) -> None:

@@ -19,6 +19,7 @@ class PostgresTarget(LoaderTarget):
     name = "target-postgres"
     description = "Loads streams into PostgreSQL: COPY into staging, then append, merge on key, or replace by swap."
     drivers: ClassVar[dict[str, str]] = {"psycopg": "postgres"}
+    partitioned_loads: ClassVar[bool] = True
     settings: ClassVar[tuple[Setting, ...]] = (
         CONNECTION_SETTINGS
         + LOADER_SETTINGS
