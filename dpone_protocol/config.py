@@ -19,7 +19,7 @@ import orjson
 
 from dpone_protocol.errors import ConfigError
 
-_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+ENV_VAR_RE = _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SECRET_NAME_RE = re.compile(
     r"(pass(word)?|secret|token|api[_-]?key|private[_-]?key|credentials?|auth|dsn|jaas)", re.IGNORECASE
 )

@@ -178,8 +178,9 @@ def _run(args: argparse.Namespace, out: IO[str], redactor: Redactor, project, st
         f"{counts[p.FAILED]} failed, {counts[p.RUNNING]} running; {state}\n"
     )
     out.flush()
-    failed = [o for o in outcomes if o.status == p.FAILED]
+    # A range left failed (by this worker or another) waits for someone: a Job must not end green. One
+    # that failed and then loaded on a retry is no failure.
+    failed = [r.error_kind for r in plan.ranges if r.status == p.FAILED]
     if failed:
-        kind = ErrorKind(failed[0].error_kind or ErrorKind.FATAL.value)
-        return EXIT_CODES[kind]
+        return EXIT_CODES[ErrorKind(failed[0] or ErrorKind.FATAL.value)]
     return 0

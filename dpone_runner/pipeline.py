@@ -10,6 +10,7 @@ up to what every target echoed. A clean tap exit closes the inputs cleanly.
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import shutil
@@ -41,6 +42,7 @@ from dpone_protocol.errors import (
     kind_for_exit,
 )
 from dpone_protocol.key_ranges import RANGE_TOKEN_ENV, range_end_line
+from dpone_protocol.local_process import process_exists
 from dpone_protocol.object_store import ObjectStores
 from dpone_runner.catalog_prep import prepare_catalog
 from dpone_runner.contracts import ContractStage, RunContext, parse_contracts
@@ -188,10 +190,13 @@ class Run:
         One fixed place per pipeline, so what a killed run left behind is removed by the next run.
         """
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.id)
+        runs = self.project.root / ".dpone" / "run"
+        _sweep_dead_range_dirs(runs, safe)
         if self.options.key_range is not None:
-            # Workers of one pipeline run at once: each range run has its own place.
-            safe = f"{safe}.{self.options.key_range.label}.{self.report.run_id}"
-        path = self.project.root / ".dpone" / "run" / safe
+            # Workers of one pipeline run at once: each range run has its own place, named with its
+            # process so that what a killed worker left is found and removed (_sweep_dead_range_dirs).
+            safe = f"{safe}.{self.options.key_range.label}.{os.getpid()}.{self.report.run_id}"
+        path = runs / safe
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True, mode=0o700)
         try:
@@ -239,7 +244,8 @@ class Run:
             self.report.ended_at = utc_now()
             total = sum(s.rows_in for s in self.report.streams)
             self.report.rows_per_second = round(total / max(self.report.duration_seconds, 1e-9), 1)
-            self.report.state_after = self._state
+            # A key range's states are not saved: the report says so rather than show the echo.
+            self.report.state_after = self._state if task is None else None
             if self.report.status == "running":
                 self.report.status = "failed"
             self.report.attempts = [*self.options.earlier_attempts, self.report.attempt_summary()]
@@ -471,9 +477,23 @@ class Run:
     def _failure(self, connector: Connector, rc: int) -> PipelineFailed:
         known = kind_for_exit(rc)
         kind = known or ErrorKind.FATAL
+        if rc < 0 and self.options.key_range is not None:
+            # Killed by a signal (the OOM killer picks the biggest process): a key range commits whole
+            # or not at all, so loading it again is safe and may well succeed.
+            kind = ErrorKind.TRANSIENT
         message = connector.describe_exit(rc)
         self.report.error = self.redactor(message)
         return PipelineFailed(kind, message, EXIT_CODES[kind] if rc < 0 else (rc if known else None))
+
+
+def _sweep_dead_range_dirs(runs: Path, pipeline: str) -> None:
+    """Remove the private files (configs with secrets) of key-range runs whose process is gone."""
+    if not runs.is_dir():
+        return
+    for path in runs.glob(f"{glob.escape(pipeline)}.*.*.*"):
+        pid = path.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not process_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def prepare(

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import shutil
 import sys
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dpone.state.store import DEFAULT_BACKEND
-from dpone_protocol.config import expand_env, load_config
+from dpone_protocol.config import ENV_VAR_RE, expand_env, load_config
 from dpone_protocol.errors import ConfigError
 
 EXTRACTORS = "extractors"
@@ -302,7 +304,8 @@ def load_project(root: str | Path = ".", env: Mapping[str, str] | None = None) -
             near = {k: difflib.get_close_matches(k, DPONE_YML_KEYS, 1) for k in unknown}
             named = ", ".join(f"{k} (did you mean {near[k][0]}?)" if near[k] else k for k in unknown)
             raise ConfigError(f"{extra}: unknown key(s) {named}; known: {', '.join(sorted(DPONE_YML_KEYS))}")
-        project.state_backend = settings.get("state_backend")
+        backend = settings.get("state_backend")
+        project.state_backend = _expand_url(str(backend), environ) if backend else None
         limits = settings.get("limits") or {}
         project.limits = Limits(
             int(limits.get("memory_mb", 0)), int(limits.get("cpu_seconds", 0)), int(limits.get("wall_seconds", 0))
@@ -318,6 +321,19 @@ def load_project(root: str | Path = ".", env: Mapping[str, str] | None = None) -
         project.lineage = _section(settings, "lineage")
     project.env_label = project.env_label or environ.get("DPONE_ENV", "")
     return project
+
+
+def _expand_url(value: str, environ: Mapping[str, str]) -> str:
+    """${VAR}s of a store URL replaced; a value going into its user:password is percent-encoded, so a
+    password holding @, / or # cannot end the part early (the store decodes it)."""
+    start = value.find("://")
+    at = value.find("@", start + 3) if start >= 0 else -1
+
+    def substitute(match: re.Match[str]) -> str:
+        found = str(expand_env(match.group(0), environ, where="dpone.yml: state_backend"))
+        return urllib.parse.quote(found, safe="") if start < match.start() < at else found
+
+    return ENV_VAR_RE.sub(substitute, value)
 
 
 def _section(settings: Mapping[str, Any], key: str) -> dict[str, Any]:

@@ -14,9 +14,10 @@ R = TypeVar("R")
 
 
 class NoPlan(ConfigError):
-    def __init__(self, pipeline_id: str, stream: str) -> None:
+    def __init__(self, pipeline_id: str, stream: str, planned: list[str] | None = None) -> None:
+        others = f" (streams with a plan: {', '.join(planned)})" if planned else ""
         super().__init__(
-            f"pipeline {pipeline_id!r} has no partition plan for stream {stream!r}: make one with "
+            f"pipeline {pipeline_id!r} has no partition plan for stream {stream!r}{others}: make one with "
             f"`dpone partitions plan {pipeline_id} --stream {stream} --by COLUMN --ranges N`"
         )
 
@@ -48,7 +49,8 @@ class Manifest:
     def require(self) -> p.PartitionPlan:
         plan = self.get()
         if plan is None:
-            raise NoPlan(self.pipeline_id, self.stream)
+            planned = [str(doc.get("stream")) for doc in self.store.partition_plans(self.pipeline_id)]
+            raise NoPlan(self.pipeline_id, self.stream, planned)
         return plan
 
     def save(self, plan: p.PartitionPlan, *, replace: bool) -> None:
@@ -111,7 +113,10 @@ class Manifest:
             plan = p.PartitionPlan.from_dict(doc)
             live = [r.key for r in plan.ranges if r.status == p.RUNNING and not p.lease_lost(r, now)]
             if live:
-                raise ConfigError(f"ranges {', '.join(live)} are being loaded: the plan is dropped once they end")
+                raise ConfigError(
+                    f"ranges {', '.join(live)} are being loaded: drop the plan again once they end (or once "
+                    "their lease expires)"
+                )
             return None, plan
 
         return self.store.change_partitions(self.pipeline_id, self.stream, change)

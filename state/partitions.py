@@ -65,6 +65,9 @@ class PartitionRange:
     last_error: str | None = None
     error_kind: str | None = None
     artifacts: list[Artifact] = field(default_factory=list)
+    # Bumped when a loaded range is reset: its next load has a new ledger token, so it loads again.
+    generation: int = 1
+    not_before: str | None = None  # a transient failure is retried from then on (a backoff)
 
     @property
     def key(self) -> str:
@@ -108,8 +111,11 @@ class PartitionPlan:
         return cls(**{**data, "ranges": ranges})
 
     def token(self, index: int) -> str:
-        """The range's name in the destination's ledger: unique to this plan, so a new plan loads again."""
-        return f"{self.pipeline_id}/{self.stream}/{self.plan_id}/{range_key(index)}"
+        """The range's name in the destination's ledger: unique to this plan (and to each reset of a loaded
+        range), so a new plan or a reset loads again."""
+        generation = self.ranges[index].generation
+        suffix = f"/g{generation}" if generation > 1 else ""
+        return f"{self.pipeline_id}/{self.stream}/{self.plan_id}/{range_key(index)}{suffix}"
 
     def counts(self) -> dict[str, int]:
         found = dict.fromkeys(STATUSES, 0)
@@ -158,9 +164,33 @@ def _priority(r: PartitionRange, now: dt.datetime, rules: ClaimRules) -> int | N
         return 1
     # A transient failure (a dropped connection, a deadlock) is worth another go by itself;
     # anything else waits for `dpone partitions reset` after someone looked at it.
-    if r.status == FAILED and r.error_kind == "transient" and r.attempts < rules.max_attempts:
+    if r.status == FAILED and r.error_kind == "transient" and r.attempts < rules.max_attempts and due(r, now):
         return 2
     return None
+
+
+def due(r: PartitionRange, now: dt.datetime) -> bool:
+    return r.not_before is None or parse_time(r.not_before) <= now
+
+
+# A transient failure waits before its next attempt: a restarting database or a failover takes seconds
+# to minutes, and attempts in a row would all fail inside it.
+RETRY_BACKOFF_SECONDS = 15.0
+RETRY_BACKOFF_MAX_SECONDS = 300.0
+
+
+def backoff(attempts: int) -> float:
+    return float(min(RETRY_BACKOFF_MAX_SECONDS, RETRY_BACKOFF_SECONDS * 2 ** max(0, attempts - 1)))
+
+
+def next_retry_in(plan: PartitionPlan, now: dt.datetime, rules: ClaimRules) -> float | None:
+    """Seconds until a transient failure of the plan may be tried again (None: none will be)."""
+    waits = [
+        (parse_time(r.not_before) - now).total_seconds() if r.not_before else 0.0
+        for r in plan.ranges
+        if r.status == FAILED and r.error_kind == "transient" and r.attempts < rules.max_attempts
+    ]
+    return max(0.0, min(waits)) if waits else None
 
 
 def claim(plan: PartitionPlan, now: dt.datetime, rules: ClaimRules) -> PartitionRange | None:
@@ -179,6 +209,7 @@ def claim(plan: PartitionPlan, now: dt.datetime, rules: ClaimRules) -> Partition
         r.last_error = f"worker {r.worker} lost its lease (it stopped or died mid-range)"
     r.status = RUNNING
     r.worker = rules.worker
+    r.not_before = None
     r.attempts += 1
     r.started_at = iso(now)
     r.finished_at = None
@@ -228,6 +259,8 @@ def finish(plan: PartitionPlan, index: int, worker: str, now: dt.datetime, resul
     r.last_error = result.error or (r.last_error if result.status == SUCCESS else None)
     r.error_kind = result.error_kind
     r.artifacts = list(result.artifacts)
+    if result.status == FAILED and result.error_kind == "transient":
+        r.not_before = iso(now + dt.timedelta(seconds=backoff(r.attempts)))
     return True
 
 
@@ -243,7 +276,9 @@ def reset(plan: PartitionPlan, indexes: Iterable[int] | None, statuses: Iterable
             continue
         if r.status == RUNNING and not lease_lost(r, now):
             continue
-        r.status, r.worker, r.lease_expires_at = PENDING, None, None
+        if r.status == SUCCESS:
+            r.generation += 1  # loaded already: a new token, or the ledger would skip it
+        r.status, r.worker, r.lease_expires_at, r.not_before = PENDING, None, None, None
         r.attempts = 0
         changed.append(r.index)
     if changed:

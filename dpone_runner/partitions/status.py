@@ -19,6 +19,9 @@ def render_text(plans: list[p.PartitionPlan], now: dt.datetime) -> str:
     out: list[str] = []
     for plan in plans:
         counts = plan.counts()
+        lost = sum(1 for r in plan.ranges if p.lease_lost(r, now))
+        if lost:
+            counts = {**counts, p.RUNNING: counts[p.RUNNING] - lost, "lost": lost}
         done = "bookmark moved " + plan.finalized_at if plan.finalized_at else "bookmark not moved yet"
         summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         out.append(

@@ -9,10 +9,13 @@ two workers that both believe they hold a range cannot both commit it.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
+import re
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +36,15 @@ from dpone_runner.partitions.task import RangeTask
 from dpone_runner.project import Pipeline, Project
 
 log = logging.getLogger("dpone.partitions")
+
+
+# PostgreSQL's DETAIL of a refused row quotes the row: the manifest (and what orchestrators show of
+# it) keeps the reason, not the data.
+_ROW_DETAIL = re.compile(r"\s*DETAIL:\s*Failing row contains \(.*\)\.?")
+
+
+def stored_error(exc: DponeError, redactor: Redactor) -> str:
+    return _ROW_DETAIL.sub("", redactor(" ".join(str(exc).split())))
 
 
 def default_worker() -> str:
@@ -134,10 +146,16 @@ class Worker:
         """Claim and load ranges until none is left to claim; then move the bookmark if all are in."""
         outcomes = []
         self.manifest.require()
+        self.catalog()  # before any claim: a source that refuses the login holds no range
         while True:
             plan, claimed = self.manifest.claim(self._rules())
             if claimed is None:
-                break
+                wait = p.next_retry_in(plan, dt.datetime.now(dt.UTC), self._rules())
+                if wait is None:
+                    break
+                log.info("a range that failed transiently is tried again in %.0f s", wait)
+                time.sleep(min(wait, p.RETRY_BACKOFF_MAX_SECONDS) + 0.5)
+                continue
             outcome = self._load(plan, claimed)
             outcomes.append(outcome)
             if outcome.status == p.FAILED and outcome.error_kind == ErrorKind.CONFIG.value:
@@ -147,6 +165,7 @@ class Worker:
 
     def run_one(self, index: int) -> RangeOutcome:
         """Load the range `index` (an orchestrator's partition): claimed whatever its status but success."""
+        self.catalog()  # before the claim: a source that refuses the login holds no range
         plan, claimed = self.manifest.claim(self._rules(index))
         if claimed is None:
             if not 0 <= index < len(plan.ranges):
@@ -220,15 +239,16 @@ class Worker:
         )
         run = Run(self.project, self.store, self.tap, [self.target], options, self.redactor)
         with _Lease(self.manifest, r.index, worker, self.options.lease_seconds):
+            already = False
             try:
                 report = run.execute()
             except DponeError as exc:
                 committed = self._ledger(token)  # it may have committed before something else failed
                 if committed is None:
-                    error = self.redactor(" ".join(str(exc).split()))
-                    result = p.RangeResult(p.FAILED, error=error, error_kind=exc.kind.value)
+                    result = p.RangeResult(p.FAILED, error=stored_error(exc, self.redactor), error_kind=exc.kind.value)
                 else:
                     result = p.RangeResult(p.SUCCESS, committed, committed)
+                    already = True
             else:
                 counts = next((s for s in report.streams if s.stream == self.stream), None)
                 extracted = counts.rows_in if counts else 0
@@ -236,7 +256,7 @@ class Worker:
                 files = tuple(p.Artifact(f["uri"], f.get("rows"), f.get("sha256")) for f in report.batch_files)
                 result = p.RangeResult(p.SUCCESS, extracted, loaded, artifacts=files)
         done = self.manifest.finish(r.index, worker, result)
-        outcome = RangeOutcome.of(done.ranges[r.index])
+        outcome = RangeOutcome.of(done.ranges[r.index], already_loaded=already)
         if result.status == p.FAILED:
             log.error("range %s failed: %s", r.key, result.error)
         else:

@@ -89,6 +89,14 @@ class _Planner:
         bounds = found[0] if found else None
         if not bounds or len(bounds) < 2 or len(bounds) - 1 < parts:
             return None
+        # Rows added since the last ANALYZE lie past its histogram: all in the last range. One index
+        # probe finds out, and says so.
+        sql = f"SELECT max({self.expression}) > %s FROM {self.table.qualified} AS {SRC}"
+        if self.query(sql, (bounds[-1],)).fetchone()[0]:
+            self.notes.append(
+                f"keys past {bounds[-1]!r} (the statistics' last bound) were added since the last ANALYZE: the last "
+                "range holds them all; run ANALYZE and plan again with --replace, or use --method scan"
+            )
         return _pick(bounds, parts)
 
     def scan(self, parts: int) -> list[str]:
@@ -178,7 +186,8 @@ def plan_partitions(tap: Any, request: Mapping[str, Any], catalog: Catalog | Non
             if method == "statistics":
                 raise ConfigError(
                     f"{stream.table.qualified} has no statistics for {column!r} with {parts} buckets: run ANALYZE "
-                    "(or raise the column's statistics target), or use --method scan"
+                    "(or raise the column's statistics target), or use --method scan (a column with few distinct "
+                    "values has no histogram at all)"
                 )
             cuts, used = planner.scan(parts), "scan"
     elif method == "scan":

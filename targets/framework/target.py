@@ -29,7 +29,7 @@ from dpone_protocol.batch_manifest import (
 )
 from dpone_protocol.codec import DEFAULT_CODEC, EXACT_CODEC, Frame, MessageWriter, decode_line
 from dpone_protocol.errors import ConfigError, DataError, InputCutError, ProtocolError
-from dpone_protocol.key_ranges import RANGE_END
+from dpone_protocol.key_ranges import RANGE_END, RANGE_TOKEN_ENV
 from dpone_protocol.messages import (
     ActivateVersionMessage,
     BatchMessage,
@@ -167,6 +167,8 @@ class Target(Operable):
             self.close()
         log.info("loaded %d records into %d streams", self.records_in, len(self.sinks))
         if cut is not None:
+            if os.environ.get(RANGE_TOKEN_ENV):
+                raise InputCutError(f"{cut}; nothing of the key range is committed (it loads whole or not at all)")
             raise InputCutError(
                 f"{cut}; the records before it are committed and the newest state they cover was echoed; "
                 "run again to resume"

@@ -33,6 +33,7 @@ BIN = Path(sys.executable).parent
 DPONE = str(BIN / "dpone")
 ROWS = 3000
 PIPELINE = "orders"
+PROVES = pytest.mark.certifies("partitions", connector=("tap-postgres", "target-postgres"))
 LAST_UPDATE = {"replication_key": "updated_at", "replication_key_value": "2024-06-01T00:50:00+00:00"}
 
 SOURCE = f"""
@@ -60,6 +61,7 @@ class Scenario:
         self.root = root
         self.config = config
         self.state_backend = f"sqlite:///{root / '.dpone' / 'state.db'}"
+        self.workers: list[subprocess.Popen[str]] = []  # killed, with what they left, when the test ends
         self.sql(f"CREATE SCHEMA {q(self.schema)}; SET search_path TO {q(self.schema)};" + SOURCE)
         self.write_project()
 
@@ -158,9 +160,15 @@ class Scenario:
 
 @pytest.fixture
 def scenario(server: Any, database: str, tmp_path: Path) -> Iterator[Scenario]:
-    yield Scenario(server.dsn(database), server.config(database), tmp_path)
+    made = Scenario(server.dsn(database), server.config(database), tmp_path)
+    try:
+        yield made
+    finally:
+        for proc in made.workers:
+            kill_group(proc, made.root)
 
 
+@PROVES
 def test_one_worker_loads_every_range_and_moves_the_bookmark_last(scenario: Scenario) -> None:
     plan = scenario.plan()
     assert plan["column"] == "id" and plan["column_type"] == "bigint" and plan["method"] == "statistics"
@@ -201,7 +209,7 @@ def install_faults(scenario: Scenario, target: dict[str, Any] | None = None) -> 
 
 
 def worker(scenario: Scenario, name: str, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [DPONE, "partitions", "run", PIPELINE, "--stream", scenario.stream, "--worker", name, "--no-progress", *extra],
         cwd=scenario.root,
         stdout=subprocess.PIPE,
@@ -209,6 +217,8 @@ def worker(scenario: Scenario, name: str, *extra: str) -> subprocess.Popen[str]:
         text=True,
         start_new_session=True,
     )
+    scenario.workers.append(proc)
+    return proc
 
 
 def wait_for(condition: Any, what: str, seconds: float = 60) -> None:
@@ -218,14 +228,19 @@ def wait_for(condition: Any, what: str, seconds: float = 60) -> None:
         time.sleep(0.1)
 
 
-def kill_group(proc: subprocess.Popen[str]) -> None:
-    """What the worker left running (the paused tap) goes too."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+def kill_group(proc: subprocess.Popen[str], root: Path) -> None:
+    """The worker, and what it left running: the paused tap wrapper leads a process group of its own
+    (the runner starts each connector in a new session), with tap-postgres in it."""
+    paused = root / "paused"
+    groups = [proc.pid] + ([int(paused.read_text())] if paused.exists() else [])
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
     proc.communicate()
 
 
 # -- concurrency -------------------------------------------------------------------------------------
+@PROVES
 @pytest.mark.parametrize(
     ("load_method", "store"),
     [("append-only", "sqlite"), ("upsert", "sqlite"), ("append-only", "postgresql"), ("append-only", "file")],
@@ -256,6 +271,7 @@ def test_four_workers_share_the_ranges_and_no_range_is_loaded_twice(
 
 
 # -- a worker killed ---------------------------------------------------------------------------------
+@PROVES
 def test_a_worker_killed_mid_range_loses_its_lease_and_the_range_is_loaded_once(scenario: Scenario) -> None:
     install_faults(scenario, {"load_method": "append-only", "batch_size_rows": 100})
     scenario.plan(ranges=4)
@@ -272,7 +288,7 @@ def test_a_worker_killed_mid_range_loses_its_lease_and_the_range_is_loaded_once(
     assert scenario.dest_rows() == 0
     held = next(r for r in scenario.status()["ranges"] if r["status"] == "running")
     assert held["worker"] == "doomed" and held["attempts"] == 1
-    kill_group(first)  # the paused tap; the target saw its input cut and rolled back
+    kill_group(first, scenario.root)  # the paused tap; the target saw its input cut and rolled back
     wait_for(lambda: "lost" in scenario.dpone("partitions", "status", PIPELINE).stdout, "the lease to expire", 30)
     second = worker(scenario, "rescuer")
     out, err = second.communicate(timeout=300)
@@ -286,6 +302,7 @@ def test_a_worker_killed_mid_range_loses_its_lease_and_the_range_is_loaded_once(
     assert status["finalized_at"]
 
 
+@PROVES
 def test_a_worker_killed_after_the_commit_is_not_loaded_again(scenario: Scenario) -> None:
     install_faults(scenario, {"load_method": "append-only"})
     scenario.plan(ranges=3)
@@ -307,6 +324,7 @@ def test_a_worker_killed_after_the_commit_is_not_loaded_again(scenario: Scenario
 
 
 # -- a failed range ----------------------------------------------------------------------------------
+@PROVES
 def test_a_failed_range_leaves_the_bookmark_where_it_was_until_it_is_reset_and_loaded(scenario: Scenario) -> None:
     scenario.plan(ranges=4)
     check = f"ALTER TABLE {scenario.dest_table} ADD CONSTRAINT no_1500 CHECK (id <> 1500)"
@@ -321,8 +339,8 @@ def test_a_failed_range_leaves_the_bookmark_where_it_was_until_it_is_reset_and_l
     # The failed range committed nothing: the destination holds exactly the other ranges.
     loaded = sum(r["rows_loaded"] for r in status["ranges"] if r["status"] == "success")
     assert scenario.dest_rows() == loaded < ROWS
-    # A second worker does not retry a data error by itself.
-    again = scenario.dpone("partitions", "run", PIPELINE, "--stream", scenario.stream)
+    # A second worker does not retry a data error by itself, and does not end green while it waits.
+    again = scenario.dpone("partitions", "run", PIPELINE, "--stream", scenario.stream, expect=65)
     assert "0 ranges" in again.stdout and scenario.bookmark() is None
     # An ordinary run of the pipeline leaves the stream out meanwhile.
     ordinary = scenario.dpone("run", PIPELINE)
@@ -438,3 +456,46 @@ def test_mistakes_are_refused_with_what_to_do(scenario: Scenario) -> None:
     )
     assert "overwrite" in overwrite.stderr
     assert scenario.dpone("partitions", "status", PIPELINE).stdout == "no partition plans\n"
+
+
+def test_a_source_that_refuses_the_worker_holds_no_range(scenario: Scenario) -> None:
+    scenario.plan(ranges=2)
+    scenario.write_project(tap={"database": "no_such_database"})
+    refused = scenario.dpone("partitions", "run", PIPELINE, "--stream", scenario.stream, expect=78)
+    assert "no_such_database" in refused.stderr
+    ranges = scenario.status()["ranges"]
+    assert [(r["status"], r["attempts"]) for r in ranges] == [("pending", 0), ("pending", 0)]
+    scenario.write_project()
+    scenario.dpone("partitions", "run", PIPELINE, "--stream", scenario.stream)
+    assert scenario.differences() == (0, 0)
+
+
+def test_a_connector_killed_mid_range_is_a_transient_failure_retried_after_a_pause(scenario: Scenario) -> None:
+    """What the OOM killer does: the biggest process of a worker, its tap or target, gets SIGKILL."""
+    install_faults(scenario, {"load_method": "append-only", "batch_size_rows": 100})
+    scenario.plan(ranges=2)
+    (scenario.root / "pause-tap").touch()
+    started = time.monotonic()
+    proc = worker(scenario, "w1")
+    wait_for(lambda: (scenario.root / "paused").exists(), "the first range to be half read")
+    os.kill(int((scenario.root / "paused").read_text()), signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert "failed, 0 rows, attempt 1" in out and "success" in out
+    first = scenario.status()["ranges"][0]
+    assert first["status"] == "success" and first["attempts"] == 2
+    assert "SIGKILL" in first["last_error"] and first["error_kind"] is None
+    assert time.monotonic() - started >= 15  # the retry waited its backoff
+    assert scenario.dest_rows() == ROWS and scenario.differences() == (0, 0)
+
+
+def test_reset_all_loads_the_loaded_ranges_again(scenario: Scenario) -> None:
+    scenario.plan(ranges=2)
+    scenario.dpone("partitions", "run", PIPELINE, "--stream", scenario.stream)
+    scenario.sql(f"DELETE FROM {scenario.dest_table} WHERE id % 2 = 0")
+    reset = scenario.dpone("partitions", "reset", PIPELINE, "--stream", scenario.stream, "--all")
+    assert "2 ranges back to pending" in reset.stdout
+    again = scenario.dpone("partitions", "run", PIPELINE, "--stream", scenario.stream)
+    assert "already loaded" not in again.stdout
+    assert scenario.differences() == (0, 0)
+    assert len(scenario.ledger()) == 4  # a new token per reloaded range

@@ -70,10 +70,29 @@ class TestRules:
             p.claim(plan, NOW, rules(only=r.index))
             p.finish(plan, r.index, "w1", NOW, p.RangeResult(p.FAILED, error="boom", error_kind=kind))
         plan.ranges.append(p.PartitionRange(2, "200", None))
-        fresh, again = p.claim(plan, NOW, rules()), p.claim(plan, NOW, rules())
+        fresh = p.claim(plan, NOW, rules())
         assert fresh is not None and fresh.index == 2  # never-tried ranges first
+        # The transient failure waits out its backoff (a restarting server), then is tried again.
+        assert p.claim(plan, NOW, rules()) is None
+        assert p.next_retry_in(plan, NOW, rules()) == p.RETRY_BACKOFF_SECONDS
+        again = p.claim(plan, NOW + dt.timedelta(seconds=p.RETRY_BACKOFF_SECONDS), rules())
         assert again is not None and again.index == 0 and again.attempts == 2
-        assert p.claim(plan, NOW, rules()) is None  # the data error waits for a reset
+        for done in (0, 2):
+            p.finish(plan, done, "w1", NOW, p.RangeResult(p.SUCCESS, 1, 1))
+        assert p.claim(plan, NOW + dt.timedelta(hours=1), rules()) is None  # the data error waits for a reset
+        assert p.next_retry_in(plan, NOW, rules()) is None
+
+    def test_the_backoff_grows_with_the_attempts_up_to_a_bound(self) -> None:
+        assert [p.backoff(n) for n in (1, 2, 3)] == [15.0, 30.0, 60.0]
+        assert p.backoff(20) == p.RETRY_BACKOFF_MAX_SECONDS
+
+    def test_a_loaded_range_reset_loads_again_under_a_new_token(self) -> None:
+        plan = make_plan(2)
+        p.claim(plan, NOW, rules())
+        p.finish(plan, 0, "w1", NOW, p.RangeResult(p.SUCCESS, 5, 5))
+        first = plan.token(0)
+        assert p.reset(plan, None, p.STATUSES, NOW) == [0, 1]
+        assert plan.token(0) == first + "/g2" and plan.token(1) == "pipe/s/plan1/r0001"
 
     def test_a_named_range_is_claimed_whatever_failed_but_never_a_success(self) -> None:
         plan = make_plan(2)

@@ -169,3 +169,11 @@ def test_dpone_yml_mistakes_are_config_errors(tmp_path: Path, text: str, says: s
     with pytest.raises(ConfigError) as failed:
         load_project(write(tmp_path, TWO_LOADERS, text))
     assert says in str(failed.value)
+
+
+def test_state_backend_expands_variables_and_encodes_a_password_for_the_url(tmp_path: Path) -> None:
+    dpone = "state_backend: postgresql://dpone:${PW}@${HOST}:5432/state?schema=dpone\n"
+    project = load_project(write(tmp_path, dpone=dpone), env={"PW": "p@ss/w#rd:x", "HOST": "db.internal"})
+    assert project.state_backend == "postgresql://dpone:p%40ss%2Fw%23rd%3Ax@db.internal:5432/state?schema=dpone"
+    with pytest.raises(ConfigError, match="state_backend: environment variable PW is not set"):
+        load_project(write(tmp_path, dpone=dpone), env={"HOST": "db.internal"})
