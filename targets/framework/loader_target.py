@@ -45,6 +45,9 @@ class LoaderTarget(Target):
             token = os.environ.get(RANGE_TOKEN_ENV)
             if token and not self.read_only:
                 self._load_one_range(self.loader, token)
+                if self.loader.background_commit:
+                    # One lane: the range's one connection loads a batch while the next is encoded.
+                    self.committer = Committer(f"{type(self.loader).__name__}-commit", 1)
             elif self.loader.background_commit:
                 # One committer for the whole destination: batches of every stream commit in order.
                 self.committer = Committer(f"{type(self.loader).__name__}-commit", self.loader.lanes)
@@ -58,7 +61,7 @@ class LoaderTarget(Target):
     def _load_one_range(self, loader: Loader, token: str) -> None:
         if not isinstance(loader, SqlLoader) or type(loader).ledger_claim is SqlLoader.ledger_claim:
             raise ConfigError(f"{self.name} cannot load a key range in one transaction (it keeps no range ledger)")
-        # One connection and one transaction: no background lanes, which commit batches on their own.
+        # One connection and one transaction: no second lane, which would commit batches on its own.
         loader.range_token = token
         if loader.keep_staging:
             # A kept staging table is one named table per target table: workers loading ranges of the
