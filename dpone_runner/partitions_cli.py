@@ -75,6 +75,13 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     run.add_argument(
         "--max-attempts", type=_count, default=3, metavar="N", help="tries per range before it stays failed"
     )
+    run.add_argument(
+        "--retry-backoff-seconds",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="a transient failure is tried again after S seconds, doubled per attempt (at most 300)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no live progress line")
 
     status = actions.add_parser("status", parents=[common], help="the ranges of a pipeline's plans")
@@ -162,7 +169,11 @@ def _run(args: argparse.Namespace, out: IO[str], redactor: Redactor, project, st
     from dpone_runner.partitions.worker import Worker, WorkerOptions, default_worker  # noqa: PLC0415
 
     options = WorkerOptions(
-        args.worker or default_worker(), args.lease_seconds, args.max_attempts, progress=not args.no_progress
+        args.worker or default_worker(),
+        args.lease_seconds,
+        args.max_attempts,
+        progress=not args.no_progress,
+        retry_backoff=max(0.0, args.retry_backoff_seconds),
     )
     worker = Worker(project, store, pipeline, args.stream, options, redactor, observers_for(project))
     outcomes = [worker.run_one(i) for i in _range_keys(args.range)] if args.range else worker.run_all()

@@ -179,8 +179,8 @@ RETRY_BACKOFF_SECONDS = 15.0
 RETRY_BACKOFF_MAX_SECONDS = 300.0
 
 
-def backoff(attempts: int) -> float:
-    return float(min(RETRY_BACKOFF_MAX_SECONDS, RETRY_BACKOFF_SECONDS * 2 ** max(0, attempts - 1)))
+def backoff(attempts: int, base: float = RETRY_BACKOFF_SECONDS) -> float:
+    return float(min(RETRY_BACKOFF_MAX_SECONDS, base * 2 ** max(0, attempts - 1)))
 
 
 def next_retry_in(plan: PartitionPlan, now: dt.datetime, rules: ClaimRules) -> float | None:
@@ -239,6 +239,7 @@ class RangeResult:
     error: str | None = None
     error_kind: str | None = None
     artifacts: tuple[Artifact, ...] = ()
+    retry_backoff: float = RETRY_BACKOFF_SECONDS  # a transient failure's first wait, doubled per attempt
 
 
 def finish(plan: PartitionPlan, index: int, worker: str, now: dt.datetime, result: RangeResult) -> bool:
@@ -260,7 +261,7 @@ def finish(plan: PartitionPlan, index: int, worker: str, now: dt.datetime, resul
     r.error_kind = result.error_kind
     r.artifacts = list(result.artifacts)
     if result.status == FAILED and result.error_kind == "transient":
-        r.not_before = iso(now + dt.timedelta(seconds=backoff(r.attempts)))
+        r.not_before = iso(now + dt.timedelta(seconds=backoff(r.attempts, result.retry_backoff)))
     return True
 
 

@@ -57,6 +57,7 @@ class WorkerOptions:
     lease_seconds: float = 120.0
     max_attempts: int = 3
     progress: bool = False
+    retry_backoff: float = p.RETRY_BACKOFF_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +246,10 @@ class Worker:
             except DponeError as exc:
                 committed = self._ledger(token)  # it may have committed before something else failed
                 if committed is None:
-                    result = p.RangeResult(p.FAILED, error=stored_error(exc, self.redactor), error_kind=exc.kind.value)
+                    error = stored_error(exc, self.redactor)
+                    result = p.RangeResult(
+                        p.FAILED, error=error, error_kind=exc.kind.value, retry_backoff=self.options.retry_backoff
+                    )
                 else:
                     result = p.RangeResult(p.SUCCESS, committed, committed)
                     already = True

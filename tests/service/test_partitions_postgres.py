@@ -243,15 +243,14 @@ def kill_group(proc: subprocess.Popen[str], root: Path) -> None:
 @PROVES
 @pytest.mark.parametrize(
     ("load_method", "store"),
-    [("append-only", "sqlite"), ("upsert", "sqlite"), ("append-only", "postgresql"), ("append-only", "file")],
+    # The JSON store's claims race in tests/unit/test_partition_manifest.py.
+    [("append-only", "sqlite"), ("upsert", "sqlite"), ("append-only", "postgresql")],
 )
 def test_four_workers_share_the_ranges_and_no_range_is_loaded_twice(
     scenario: Scenario, load_method: str, store: str
 ) -> None:
     if store == "postgresql":  # the store for workers on several machines
         scenario.state_backend = f"{scenario.dsn}?schema={scenario.schema}_state"
-    elif store == "file":
-        scenario.state_backend = f"file:///{scenario.root / 'state.json'}"
     scenario.write_project({"load_method": load_method, "batch_size_rows": 200})
     plan = scenario.plan(ranges=8)
     assert len(plan["ranges"]) == 8
@@ -476,7 +475,7 @@ def test_a_connector_killed_mid_range_is_a_transient_failure_retried_after_a_pau
     scenario.plan(ranges=2)
     (scenario.root / "pause-tap").touch()
     started = time.monotonic()
-    proc = worker(scenario, "w1")
+    proc = worker(scenario, "w1", "--retry-backoff-seconds", "3")
     wait_for(lambda: (scenario.root / "paused").exists(), "the first range to be half read")
     os.kill(int((scenario.root / "paused").read_text()), signal.SIGKILL)
     out, err = proc.communicate(timeout=120)
@@ -485,7 +484,7 @@ def test_a_connector_killed_mid_range_is_a_transient_failure_retried_after_a_pau
     first = scenario.status()["ranges"][0]
     assert first["status"] == "success" and first["attempts"] == 2
     assert "SIGKILL" in first["last_error"] and first["error_kind"] is None
-    assert time.monotonic() - started >= 15  # the retry waited its backoff
+    assert time.monotonic() - started >= 3  # the retry waited its backoff
     assert scenario.dest_rows() == ROWS and scenario.differences() == (0, 0)
 
 
