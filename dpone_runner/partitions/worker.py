@@ -239,6 +239,7 @@ class Worker:
             catalog=self.catalog(),
         )
         run = Run(self.project, self.store, self.tap, [self.target], options, self.redactor)
+        stop: DponeError | None = None
         with _Lease(self.manifest, r.index, worker, self.options.lease_seconds):
             already = False
             try:
@@ -247,8 +248,11 @@ class Worker:
                 committed = self._ledger(token)  # it may have committed before something else failed
                 if committed is None:
                     error = stored_error(exc, self.redactor)
+                    # Ctrl-C or SIGTERM stops the worker; the range is worth another go by another one.
+                    kind = ErrorKind.TRANSIENT.value if run.interrupted is not None else exc.kind.value
+                    stop = exc if run.interrupted is not None else None
                     result = p.RangeResult(
-                        p.FAILED, error=error, error_kind=exc.kind.value, retry_backoff=self.options.retry_backoff
+                        p.FAILED, error=error, error_kind=kind, retry_backoff=self.options.retry_backoff
                     )
                 else:
                     result = p.RangeResult(p.SUCCESS, committed, committed)
@@ -265,4 +269,6 @@ class Worker:
             log.error("range %s failed: %s", r.key, result.error)
         else:
             log.info("range %s loaded: %d rows", r.key, result.rows_loaded)
+        if stop is not None:
+            raise stop
         return outcome

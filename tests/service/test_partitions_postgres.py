@@ -498,3 +498,19 @@ def test_reset_all_loads_the_loaded_ranges_again(scenario: Scenario) -> None:
     assert "already loaded" not in again.stdout
     assert scenario.differences() == (0, 0)
     assert len(scenario.ledger()) == 4  # a new token per reloaded range
+
+
+def test_a_worker_stopped_with_sigterm_gives_its_range_back_and_stops(scenario: Scenario) -> None:
+    install_faults(scenario, {"load_method": "append-only", "batch_size_rows": 100})
+    scenario.plan(ranges=2)
+    (scenario.root / "pause-tap").touch()
+    proc = worker(scenario, "w1", "--retry-backoff-seconds", "0")
+    wait_for(lambda: (scenario.root / "paused").exists(), "the first range to be half read")
+    os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, out + err
+    ranges = scenario.status()["ranges"]
+    assert [(r["status"], r["error_kind"]) for r in ranges] == [("failed", "transient"), ("pending", None)]
+    assert scenario.dest_rows() == 0
+    scenario.dpone("partitions", "run", PIPELINE, "--stream", scenario.stream)
+    assert scenario.dest_rows() == ROWS and scenario.differences() == (0, 0)
