@@ -10,7 +10,6 @@ up to what every target echoed. A clean tap exit closes the inputs cleanly.
 from __future__ import annotations
 
 import contextlib
-import glob
 import logging
 import os
 import shutil
@@ -26,7 +25,6 @@ from typing import Any
 
 import orjson
 
-from dpone.state.manifest import unfinished_plans
 from dpone.state.merge import merge_state
 from dpone.state.records import describe_state
 from dpone.state.store import LockedError, RunRecord, StateStore, new_lock, utc_now
@@ -42,13 +40,12 @@ from dpone_protocol.errors import (
     kind_for_exit,
 )
 from dpone_protocol.key_ranges import RANGE_TOKEN_ENV, range_end_line
-from dpone_protocol.local_process import process_exists
 from dpone_protocol.object_store import ObjectStores
 from dpone_runner.catalog_prep import prepare_catalog
 from dpone_runner.contracts import ContractStage, RunContext, parse_contracts
 from dpone_runner.filters import build_filters
 from dpone_runner.observe import ObservedRun, Observer
-from dpone_runner.partitions.task import RangeTask, leave_out
+from dpone_runner.partitions.task import RangeTask, leave_out, streams_to_leave_out, sweep_dead_range_dirs
 from dpone_runner.processes import Connector, start
 from dpone_runner.project import EXTRACTORS, LOADERS, Plugin, Project
 from dpone_runner.pump import Pump, TargetChannel
@@ -191,10 +188,10 @@ class Run:
         """
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.id)
         runs = self.project.root / ".dpone" / "run"
-        _sweep_dead_range_dirs(runs, safe)
+        sweep_dead_range_dirs(runs, safe)
         if self.options.key_range is not None:
             # Workers of one pipeline run at once: each range run has its own place, named with its
-            # process so that what a killed worker left is found and removed (_sweep_dead_range_dirs).
+            # process so that what a killed worker left is found and removed (sweep_dead_range_dirs).
             safe = f"{safe}.{self.options.key_range.label}.{os.getpid()}.{self.report.run_id}"
         path = runs / safe
         shutil.rmtree(path, ignore_errors=True)
@@ -225,7 +222,7 @@ class Run:
             self._state = stored.value if stored else None
             self.report.state_before = self._state
             if task is None:
-                self._left_out = self._streams_in_partitioned_loads()
+                self._left_out = streams_to_leave_out(self.store, self.id)
             if not self.options.full_refresh:
                 # Where each stream resumes, read through the typed records (LSN, xmin, key, offsets).
                 for line in describe_state(self._state):
@@ -256,29 +253,6 @@ class Run:
                     self.store.release_lock(self.id, self.report.run_id)
                 self._tell_observers("finished")
         return self.report
-
-    def _streams_in_partitioned_loads(self) -> list[str]:
-        """Streams whose partitioned load is not finished: this run leaves them out (their bookmark moves
-        when the last range is in). A log-based one stops the run: the slot is shared by every stream."""
-        plans = unfinished_plans(self.store, self.id)
-        for plan in plans:
-            if plan.replication_method == "LOG_BASED":
-                raise ConfigError(
-                    f"stream {plan.stream!r} of pipeline {self.id!r} has an unfinished partitioned load; its "
-                    "replication slot must keep the changes from where the load began, so no run of the "
-                    f"pipeline may advance it: finish it (`dpone partitions run {self.id} --stream {plan.stream}`) "
-                    f"or drop it (`dpone partitions drop {self.id} --stream {plan.stream}`)"
-                )
-            done = plan.counts()["success"]
-            log.warning(
-                "stream %s left out: its partitioned load is not finished (%d of %d ranges loaded); see "
-                "`dpone partitions status %s`",
-                plan.stream,
-                done,
-                len(plan.ranges),
-                self.id,
-            )
-        return [plan.stream for plan in plans]
 
     def _adjust_catalog(self, catalog: Catalog) -> None:
         if self.options.key_range is not None:
@@ -484,16 +458,6 @@ class Run:
         message = connector.describe_exit(rc)
         self.report.error = self.redactor(message)
         return PipelineFailed(kind, message, EXIT_CODES[kind] if rc < 0 else (rc if known else None))
-
-
-def _sweep_dead_range_dirs(runs: Path, pipeline: str) -> None:
-    """Remove the private files (configs with secrets) of key-range runs whose process is gone."""
-    if not runs.is_dir():
-        return
-    for path in runs.glob(f"{glob.escape(pipeline)}.*.*.*"):
-        pid = path.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not process_exists(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def prepare(
