@@ -10,11 +10,11 @@ BIN    := $(VENV)/bin
 $(BIN)/python:
 	PYTHON=$(PYTHON) scripts/make-venv.sh $(VENV)
 
-$(VENV)/.installed-runtime: $(BIN)/python pyproject.toml setup.py $(wildcard targets/postgres/copyrows/*) $(wildcard dpone_drivers/kafkafast/*)
+$(VENV)/.installed-runtime: $(BIN)/python pyproject.toml setup.py $(wildcard targets/postgres/copyrows/*) $(wildcard taps/postgres/copyjson/*) $(wildcard dpone_drivers/kafkafast/*)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[duckdb]'
 	touch $@
 
-$(VENV)/.installed-dev: $(BIN)/python pyproject.toml setup.py $(wildcard targets/postgres/copyrows/*) $(wildcard dpone_drivers/kafkafast/*)
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml setup.py $(wildcard targets/postgres/copyrows/*) $(wildcard taps/postgres/copyjson/*) $(wildcard dpone_drivers/kafkafast/*)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@ $(VENV)/.installed-runtime
 

@@ -80,12 +80,13 @@ class Tool:
 
 
 class Bench:
-    def __init__(self, server: PgServer, rows: int) -> None:
+    def __init__(self, server: PgServer, rows: int, logs: Path | None = None) -> None:
+        """logs: where configs, catalogs and logs go (default a new directory under LOGS_ROOT)."""
         self.server = server
         self.rows = rows
         self.expected = Checked(rows, rows * (rows + 1) // 2)
         self.batch_root = Path(tempfile.mkdtemp(prefix="dpone-tap-batches-"))
-        self.logs = LOGS_ROOT / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        self.logs = logs or LOGS_ROOT / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         self.logs.mkdir(parents=True, exist_ok=True)
 
     def sql(self, statement: str) -> str:

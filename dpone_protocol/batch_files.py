@@ -169,6 +169,14 @@ class JsonlBatchWriter:
         if self._pending_bytes >= _WRITE_CHUNK:
             self._spill()
 
+    def write_lines(self, data: bytes, count: int) -> None:
+        """`count` records, each serialized as one JSON object on its own line."""
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        self._rows += count
+        if self._pending_bytes >= _WRITE_CHUNK:
+            self._spill()
+
     @property
     def rows(self) -> int:
         """Rows in the files not yet closed."""

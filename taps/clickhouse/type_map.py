@@ -278,6 +278,6 @@ def column_spec(name: str, type_text: str, utf8: str = STRICT_UTF8) -> ClickHous
         name,
         renderer.schema(t),
         renderer.value(t, quoted),
-        renderer.value(t, quoted, key=True),
-        _bookmark_sql(t),
+        key_expression=renderer.value(t, quoted, key=True),
+        bookmark_sql=_bookmark_sql(t),
     )

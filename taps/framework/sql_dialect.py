@@ -6,13 +6,17 @@ dialect fills in the words. A read selects, per row, the row's JSON text, then a
 row's bookmark key, then (optionally) a JSON-null flag, and the dialect's :meth:`SqlDialect.rows`
 hands each row back as one line of bytes with those fields separated by 0x1F (PostgreSQL: COPY in
 CSV form with that delimiter). The tap frames the row's JSON bytes into a RECORD without decoding.
+
+A dialect may also offer a compiled row path (:meth:`SqlDialect.compiled_rows`): the server then
+sends plain column values, and compiled code writes each row's JSON object, whole lines at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from dpone.taps.framework.sql_discovery import SqlColumn, SqlTable, TableFilter
 from dpone_drivers.sql_names import ANSI, Quoting
@@ -21,6 +25,30 @@ from dpone_protocol.errors import DponeError
 from dpone_protocol.key_ranges import KeyRange
 
 FIELD_SEPARATOR = b"\x1f"  # between a row's JSON, its key and its flag; JSON text never holds a raw 0x1F
+
+
+@dataclass(frozen=True, slots=True)
+class RowBlock:
+    """Rows of a compiled read, as whole lines."""
+
+    data: bytes  # head + {row} + tail, for each row
+    rows: int
+    last_key: bytes | None  # JSON array of the last row's key (never a NULL key), if the block had one
+    json_nulls: int  # rows holding JSON null in a JSON-typed column (see json_null_test)
+
+
+class RowBlocks(Protocol):
+    def read(self, head: bytes, tail: bytes, max_rows: int, max_bytes: int) -> RowBlock | None:
+        """Up to `max_rows` rows (fewer past `max_bytes`, or while the server is slow); None at the end."""
+
+
+class CompiledRows(Protocol):
+    """A read whose rows compiled code renders: what to select, and the rows of the query."""
+
+    select_list: str  # the columns, then the key's fields
+
+    def open(self, conn: Any, sql: str, params: Sequence[Any]) -> contextlib.AbstractContextManager[RowBlocks]:
+        """The rows of `sql` (which selects `select_list`); leaving checks the query ended well."""
 
 
 class SqlDialect:
@@ -64,6 +92,18 @@ class SqlDialect:
     def key_json(self, expressions: Sequence[str]) -> str:
         """The select expression of a JSON array of the key's values (`[null]` with no expressions)."""
         raise NotImplementedError
+
+    def key_value(self, column: SqlColumn, expression: str) -> str:
+        """A key column's value (`expression`) as the key array holds it: bookmarks are read back from
+        JSON, so a value JSON would round (a decimal read back as a float) goes as text."""
+        return expression
+
+    def compiled_rows(
+        self, conn: Any, columns: Sequence[SqlColumn], keys: Sequence[tuple[str, SqlColumn | None]], alias: str
+    ) -> tuple[CompiledRows | None, str]:
+        """A compiled read of `columns` (over the table alias `alias`) with the bookmark key `keys`
+        (each expression with its column when it is one), or None and why not."""
+        return None, f"{self.name} has no compiled row path"
 
     def json_null_test(self, column: SqlColumn, expression: str) -> str | None:
         """A condition true when a JSON-typed column holds JSON null (sent as null, like SQL NULL),

@@ -19,6 +19,9 @@ class SqlColumn:
     name: str
     schema: dict[str, Any]  # the JSON Schema of its values
     expression: str  # SQL over the quoted column name that renders the value as the schema promises
+    # For a dialect with a compiled row path: (SQL over the quoted name, how the path turns its text
+    # into the same JSON value); None: the column takes `expression`.
+    native: tuple[str, str] | None = None
 
 
 @dataclass(slots=True)

@@ -23,18 +23,20 @@ from typing import TYPE_CHECKING, Any, final
 import orjson
 
 from dpone.state.records import Bookmark, RawBookmark, StreamBookmark, TablePosition
-from dpone.taps.framework.sql_dialect import FIELD_SEPARATOR
-from dpone.taps.framework.sql_discovery import SqlTable, discovery_metadata, orderable, stream_schema
-from dpone.taps.framework.stream import EncodedRecord, ReadContext, Stream, WrittenBatch
+from dpone.taps.framework.sql_dialect import FIELD_SEPARATOR, RowBlock, RowBlocks
+from dpone.taps.framework.sql_discovery import SqlColumn, SqlTable, discovery_metadata, orderable, stream_schema
+from dpone.taps.framework.stream import BatchSpec, EncodedLines, EncodedRecord, ReadContext, Stream, WrittenBatch
+from dpone_protocol.batch_files import JsonlBatchWriter
 from dpone_protocol.catalog import FULL_TABLE, INCREMENTAL
 from dpone_protocol.errors import ConfigError
-from dpone_protocol.messages import ActivateVersionMessage
+from dpone_protocol.messages import ActivateVersionMessage, BatchEncoding
 
 if TYPE_CHECKING:
     from dpone.taps.framework.sql_tap import SqlTap
 
 SRC = "_dpone_src"  # the table's alias in every query: unlikely to clash with a column name
 _NULL_KEY = b"[null]"  # NULL keys sort last and bookmark nothing
+_BLOCK_BYTES = 1 << 20  # lines handed over at a time by a compiled read
 
 
 class SqlStream(Stream):
@@ -42,6 +44,7 @@ class SqlStream(Stream):
     `full_table_files` for a faster BATCH path; the methods marked final are the base's."""
 
     is_sorted = True  # every query orders by the key it bookmarks
+    reads_selected = True  # every query selects the selected columns only
 
     def __init__(self, table: SqlTable, tap: SqlTap) -> None:
         self.table = table
@@ -60,6 +63,7 @@ class SqlStream(Stream):
         self.read_key: str | None = None  # the replication key of an INCREMENTAL read
         self.start_value: Any = None
         self.json_nulls = 0  # rows whose JSON null went out as null (indistinguishable from SQL NULL)
+        self.ctx: ReadContext | None = None
 
     def discovery_metadata(self) -> dict[str, Any]:
         return discovery_metadata(self.table)
@@ -67,6 +71,7 @@ class SqlStream(Stream):
     # -- reading --------------------------------------------------------------------
     @final
     def records(self, ctx: ReadContext) -> Iterator[Any]:
+        self.ctx = ctx
         self.mode = ctx.replication_method
         self.committed = ctx.bookmark
         self.start_value = ctx.start_value
@@ -99,7 +104,8 @@ class SqlStream(Stream):
             if committed is None or committed.version is None:
                 # First sync ever: the target learns the version before any row.
                 yield ActivateVersionMessage(self.name, version)
-        ctx.version = self.version = version
+        self.version = version
+        ctx.set_version(version)
         keys = [self.column(k) for k in pk]
         where = ""
         params: list[Any] = []
@@ -111,7 +117,7 @@ class SqlStream(Stream):
             self.log.info("stream %s: resuming the full table after primary key %s", self.name, resume)
         files = self.full_table_files(ctx, where, params) if ctx.batch is not None else None
         yield from files if files is not None else self.read_rows(ctx.selected, keys, where, params)
-        ctx.version = None
+        ctx.set_version(None)
         # Rows of older versions (deleted in the source since) can now be removed downstream.
         yield ActivateVersionMessage(self.name, version)
 
@@ -157,7 +163,7 @@ class SqlStream(Stream):
 
         Each row selects its JSON text, then (unless `keys` is None) the JSON array of `keys`."""
         row, joins = self.dialect.row_json(self._rendered(selected))
-        fields = [row] if keys is None else [row, self.dialect.key_json(keys)]
+        fields = [row] if keys is None else [row, self.key_json(keys)]
         flag = self._json_null_flag(selected)
         if flag is not None:
             fields.append(flag)
@@ -165,8 +171,60 @@ class SqlStream(Stream):
         return f"SELECT {', '.join(fields)} FROM {self.table.qualified} AS {SRC}{joins}{where}{order_by}", bool(flag)
 
     @final
-    def read_rows(self, selected: list[str], keys: list[str], where: str, params: list[Any]) -> Iterator[EncodedRecord]:
-        """The rows ordered by `keys`, each row's JSON as it came from the server; the last key is kept."""
+    def read_rows(self, selected: list[str], keys: list[str], where: str, params: list[Any]) -> Iterator[Any]:
+        """The rows ordered by `keys`, as the dialect's compiled row path writes them where it can (whole
+        lines or files), else each row's JSON as it came from the server; the last key is kept."""
+        ctx = self.ctx
+        if ctx is not None and (ctx.envelope is not None or ctx.batch is not None):
+            compiled, why = self.dialect.compiled_rows(
+                self.tap.conn, self._columns(selected), self._key_columns(keys), SRC
+            )
+        else:
+            compiled, why = None, "stream maps or an unmapped BATCH layout need each record"
+        if compiled is None:
+            self.log.info("stream %s: rows rendered as JSON by the server (%s)", self.name, why)
+            yield from self._json_rows(selected, keys, where, params)
+            return
+        self.log.info("stream %s: rows encoded from COPY text", self.name)
+        order_by = f" ORDER BY {', '.join(keys)}" if keys else ""
+        sql = f"SELECT {compiled.select_list} FROM {self.table.qualified} AS {SRC}{where}{order_by}"
+        assert ctx is not None
+        try:
+            with compiled.open(self.tap.conn, sql, params) as rows:
+                if ctx.batch is not None:
+                    assert ctx.batch_writer is not None
+                    yield from self._compiled_files(rows, ctx.batch, ctx.batch_writer)
+                else:
+                    yield from self._compiled_lines(rows, ctx)
+        except self.dialect.driver_errors() as exc:
+            raise self.dialect.read_error(exc, self.table, self.tap.redactor) from None
+
+    def _compiled_lines(self, rows: RowBlocks, ctx: ReadContext) -> Iterator[EncodedLines]:
+        assert ctx.envelope is not None
+        head, tail = ctx.envelope
+        # A block at most as long as the STATE cadence, so checkpoints come as often as row by row.
+        cap = int(self.tap.config.get("state_every_rows") or 10_000)
+        while (block := rows.read(head, tail, cap, _BLOCK_BYTES)) is not None:
+            self._took(block)
+            yield EncodedLines(block.data, block.rows)
+
+    def _compiled_files(self, rows: RowBlocks, spec: BatchSpec, writer: JsonlBatchWriter) -> Iterator[WrittenBatch]:
+        """BATCH lines into the loop's file writer; a file is closed here when full, its last key
+        bookmarking it. The last file is the loop's to close, at the end of the read, as row by row."""
+        encoding = BatchEncoding("jsonl", spec.compression)
+        while (block := rows.read(b"", b"\n", writer.max_rows - writer.rows, _BLOCK_BYTES)) is not None:
+            writer.write_lines(block.data, block.rows)
+            self._took(block)
+            if writer.full():
+                count = writer.rows
+                yield WrittenBatch(writer.close(), count, encoding)
+
+    def _took(self, block: RowBlock) -> None:
+        if block.last_key is not None:
+            self.last_key = block.last_key
+        self.json_nulls += block.json_nulls
+
+    def _json_rows(self, selected: list[str], keys: list[str], where: str, params: list[Any]) -> Iterator[Any]:
         sql, flagged = self.select_sql(selected, keys, where, keys)
         try:
             with self.dialect.rows(self.tap.conn, sql, params) as rows:
@@ -186,7 +244,7 @@ class SqlStream(Stream):
         except self.dialect.driver_errors() as exc:
             raise self.dialect.read_error(exc, self.table, self.tap.redactor) from None
 
-    def _rendered(self, selected: list[str]) -> list[tuple[str, str]]:
+    def _columns(self, selected: list[str]) -> list[SqlColumn]:
         by_name = {c.name: c for c in self.table.columns}
         missing = [name for name in selected if name not in by_name]
         if missing:
@@ -194,7 +252,22 @@ class SqlStream(Stream):
                 f"stream {self.name!r}: selected columns {missing} no longer exist in "
                 f"{self.table.schema}.{self.table.name}; re-run discovery and update the catalog"
             )
-        return [(self.dialect.column_sql(by_name[name], SRC), name) for name in selected]
+        return [by_name[name] for name in selected]
+
+    @final
+    def key_json(self, keys: list[str]) -> str:
+        """The select expression of the JSON array of the key `keys` (expressions), each value exact."""
+        return self.dialect.key_json(
+            [key if column is None else self.dialect.key_value(column, key) for key, column in self._key_columns(keys)]
+        )
+
+    def _key_columns(self, keys: list[str]) -> list[tuple[str, SqlColumn | None]]:
+        """Each key expression with its column, when it is one (XMIN's key is an expression)."""
+        by_expression = {self.column(c.name): c for c in self.table.columns}
+        return [(key, by_expression.get(key)) for key in keys]
+
+    def _rendered(self, selected: list[str]) -> list[tuple[str, str]]:
+        return [(self.dialect.column_sql(column, SRC), column.name) for column in self._columns(selected)]
 
     def _json_null_flag(self, selected: list[str]) -> str | None:
         chosen = set(selected)

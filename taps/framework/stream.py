@@ -12,6 +12,7 @@ from dpone_protocol.batch_manifest import RETAIN, BatchFile, BatchLayout
 from dpone_protocol.key_ranges import KeyRange
 from dpone_protocol.messages import ActivateVersionMessage, BatchEncoding, SchemaMessage
 from dpone_protocol.object_store import ObjectStores
+from dpone_protocol.wire import record_tail
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,10 @@ class ReadContext:
     # Set in BATCH mode when rows need no per-row work by the tap (no stream map projects them):
     # a stream may then write the files itself and yield WrittenBatch.
     batch: BatchSpec | None = None
+    # Set with `batch`: the loop's own file writer. Rows a stream writes into it are announced at the
+    # loop's next checkpoint (the file full, the end of the read); a file the stream closes itself
+    # goes out as a WrittenBatch.
+    batch_writer: JsonlBatchWriter | None = None
     # Set when RECORD lines go out as the tap writes them (no BATCH files, no stream map, no
     # projection): the bytes before and after a record's JSON object on its line, through the newline
     # (`record_head(name)`, `record_tail(time_extracted, version)`). A stream may then yield
@@ -72,6 +77,13 @@ class ReadContext:
     # Set when the catalog asks for one key range of the stream (a partitioned load): only its rows,
     # no bookmark and no ACTIVATE_VERSION (dpone_protocol/key_ranges.py).
     key_range: KeyRange | None = None
+    time_extracted: str | None = None  # in every RECORD's envelope
+
+    def set_version(self, version: int | None) -> None:
+        """The table version the stream's next RECORDs carry (and the envelope's tail with it)."""
+        self.version = version
+        if self.envelope is not None:
+            self.envelope = (self.envelope[0], record_tail(self.time_extracted, version))
 
 
 @dataclass(slots=True)
@@ -103,6 +115,8 @@ class Stream:
     replication_key: str | None = None  # suggested in discovery
     valid_replication_keys: ClassVar[list[str]] = []
     is_sorted: bool = False
+    # Records hold the selected properties only (the stream reads no others): the loop need not project.
+    reads_selected: bool = False
 
     def records(
         self, ctx: ReadContext

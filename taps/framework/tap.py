@@ -233,9 +233,20 @@ class _StreamSync:
         extracted = dt.datetime.now(dt.UTC).isoformat()
         # RECORD lines written as they come (no files, no map, no projection): the stream may make whole
         # lines itself, in the envelope this loop would put round its records.
-        as_is = self.batch is None and not mapped and not project
+        as_is = self.batch is None and not mapped and (not project or stream.reads_selected)
         envelope = (record_head(stream.name), record_tail(extracted)) if as_is else None
-        ctx = ReadContext(self.tap.config, selected, method, rk, start, bookmark, batch=direct, envelope=envelope)
+        ctx = ReadContext(
+            self.tap.config,
+            selected,
+            method,
+            rk,
+            start,
+            bookmark,
+            batch=direct,
+            batch_writer=self.batch if direct is not None else None,
+            envelope=envelope,
+            time_extracted=extracted,
+        )
         ctx.key_range = stream_range(stream.name, entry.stream_metadata())
         if ctx.key_range is not None:
             ctx.start_value = start = None  # every row of the range, whatever the bookmark says

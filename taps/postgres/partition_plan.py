@@ -138,7 +138,9 @@ def _bookmark(tap: Any, stream: SqlStream, method: str, replication_key: str | N
         if not replication_key:
             raise ConfigError(f"stream {stream.name!r}: INCREMENTAL replication needs a replication-key")
         key = stream.column(replication_key)
-        sql = f"SELECT json_build_array(max({key}))::text FROM {stream.table.qualified} AS {SRC}"
+        column = next((c for c in stream.table.columns if c.name == replication_key), None)
+        largest = f"max({key})" if column is None else stream.dialect.key_value(column, f"max({key})")
+        sql = f"SELECT json_build_array({largest})::text FROM {stream.table.qualified} AS {SRC}"
         value = orjson.loads(tap.conn.execute(sql).fetchone()[0])[0]
         return None if value is None else StreamBookmark(stream.name, replication_key, value).to_dict()
     if method == "XMIN":

@@ -3,8 +3,9 @@
 Rendering rows as JSON is most of what a full-table read costs the server, and one backend does
 it on one core. Here each range of an integer primary key is read by its own connection (its own
 backend), all of them in one snapshot exported by the tap's connection, so together they see the
-table exactly as one transaction would. Rows go from COPY into the batch files as they arrive:
-the tap neither frames nor decodes them.
+table exactly as one transaction would. Rows go from COPY into the batch files as they arrive,
+written by the compiled row path (copy_lines.py) or as the server's JSON: the tap neither frames
+nor decodes them.
 
 Files are announced in key order: a range's files wait until every range before it is done, so
 the bookmark (the key of the last row of the last file announced) never passes a row that is not
@@ -23,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from dpone.taps.framework.sql_dialect import CompiledRows
 from dpone.taps.framework.stream import BatchSpec, WrittenBatch
 from dpone_drivers.postgres import classify, driver_errors
 from dpone_protocol.batch_manifest import BatchFile
@@ -60,22 +62,18 @@ class RangeReader:
     def __init__(
         self,
         conn: Any,
-        copy_sql: str,
+        query: RangeQuery,
         key_range: KeyRange,
         spec: BatchSpec,
         part: str,
-        key: str,
         redactor: Any,
-        flagged: bool = False,
     ) -> None:
         self.conn = conn
-        self.copy_sql = copy_sql
+        self.query = query
         self.range = key_range
         self.spec = spec
         self.part = part
-        self.key = key
         self.redactor = redactor
-        self.flagged = flagged  # each row ends with a field: t when it holds a JSON null
         self.json_nulls = 0
         self.files: queue.Queue[Any] = queue.Queue()
         self.stop = threading.Event()
@@ -88,51 +86,82 @@ class RangeReader:
         except BaseException as exc:  # handed to the main thread, which raises it
             self.files.put(exc)
 
+    def _read_compiled(self, compiled: CompiledRows) -> None:
+        writer = self.spec.writer(self.part)
+        key = b""
+        with compiled.open(self.conn, self.query.sql, (self.range.low, self.range.high)) as rows:
+            while (block := rows.read(b"", b"\n", writer.max_rows - writer.rows, 1 << 20)) is not None:
+                writer.write_lines(block.data, block.rows)
+                self.json_nulls += block.json_nulls
+                key = block.last_key or key
+                if writer.full():
+                    self._close(writer, key)
+                if self.stop.is_set():
+                    return
+        self._close(writer, key)
+
     def _read(self) -> None:
+        if self.query.compiled is not None:
+            self._read_compiled(self.query.compiled)
+        else:
+            self._read_json()
+
+    def _read_json(self) -> None:
         writer = self.spec.writer(self.part)
         last = b""
         params = (self.range.low, self.range.high)
-        with self.conn.cursor() as cur, cur.copy(self.copy_sql, params) as copy:
+        with self.conn.cursor() as cur, cur.copy(self.query.sql, params) as copy:
             for row in copy:
                 last = bytes(row)
-                if self.flagged:
+                if self.query.flagged:
                     sep = last.rindex(b"\x1f")
                     if last[sep + 1 : sep + 2] == b"t":
                         self.json_nulls += 1
                     last = last[:sep] + b"\n"
                 writer.write_line(last)
                 if writer.full():
-                    self._close(writer, last)
+                    self._close(writer, self._key(last))
                 if self.stop.is_set():
                     return
-        self._close(writer, last)
+        self._close(writer, self._key(last))
 
-    def _close(self, writer: Any, last: bytes) -> None:
+    def _key(self, line: bytes) -> bytes:
+        return orjson.dumps([orjson.loads(line)[self.query.key]]) if line else b""
+
+    def _close(self, writer: Any, key: bytes) -> None:
         rows = writer.rows
         written = writer.close()
         if written:
-            key = orjson.loads(last)[self.key]
-            self.files.put(_File(written, rows, orjson.dumps([key]), self.json_nulls))
+            self.files.put(_File(written, rows, key, self.json_nulls))
             self.json_nulls = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RangeQuery:
+    """One range's rows, ordered by the key, with two placeholders for the range's bounds: a COPY of
+    JSON rows (each ending with a t/f JSON-null flag field when `flagged`), or with `compiled` the
+    SELECT the compiled row path reads."""
+
+    sql: str
+    key: str  # the key's property name
+    flagged: bool = False
+    compiled: CompiledRows | None = None
 
 
 def read_in_ranges(
     main: Any,
     connect: Callable[[], Any],
-    copy_sql: str,
+    query: RangeQuery,
     bounds: tuple[str, list[Any]],
-    key: str,
     spec: BatchSpec,
     connections: int,
     redactor: Any,
     on_file: Callable[[bytes, int], None],
-    flagged: bool = False,
 ) -> Iterator[WrittenBatch]:
     """Files of the whole table (the `bounds` query gives min and max key), announced in key order.
 
-    `copy_sql` is the COPY of one range's rows, ordered by the key, with two placeholders for the
-    range's bounds; `on_file` receives each announced file's last key (and its count of rows holding a
-    JSON null, when `flagged`: each COPY row then ends with a t/f field for it) before the file is yielded.
+    `on_file` receives each announced file's last key and its count of rows holding a JSON null
+    before the file is yielded.
     """
     encoding = BatchEncoding("jsonl", spec.compression)
     errors = driver_errors()
@@ -151,7 +180,7 @@ def read_in_ranges(
                 conn = connect()
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")  # an id from the server, not input
-                readers.append(RangeReader(conn, copy_sql, key_range, spec, f"r{i}-", key, redactor, flagged))
+                readers.append(RangeReader(conn, query, key_range, spec, f"r{i}-", redactor))
             for reader in readers:
                 reader.thread.start()
             for reader in readers:

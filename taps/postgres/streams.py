@@ -15,7 +15,7 @@ from dpone.state.records import Bookmark, LsnPosition, XminPosition
 from dpone.taps.framework.sql_stream import SRC, SqlStream
 from dpone.taps.framework.stream import EncodedRecord, ReadContext, WrittenBatch
 from dpone.taps.postgres.dialect import COPY_OUT
-from dpone.taps.postgres.range_reads import read_in_ranges
+from dpone.taps.postgres.range_reads import RangeQuery, read_in_ranges
 from dpone_protocol.errors import ConfigError
 
 XMIN = "XMIN"
@@ -84,7 +84,18 @@ class PostgresStream(SqlStream):
             return None
         column = self.column(key)
         bounds = f"SELECT min({column}), max({column}) FROM {self.table.qualified} AS {SRC}{where}"
-        select, flagged = self.select_sql(ctx.selected, None, f" WHERE {column} BETWEEN %s AND %s", [column])
+        in_range = f" WHERE {column} BETWEEN %s AND %s"
+        compiled, why = self.dialect.compiled_rows(
+            self.tap.conn, self._columns(ctx.selected), self._key_columns([column]), SRC
+        )
+        if compiled is not None:
+            self.log.info("stream %s: rows encoded from COPY text", self.name)
+            sql = f"SELECT {compiled.select_list} FROM {self.table.qualified} AS {SRC}{in_range} ORDER BY {column}"
+            query = RangeQuery(sql, key, compiled=compiled)
+        else:
+            self.log.info("stream %s: rows rendered as JSON by the server (%s)", self.name, why)
+            select, flagged = self.select_sql(ctx.selected, None, in_range, [column])
+            query = RangeQuery(f"COPY ({select}) TO STDOUT {COPY_OUT}", key, flagged)
 
         def on_file(last_key: bytes, json_nulls: int) -> None:
             self.last_key = last_key
@@ -93,14 +104,12 @@ class PostgresStream(SqlStream):
         return read_in_ranges(
             self.tap.conn,
             self.tap.new_connection,
-            f"COPY ({select}) TO STDOUT {COPY_OUT}",
+            query,
             (bounds, params),
-            key,
             ctx.batch,
             int(self.tap.config.get("batch_read_connections") or 1),
             self.tap.redactor,
             on_file,
-            flagged=flagged,
         )
 
     def _xmin(self, ctx: ReadContext) -> Iterator[EncodedRecord]:

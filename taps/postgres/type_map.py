@@ -1,8 +1,9 @@
-"""PostgreSQL column types -> JSON Schema, and the SQL expression that renders each value losslessly.
+"""PostgreSQL column types -> JSON Schema, and the SQL expressions that render each value losslessly.
 
-Values are serialized to JSON by the server (row_to_json); the expression makes each one
+On the JSON path the server serializes values (row_to_json); the expression makes each one
 land in the form the schema promises: numeric as a `singer.decimal` string (every digit),
-bytea as base64, enums/intervals/network types as text.
+bytea as base64, enums/intervals/network types as text. The compiled path (copy_lines.py) reads
+the column's COPY text instead and needs to know only its kind (SqlColumn.native).
 """
 
 from __future__ import annotations
@@ -43,50 +44,65 @@ def _nullable(kind: str, nullable: bool) -> str | list[str]:
     return [kind, "null"] if nullable else kind
 
 
-def _scalar(type_name: str, nullable: bool, kind: str, enum: list[str] | None) -> tuple[dict[str, Any], str]:
+def _scalar(type_name: str, nullable: bool, kind: str, enum: list[str] | None) -> tuple[dict[str, Any], str, str]:
+    """The schema, the expression row_to_json renders, and the kind of the column's COPY text in the
+    compiled path (taps/postgres/copy_lines.py) when the plain column is selected."""
     if kind == "e":
-        return {
-            "type": _nullable("string", nullable),
-            "enum": [*(enum or []), *([None] if nullable else [])],
-        }, "{col}::text"
+        return (
+            {"type": _nullable("string", nullable), "enum": [*(enum or []), *([None] if nullable else [])]},
+            "{col}::text",
+            "text",
+        )
     if type_name in _INT_RANGES:
         lo, hi = _INT_RANGES[type_name]
-        return {"type": _nullable("integer", nullable), "minimum": lo, "maximum": hi}, "{col}"
+        return {"type": _nullable("integer", nullable), "minimum": lo, "maximum": hi}, "{col}", "int"
     if type_name.startswith("numeric") or type_name in ("money",):
         schema: dict[str, Any] = {"type": _nullable("string", nullable), "format": "singer.decimal"}
         match = _NUMERIC_RE.fullmatch(type_name.replace(" ", ""))
         if match:
             schema["precision"], schema["scale"] = int(match.group(1)), int(match.group(2))
-        return schema, ("{col}::numeric::text" if type_name == "money" else "{col}::text")
+        if type_name == "money":
+            return schema, "{col}::numeric::text", ""  # money's text is in the locale's currency format
+        return schema, "{col}::text", "text"
     if type_name in ("real", "double precision"):
         # Marked as a float: a target may keep it in a float column (a plain number means exact).
-        return {"type": _nullable("number", nullable), "x-sql-datatype": type_name}, _FLOAT
+        return {"type": _nullable("number", nullable), "x-sql-datatype": type_name}, _FLOAT, "float"
     if type_name == "boolean":
-        return {"type": _nullable("boolean", nullable)}, "{col}"
+        return {"type": _nullable("boolean", nullable)}, "{col}", "bool"
     if type_name in ("timestamp with time zone", "timestamp without time zone"):
-        return {"type": _nullable("string", nullable), "format": "date-time"}, "{col}"
+        return {"type": _nullable("string", nullable), "format": "date-time"}, "{col}", "timestamp"
     if type_name == "date":
-        return {"type": _nullable("string", nullable), "format": "date"}, "{col}"
+        return {"type": _nullable("string", nullable), "format": "date"}, "{col}", "date"
     if type_name == "time without time zone":
-        return {"type": _nullable("string", nullable), "format": "time"}, "{col}"
+        return {"type": _nullable("string", nullable), "format": "time"}, "{col}", "text"
     if type_name == "uuid":
-        return {"type": _nullable("string", nullable), "format": "uuid"}, "{col}"
+        return {"type": _nullable("string", nullable), "format": "uuid"}, "{col}", "text"
     if type_name == "json":
         # json keeps its text as written, line breaks included; outside strings they are whitespace, and
         # a raw one would split the RECORD line. Only json pays for this (jsonb and row_to_json never emit one).
-        return {"type": _JSON_ANY}, "replace(replace({col}::text, E'\\n', ' '), E'\\r', ' ')::json"
+        return {"type": _JSON_ANY}, "replace(replace({col}::text, E'\\n', ' '), E'\\r', ' ')::json", "json_doc"
     if type_name == "jsonb":
-        return {"type": _JSON_ANY}, "{col}"
+        return {"type": _JSON_ANY}, "{col}", "json_doc"
     if type_name == "bytea":
         return (
             {"type": _nullable("string", nullable), "contentEncoding": "base64"},
             "translate(encode({col}, 'base64'), E'\\n', '')",
+            "bytea",
         )
     match = _TEXT_RE.fullmatch(type_name)
     if match:
-        return {"type": _nullable("string", nullable), "maxLength": int(match.group(1))}, "{col}::text"
-    # text, citext, interval, inet, cidr, macaddr, time with time zone, xml, bit, geometric, ...
-    return {"type": _nullable("string", nullable)}, "{col}::text"
+        # character(n)'s text cast drops the padding its output keeps: only varchar is selected as it is.
+        same = type_name.startswith(("character varying", "varchar"))
+        return (
+            {"type": _nullable("string", nullable), "maxLength": int(match.group(1))},
+            "{col}::text",
+            ("text" if same else ""),
+        )
+    if type_name in ("text", "character varying", "citext", "interval"):
+        return {"type": _nullable("string", nullable)}, "{col}::text", "text"
+    # time with time zone, inet, cidr, macaddr, xml, bit, geometric, ...: a text cast is not always the
+    # type's output (inet's shows the netmask), so the compiled path selects the cast too.
+    return {"type": _nullable("string", nullable)}, "{col}::text", ""
 
 
 def _nested_items(item: dict[str, Any]) -> dict[str, Any]:
@@ -123,8 +139,14 @@ def column_spec(
     quoted = ANSI.q(name)
     if type_name.endswith("[]") or element_type:
         base = element_type or type_name[:-2]
-        item_schema, item_expr = _scalar(base, True, kind, enum)
+        item_schema, item_expr, _ = _scalar(base, True, kind, enum)
         schema = {"type": _nullable("array", nullable), "items": _nested_items(item_schema)}
-        return SqlColumn(name, schema, _array_expression(base, item_expr).format(col=quoted))
-    schema, expression = _scalar(type_name, nullable, kind, enum)
-    return SqlColumn(name, schema, expression.format(col=quoted))
+        expression = _array_expression(base, item_expr).format(col=quoted)
+        # Arrays stay the server's JSON: their text form would need the element types' rules again.
+        native = expression if expression != quoted else f"to_json({quoted})"
+        return SqlColumn(name, schema, expression, (native, "json"))
+    schema, expression, copy_kind = _scalar(type_name, nullable, kind, enum)
+    if copy_kind:
+        return SqlColumn(name, schema, expression.format(col=quoted), (quoted, copy_kind))
+    # The expression's text (a cast to text) is what row_to_json would quote.
+    return SqlColumn(name, schema, expression.format(col=quoted), (expression.format(col=quoted), "text"))

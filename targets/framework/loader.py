@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -117,6 +117,19 @@ class Loader(ABC):
     def bulk_load_encoded(self, plan: StreamPlan, staging: str, rows: EncodedRows) -> None:
         """Load a batch taken from this loader's row encoder (already in the bulk format) into staging."""
         raise NotImplementedError(f"{type(self).__name__} gives no row encoder")
+
+    def load_direct(
+        self,
+        plan: StreamPlan,
+        table: str,
+        rows: EncodedRows,
+        schema: Callable[[], list[str]],
+        turn: Callable[[], None],
+    ) -> bool:
+        """Load an encoded batch straight into `table` in one transaction with the table's queued schema
+        changes (`schema()`, called after `turn()`), when the loader can tell staging would add nothing
+        (e.g. a table this run created). False takes the staging path; whatever was done is rolled back."""
+        return False
 
     def row_encoder(self, plan: StreamPlan, policy: BatchPolicy, *, metadata: bool) -> RowEncoder | None:
         """An encoder that keeps this stream's batches in the bulk format, or None for decoded records."""

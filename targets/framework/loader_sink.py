@@ -318,6 +318,16 @@ class LoaderSink(Sink):
         loader: Loader,
         turn: Callable[[], None],
     ) -> None:
+        taken: list[str] | None = None
+
+        def schema() -> list[str]:
+            # Taken in turn (after the batch before has committed), as finalize takes it.
+            nonlocal taken
+            taken = self.queue.take(table)
+            return taken
+
+        if isinstance(records, EncodedRows) and loader.load_direct(plan, table, records, schema, turn):
+            return
         staging = loader.prepare_staging(plan)
         try:
             if isinstance(records, BatchManifest):
@@ -328,7 +338,8 @@ class LoaderSink(Sink):
             else:
                 loader.bulk_load(plan, staging, records)
             turn()  # the batch before this one commits first
-            loader.finalize(plan, staging, table, self.queue.take(table))
+            # A direct load that gave up rolled back the changes it took: they run here.
+            loader.finalize(plan, staging, table, taken if taken is not None else self.queue.take(table))
         finally:
             loader.cleanup(plan, staging)
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dpone.targets.framework.sql_dialect import DELETED_AT, SqlDialect
 
 MAX_NAME_BYTES = 63  # PostgreSQL silently truncates longer identifiers
+LOAD_TIME_COLUMNS = ("_sdc_received_at", "_sdc_batched_at")
 
 
 class PostgresSql(SqlDialect):
@@ -21,6 +22,12 @@ class PostgresSql(SqlDialect):
             return None
         constraint = f"CONSTRAINT {self.q(key_name)} " if key_name else ""
         return f"{constraint}PRIMARY KEY ({self.column_list(keys)})"
+
+    def column_def(self, name: str, type_: str, *, not_null: bool = False) -> str:
+        # The load times are the loading transaction's start: a COPY (into staging, or straight into a
+        # table this target created) leaves them out, and no row carries them.
+        default = " DEFAULT now()" if name in LOAD_TIME_COLUMNS else ""
+        return super().column_def(name, type_, not_null=not_null) + default
 
     def add_column(self, table: str, column: str, type_: str) -> str:
         return f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {self.q(column)} {type_}"

@@ -19,7 +19,7 @@ from dpone.targets.framework.schema_evolution import DestinationColumn, SchemaPl
 from dpone.targets.framework.sql_dialect import DELETED_AT
 from dpone.targets.framework.sql_loader import SqlLoader
 from dpone.targets.postgres import copy_rows, ddl
-from dpone.targets.postgres.ddl import SQL
+from dpone.targets.postgres.ddl import LOAD_TIME_COLUMNS, SQL
 from dpone.targets.postgres.type_map import POSTGRES
 from dpone.targets.postgres.type_map import dialect as postgres_dialect
 from dpone_drivers.postgres import classify, connect, driver_errors, jsonb_wrapper
@@ -37,7 +37,6 @@ _JSON_NUL_REPLACEMENTS = {"strip": "", "replace": "\\ufffd"}
 _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
-LOAD_TIME_COLUMNS = ("_sdc_received_at", "_sdc_batched_at")
 RANGE_LEDGER = "_dpone_ranges"  # one row per key range loaded by a partitioned load
 LEDGER_WAIT_SECONDS = 30
 CARDINALITY_VIOLATION = "21000"  # MERGE: a target row matched by two staging rows
@@ -81,6 +80,8 @@ class PostgresLoader(SqlLoader):
         self._unique_keys: dict[str, bool] = primary._unique_keys if primary else {}  # a unique index on the key
         self._overlapping: set[str] = primary._overlapping if primary else set()  # keys existed: MERGE from now on
         self._names: dict[str, str] = primary._names if primary else {}  # table name -> the name in PostgreSQL
+        # Tables this run created (a first load's, an overwrite's shadow): columns as planned, rows only ours.
+        self._fresh: set[str] = primary._fresh if primary else set()
         self._errors = driver_errors()
         self._router: LineRouter | None = None
         self._warned = False
@@ -175,9 +176,16 @@ class PostgresLoader(SqlLoader):
 
     # -- the loader contract ------------------------------------------------------
     def schema_statements(self, plan: StreamPlan, schema: SchemaPlan, table: str) -> list[str]:
-        if schema.creates and plan.merges and plan.key_properties:
-            self._unique_keys[self.stored_name(table)] = True  # the primary key we are about to create
+        if schema.creates:
+            self._fresh.add(self.stored_name(table))
+            if plan.merges and plan.key_properties:
+                self._unique_keys[self.stored_name(table)] = True  # the primary key we are about to create
         return super().schema_statements(plan, schema, table)
+
+    def begin_replace(self, plan: StreamPlan) -> str:
+        shadow = super().begin_replace(plan)
+        self._fresh.add(self.stored_name(shadow))
+        return shadow
 
     def staging_table(self, plan: StreamPlan, staging: str) -> str:
         # Kept staging must outlive the session to be inspected: an unlogged table then. The load
@@ -252,6 +260,45 @@ class PostgresLoader(SqlLoader):
                 copy.write(data)
         except self._errors as exc:
             raise classify(exc, self.redactor, f"stream {plan.stream!r}: COPY into staging") from None
+
+    def load_direct(
+        self,
+        plan: StreamPlan,
+        table: str,
+        rows: EncodedRows,
+        schema: Callable[[], list[str]],
+        turn: Callable[[], None],
+    ) -> bool:
+        """A batch COPYed straight into a table this run created, in the transaction of its schema changes.
+
+        Staging exists to merge and to convert: a fresh table has the planned column types, so the COPY
+        parses each value as the INSERT from staging would have converted it, and holds no rows but this
+        run's. A keyed batch goes straight in only with no key twice in it (and no hard delete); a key an
+        earlier batch loaded fails the COPY on the primary key, which rolls it back, and the batch (and
+        the table's later ones) take staging and MERGE."""
+        name = self.stored_name(table)
+        if self.keep_staging or name not in self._fresh or name in self._overlapping:
+            return False
+        if plan.merges and (rows.duplicates or (plan.hard_delete and DELETED_AT in plan.columns)):
+            return False
+        self._stream = plan.stream
+        # The load times are left out: the table this run created defaults them (ddl.column_def).
+        copy = ddl.copy_into(self.table_ref(table), self._copy_columns(plan))
+        # Keyed batches in turn: two lanes' COPYs meeting on one key would wait on each other.
+        turn()
+        try:
+            with self.raw_transaction():
+                for sql in schema():
+                    self.execute(sql)
+                with self.conn.cursor() as cur, cur.copy(copy) as into:
+                    into.write(rows.data)
+        except self._errors as exc:
+            if plan.merges and getattr(exc, "sqlstate", None) == "23505":
+                log.info("stream %s: keys already in %s.%s; merging from staging", plan.stream, self.schema, table)
+                self._overlapping.add(name)
+                return False
+            raise classify(exc, self.redactor, f"stream {plan.stream!r}: COPY into {self.schema}.{table}") from None
+        return True
 
     def bulk_load(self, plan: StreamPlan, staging: str, records: list[dict[str, Any]]) -> None:
         self._stream = plan.stream

@@ -88,7 +88,8 @@ class Place:
             return row[0]
 
     def copy_query(self) -> str:
-        return f'COPY "_dpone_stage_{self.table}"%'
+        # Into staging, or straight into a table this run created.
+        return f'COPY %{self.table}" (%'
 
 
 @pytest.fixture

@@ -90,12 +90,10 @@ static inline int is_key(const Buf *key, const char *word, Py_ssize_t n) {
     return key->len == n && memcmp(key->data, word, (size_t)n) == 0;
 }
 
-/* feed(line) -> 0 not handled (take the decoded path), 1 added, 2 added and the batch is full. */
-static PyObject *Router_feed(Router *r, PyObject *arg) {
-    char *data;
-    Py_ssize_t size;
-    if (PyBytes_AsStringAndSize(arg, &data, &size) < 0) return NULL;
-    P p = (P)data, e = p + size;
+/* One line (its newline included): FEED_NO (take the decoded path), FEED_ADDED, FEED_FULL (added and
+ * the batch is full), or -1 with a Python error set. */
+static int feed_line(Router *r, P p, Py_ssize_t size) {
+    P e = p + size;
     P record_at = NULL, version_at = NULL, version_end = NULL;
     int type_ok = 0, has_extracted = 0, parsed = 0, seen_record = 0, rc, flags, nflags, nul;
     Encoder *enc = NULL;
@@ -168,7 +166,7 @@ static PyObject *Router_feed(Router *r, PyObject *arg) {
         enc->len[c] = -1;
         if (has_extracted) {
             enc->off[c] = enc->scratch.len;
-            if (buf_put(&enc->scratch, r->extracted.data ? r->extracted.data : "", r->extracted.len) < 0) return NULL;
+            if (buf_put(&enc->scratch, r->extracted.data ? r->extracted.data : "", r->extracted.len) < 0) return -1;
             enc->len[c] = r->extracted.len;
         }
     }
@@ -177,25 +175,70 @@ static PyObject *Router_feed(Router *r, PyObject *arg) {
         enc->len[c] = -1;
         if (version_at) {
             enc->off[c] = enc->scratch.len;
-            if (buf_put(&enc->scratch, (const char *)version_at, version_end - version_at) < 0) return NULL;
+            if (buf_put(&enc->scratch, (const char *)version_at, version_end - version_at) < 0) return -1;
             enc->len[c] = version_end - version_at;
         }
     }
     if (!keys_present(enc)) goto no; /* the decoded path names the line */
-    if (commit_row(enc) < 0) return NULL;
+    if (commit_row(enc) < 0) return -1;
     enc->nbytes += size;
-    return PyLong_FromLong(enc->rows >= enc->max_rows || enc->nbytes >= enc->max_bytes ? FEED_FULL : FEED_ADDED);
+    return enc->rows >= enc->max_rows || enc->nbytes >= enc->max_bytes ? FEED_FULL : FEED_ADDED;
 failed:
-    if (rc == PARSE_ERR) return NULL;
+    if (rc == PARSE_ERR) return -1;
 no:
-    if (PyErr_Occurred()) return NULL; /* out of memory while scanning */
-    return PyLong_FromLong(FEED_NO);
+    if (PyErr_Occurred()) return -1; /* out of memory while scanning */
+    return FEED_NO;
+}
+
+/* feed(line) -> 0 not handled (take the decoded path), 1 added, 2 added and the batch is full. */
+static PyObject *Router_feed(Router *r, PyObject *arg) {
+    char *data;
+    Py_ssize_t size;
+    if (PyBytes_AsStringAndSize(arg, &data, &size) < 0) return NULL;
+    int rc = feed_line(r, (P)data, size);
+    return rc < 0 ? NULL : PyLong_FromLong(rc);
+}
+
+/* feed_run(block, at, line) -> (end, lines taken, batch full): the whole lines from `at` on, fed one
+ * after the other until one is not handled (or fails: the line loop feeds it again and reports it
+ * with its line number) or a batch is full. No Python work per line. */
+static PyObject *Router_feed_run(Router *r, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t at, line;
+    if (!PyArg_ParseTuple(args, "y*nn", &view, &at, &line)) return NULL;
+    if (at < 0 || at > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "at is outside the block");
+        return NULL;
+    }
+    P base = view.buf, end = base + view.len, pos = base + at;
+    Py_ssize_t taken = 0;
+    int full = 0;
+    while (pos < end) {
+        P nl = memchr(pos, '\n', (size_t)(end - pos));
+        if (!nl) break; /* only whole lines */
+        int rc = feed_line(r, pos, nl + 1 - pos);
+        if (rc <= 0) {
+            PyErr_Clear();
+            break;
+        }
+        taken++;
+        pos = nl + 1;
+        if (rc == FEED_FULL) {
+            full = 1;
+            break;
+        }
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(nnO)", (Py_ssize_t)(pos - base), taken, full ? Py_True : Py_False);
 }
 
 static PyMethodDef Router_methods[] = {
     {"register", (PyCFunction)Router_register, METH_VARARGS, "register(stream, encoder): route the stream's RECORDs"},
     {"unregister", (PyCFunction)Router_unregister, METH_VARARGS, "unregister(stream)"},
     {"feed", (PyCFunction)Router_feed, METH_O, "feed(line) -> 0 not handled, 1 added, 2 added and full"},
+    {"feed_run", (PyCFunction)Router_feed_run, METH_VARARGS,
+     "feed_run(block, at, line) -> (end, lines taken, batch full): the run of lines it handles from `at` on"},
     {NULL, NULL, 0, NULL},
 };
 
