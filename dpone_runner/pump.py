@@ -15,9 +15,10 @@ from __future__ import annotations
 import collections
 import logging
 import queue
+import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,8 +188,12 @@ class Pump:
 
         A last line without its newline stays in self.tail; then take_tail() or a cut, and finish().
         """
+        read = getattr(self.source, "read1", None)
         try:
-            self._pump(self.source)
+            if read is not None and not self.filters and self.contracts is None:
+                self._pump_blocks(read)
+            else:
+                self._pump(self.source)
         finally:
             self._flush()
 
@@ -241,6 +246,55 @@ class Pump:
             if (not counts.lines & 1023 and self.any_target_failed()) or self.stopped.is_set():
                 self.stopped.set()  # what the tap writes from here on is not forwarded: the input is cut
                 break
+
+    def _pump_blocks(self, read: Callable[[int], bytes]) -> None:
+        """The lane with nothing to decode (no filters, no contracts), over the tap's stdout in blocks.
+
+        Lines that are compact RECORDs of streams already seen (nearly all) are counted per stream
+        with bytes.count of each stream's line opening and forwarded in runs: no Python work per
+        line. The others (a STATE, a SCHEMA, a new stream, a line in another layout) go through the
+        line loop one by one, in their place."""
+        seen = self._fast_counts
+        opens: list[tuple[bytes, bytes, bytes]] = []  # (stream, line opening, the same after a newline)
+        others: re.Pattern[bytes] | None = None  # the lines that are not such RECORDs
+        carry = b""
+        while chunk := read(CHUNK_BYTES):
+            block = carry + chunk if carry else chunk
+            end = block.rfind(b"\n") + 1
+            carry = block[end:]
+            if not end:
+                continue
+            body = block[:end] if carry else block
+            if others is None or len(opens) != len(seen):
+                opens, others = _openings(seen)
+            lines = body.count(b"\n")
+            counted = _count(body, opens, lines)
+            if sum(counted.values()) == lines:
+                self._run_of_records(body, lines, counted)
+            else:
+                at = 0
+                for match in others.finditer(body):
+                    if match.start() > at:
+                        run = body[at : match.start()]
+                        self._run_of_records(run, run.count(b"\n"), _count(run, opens, -1))
+                    self._pump((match[0],))
+                    at = match.end()
+                if at < len(body):
+                    run = body[at:]
+                    self._run_of_records(run, run.count(b"\n"), _count(run, opens, -1))
+            if self.stopped.is_set() or self.any_target_failed():
+                self.stopped.set()  # what the tap writes from here on is not forwarded: the input is cut
+                return
+        if carry:
+            self.tail = carry  # a last line without its newline: see take_tail()
+
+    def _run_of_records(self, run: bytes, lines: int, counted: dict[bytes, int]) -> None:
+        counts = self.counts
+        counts.lines += lines
+        counts.bytes_in += len(run)
+        for name, n in counted.items():
+            self._fast_counts[name] += n
+        self._emit(run)
 
     def _peeked(self, line: bytes, number: int) -> None:
         """Any line but a plain RECORD: look at its type and stream, act on SCHEMA and STATE, forward it."""
@@ -333,3 +387,30 @@ class Pump:
             self._emit(data)
             if isinstance(out, StateMessage):
                 self._flush()
+
+
+def _openings(seen: Iterable[bytes]) -> tuple[list[tuple[bytes, bytes, bytes]], re.Pattern[bytes]]:
+    """Each stream's compact RECORD line opening (alone, and after a newline), and a pattern of the
+    lines that open otherwise."""
+    names = list(seen)
+    opens = [(n, b'{"type":"RECORD","stream":"' + n + b'"', b'\n{"type":"RECORD","stream":"' + n + b'"') for n in names]
+    alternatives = b"|".join(re.escape(n) for n in names) or b"(?!)"
+    others = re.compile(rb'^(?!\{"type":"RECORD","stream":"(?:' + alternatives + rb')").*\n', re.MULTILINE)
+    return opens, others
+
+
+def _count(run: bytes, opens: list[tuple[bytes, bytes, bytes]], lines: int) -> dict[bytes, int]:
+    """RECORD lines per stream in `run` (a stream's opening with its closing quote: no name is another's
+    prefix); stops once `lines` are found. With one stream, every line of a run of records is its."""
+    if len(opens) == 1 and lines < 0:
+        return {opens[0][0]: run.count(b"\n")}
+    counted: dict[bytes, int] = {}
+    total = 0
+    for name, head, inner in opens:
+        n = run.count(inner) + run.startswith(head)
+        if n:
+            counted[name] = n
+            total += n
+            if total == lines:
+                break
+    return counted
