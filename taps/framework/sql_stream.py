@@ -212,12 +212,16 @@ class SqlStream(Stream):
         """BATCH lines into the loop's file writer; a file is closed here when full, its last key
         bookmarking it. The last file is the loop's to close, at the end of the read, as row by row."""
         encoding = BatchEncoding("jsonl", spec.compression)
+        every = float(self.tap.config.get("state_every_seconds") or 60)
+        opened = time.monotonic()
         while (block := rows.read(b"", b"\n", writer.max_rows - writer.rows, _BLOCK_BYTES)) is not None:
             writer.write_lines(block.data, block.rows)
             self._took(block)
-            if writer.full():
+            # Closed when full, or when it has been open state_every_seconds (a slow read still checkpoints).
+            if writer.full() or time.monotonic() - opened >= every:
                 count = writer.rows
                 yield WrittenBatch(writer.close(), count, encoding)
+                opened = time.monotonic()
 
     def _took(self, block: RowBlock) -> None:
         if block.last_key is not None:
