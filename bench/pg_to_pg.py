@@ -3,7 +3,8 @@
     python bench/pg_to_pg.py [--rows 1000000] [--repeat 2] [--wait-quiet 600]
     python bench/pg_to_pg.py --profile      # py-spy of each process of the pair and of dpone run
 
-One throwaway PostgreSQL 15 server (bench/pg_server.py, stock settings: wal_level=replica) holds
+One throwaway PostgreSQL 15 server (bench/pg_server.py, stock settings, wal_level=replica, but
+autovacuum off: it would work on one tool's table during another's run) holds
 the source, bench/tap_postgres_table.py's table (database ``bench``, filled server-side, VACUUM
 FREEZE, CHECKPOINT), and the destination schema ``pg2pg``. Every load goes into a new table
 ``pg2pg.public_bench_records``, the name target-postgres gives the stream: before each run the
@@ -305,6 +306,10 @@ class Setup:
         self.bare_config = self._json("target-config-bare.json", {**self.target_settings, "add_record_metadata": False})
         self.source_check = self.sql(_CHECK_SQL.format(columns=", ".join(COLUMNS), table=SOURCE))
         self.sql(f"CREATE SCHEMA {DEST_SCHEMA}")
+        # Autovacuum would analyze (or vacuum) each million-row table a tool loads, in whichever later
+        # run happens to be going on: its CPU would land on another tool's figures.
+        self.sql("ALTER SYSTEM SET autovacuum = off")
+        self.sql("SELECT pg_reload_conf()")
 
     def sql(self, statement: str) -> str:
         return self.bench.sql(statement)

@@ -180,7 +180,7 @@ class SqlStream(Stream):
                 self.tap.conn, self._columns(selected), self._key_columns(keys), SRC
             )
         else:
-            compiled, why = None, "stream maps or an unmapped BATCH layout need each record"
+            compiled, why = None, "a stream map takes each record"
         if compiled is None:
             self.log.info("stream %s: rows rendered as JSON by the server (%s)", self.name, why)
             yield from self._json_rows(selected, keys, where, params)

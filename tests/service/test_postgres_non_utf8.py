@@ -77,7 +77,8 @@ def test_a_character_latin1_cannot_hold_is_a_data_error(run_target: Any, latin1:
     result = run_target(PostgresTarget, latin1, data)
     assert result.rc == 65, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("target-postgres: data error: stream 'people': COPY into staging: character with byte"), last
+    assert last.startswith("target-postgres: data error: stream 'people': COPY into "), last
+    assert "character with byte" in last
     assert 'has no equivalent in encoding "LATIN1"' in last
     assert {"n": 2} not in result.states
 
