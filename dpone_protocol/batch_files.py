@@ -163,11 +163,7 @@ class JsonlBatchWriter:
 
     def write_line(self, line: bytes) -> None:
         """A record serialized as one JSON object, newline included (as COPY sends rows)."""
-        self._pending.append(line)
-        self._pending_bytes += len(line)
-        self._rows += 1
-        if self._pending_bytes >= _WRITE_CHUNK:
-            self._spill()
+        self.write_lines(line, 1)
 
     def write_lines(self, data: bytes, count: int) -> None:
         """`count` records, each serialized as one JSON object on its own line."""

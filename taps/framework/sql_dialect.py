@@ -150,5 +150,9 @@ class SqlDialect:
 
     def column_sql(self, column: SqlColumn, alias: str) -> str:
         """The column's rendering expression over the table alias `alias`."""
-        quoted = self.quoting.q(column.name)
-        return column.expression.replace(quoted, f"{alias}.{quoted}")
+        return self.on_alias(column.expression, column.name, alias)
+
+    def on_alias(self, expression: str, name: str, alias: str) -> str:
+        """`expression` over the column `name` (quoted in it) taken from the table alias `alias`."""
+        quoted = self.quoting.q(name)
+        return expression.replace(quoted, f"{alias}.{quoted}")

@@ -31,6 +31,7 @@ import orjson
 
 from dpone.taps.framework.sql_dialect import RowBlock
 from dpone.taps.framework.sql_discovery import SqlColumn
+from dpone.taps.postgres.dialect import POSTGRES
 from dpone_drivers.sql_names import ANSI
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class CopyLines:
             ):
                 # Text that would need the setting's own rules: the server's JSON, passed through.
                 expression, kind = f"to_json({column.expression})", "json"
-            fields.append(_on_alias(expression, column.name, alias))
+            fields.append(POSTGRES.on_alias(expression, column.name, alias))
             kinds.append(self._kind(kind))
             prefixes.append((b"{" if i == 0 else b",") + orjson.dumps(column.name) + b":")
         plain_ints = all(
@@ -215,8 +216,3 @@ class CopyOut:
             raise errors.error_from_result(result, encoding="utf-8")
         message = self.reader.error() if hasattr(self, "reader") else self.pgconn.error_message.decode(errors="replace")
         raise self.psycopg.OperationalError(message.strip() or "the COPY ended unexpectedly")
-
-
-def _on_alias(expression: str, name: str, alias: str) -> str:
-    quoted = ANSI.q(name)
-    return expression.replace(quoted, f"{alias}.{quoted}")
