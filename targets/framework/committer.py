@@ -16,12 +16,26 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import wait as _wait_for
 from dataclasses import dataclass
+from typing import Protocol
 
-# work(lane, turn): the lane to load on; turn() blocks until the previous batch has committed.
-Work = Callable[[int, Callable[[], None]], None]
+
+class Turn(Protocol):
+    def __call__(self, timeout: float | None = None) -> bool:
+        """Block until the previous batch has committed (True), or `timeout` seconds have passed
+        (False). Raises Cancelled when it failed."""
+
+
+def no_wait(timeout: float | None = None) -> bool:
+    """The turn of a batch loaded in the foreground: nothing before it is in flight."""
+    return True
+
+
+# work(lane, turn): the lane to load on, and its turn (see Turn).
+Work = Callable[[int, Turn], None]
 
 
 class Cancelled(Exception):
@@ -90,6 +104,10 @@ class Committer:
         self._errors: dict[int, BaseException] = {}
         self.submitted = 0  # batches handed over so far
         self.committed = 0  # every batch up to this one (by submission count) has committed
+        # What the last lanes-1 batches submitted write: (table, key texts, or None when unknown or
+        # when the batch may change the table's schema). Only they may still be in flight when the
+        # next batch starts (submit waits for a free lane; so should the caller of claim).
+        self._claims: deque[tuple[str, AbstractSet[bytes] | None]] = deque(maxlen=self.lanes - 1)
 
     @property
     def busy(self) -> bool:
@@ -116,13 +134,25 @@ class Committer:
         self._reap()
         return self.committed >= mark
 
+    def claim(self, table: str, keys: AbstractSet[bytes] | None) -> bool:
+        """Note what the next batch writes (see _claims) and tell whether it is clear of every batch
+        that may still be in flight: none of them writes `table` with unknown keys or a schema change,
+        or any of `keys`. Such a batch may load before they commit (its commit still takes its turn)."""
+        claims = self._claims
+        clear = keys is not None and all(k is not None and keys.isdisjoint(k) for t, k in claims if t == table)
+        claims.append((table, keys))
+        return clear and self.lanes > 1
+
     def wait(self) -> None:
         """Block until every batch in flight has finished; raise the first error, if any."""
         _wait_for([batch.future for batch in self._flight])
+        self._claims.clear()  # nothing is in flight
         self._reap()
         self._raise_first_error()
 
-    def submit(self, work: Work) -> None:
+    def make_room(self) -> None:
+        """Wait for a free lane (raising the first error, if any): what is in flight then is what the
+        next batch will load beside."""
         self._reap()
         self._raise_first_error()
         if len(self._flight) >= self.lanes:
@@ -130,6 +160,9 @@ class Committer:
             _wait_for((self._flight[0].future,), return_when=FIRST_COMPLETED)
             self._reap()
             self._raise_first_error()
+
+    def submit(self, work: Work) -> None:
+        self.make_room()
         self.submitted += 1
         seq = self.submitted
         busy = {b.lane for b in self._flight}
@@ -137,11 +170,13 @@ class Committer:
         before = self._flight[-1].future if self._flight else None
         errors = self._errors
 
-        def turn() -> None:
+        def turn(timeout: float | None = None) -> bool:
             if before is not None:
-                _wait_for((before,))
+                if _wait_for((before,), timeout).not_done:
+                    return False
                 if before.cancelled() or before.exception() is not None:
                     raise Cancelled
+            return True
 
         def run() -> None:
             try:

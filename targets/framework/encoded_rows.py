@@ -9,6 +9,7 @@ encoder, so a batch keeps the order records arrived in.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,6 +38,10 @@ class RowEncoder(Protocol):
     def take(self) -> bytes | bytearray:
         """The batch so far; the encoder starts a new one."""
 
+    def take_keys(self) -> AbstractSet[bytes] | None:
+        """Before take(): the batch's key values as text, or None when not known in full (no keys
+        tracked, or a key came twice). Two batches whose key sets are disjoint cannot meet on a key."""
+
     def is_full(self) -> bool: ...
 
     def age(self) -> float:
@@ -64,3 +69,4 @@ class EncodedRows:
     data: bytes | bytearray  # a buffer the encoder gave up, not copied
     rows: int
     duplicates: bool
+    keys: AbstractSet[bytes] | None = None  # the batch's key texts, when known in full (RowEncoder.take_keys)

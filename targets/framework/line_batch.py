@@ -83,6 +83,9 @@ class LineBatch:
     def duplicates(self) -> int:
         return 0  # the ReplacingMergeTree keeps the last row of a key: the version orders them
 
+    def take_keys(self) -> None:
+        return None  # not tracked: the destinations that take lines merge by version, not by key
+
     def append(self, line: bytes | memoryview, count: int = 1, input_line: int = 0) -> bool:
         """Whole lines in the batch's shape, newlines included; `input_line`: the first one's, if known."""
         if not self.count:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from dpone.targets.framework.batching import BatchPolicy
 from dpone.targets.framework.capabilities import APPEND, OVERWRITE, UPSERT
+from dpone.targets.framework.committer import Turn
 from dpone.targets.framework.encoded_rows import EncodedRows, LineRouter, RowEncoder
 from dpone.targets.framework.schema_evolution import (
     SCHEMA_EVOLUTION_SETTING,
@@ -124,11 +125,16 @@ class Loader(ABC):
         table: str,
         rows: EncodedRows,
         schema: Callable[[], list[str]],
-        turn: Callable[[], None],
+        turn: Turn,
+        ahead: bool = False,
     ) -> bool:
         """Load an encoded batch straight into `table` in one transaction with the table's queued schema
         changes (`schema()`, called after `turn()`), when the loader can tell staging would add nothing
-        (e.g. a table this run created). False takes the staging path; whatever was done is rolled back."""
+        (e.g. a table this run created). False takes the staging path; whatever was done is rolled back.
+
+        ahead: the batch may be loaded before the batches still in flight commit, and only its commit
+        waits for `turn()`: none of them or it carries schema changes, and its keys (RowEncoder.take_keys)
+        are disjoint from theirs."""
         return False
 
     def row_encoder(self, plan: StreamPlan, policy: BatchPolicy, *, metadata: bool) -> RowEncoder | None:
@@ -230,6 +236,9 @@ class SchemaQueue:
     def take(self, table: str) -> list[str]:
         """The queued changes of `table`, now owned by the caller's transaction."""
         return self._pending.pop(table, [])
+
+    def pending(self, table: str) -> bool:
+        return table in self._pending
 
 
 LOADER_SETTINGS: tuple[Setting, ...] = (

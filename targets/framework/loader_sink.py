@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import operator
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any, final
 
 from dpone.targets.framework.batching import BatchPolicy
 from dpone.targets.framework.capabilities import OVERWRITE
-from dpone.targets.framework.committer import Committer
+from dpone.targets.framework.committer import Committer, Turn, no_wait
 from dpone.targets.framework.encoded_rows import EncodedRows, RowEncoder
 from dpone.targets.framework.loader import Loader, SchemaQueue, StreamPlan, resolve_method, table_name
 from dpone.targets.framework.schema_evolution import Evolution, SchemaPlan, plan_schema
@@ -213,7 +214,7 @@ class LoaderSink(Sink):
             self.shadow = self.loader.begin_replace(plan)
         self._submitted += 1
         try:
-            self._write_with_retries(plan, manifest, self.shadow or plan.table, self.loader, lambda: None)
+            self._write_with_retries(plan, manifest, self.shadow or plan.table, self.loader, no_wait)
         except _NotFromFiles:
             self._submitted -= 1
             return False
@@ -237,8 +238,8 @@ class LoaderSink(Sink):
         if encoder is None:
             super().drain()
         elif encoder.rows:
-            rows, duplicates = encoder.rows, bool(encoder.duplicates)
-            self.write_batch(EncodedRows(encoder.take(), rows, duplicates))
+            rows, duplicates, keys = encoder.rows, bool(encoder.duplicates), encoder.take_keys()
+            self.write_batch(EncodedRows(encoder.take(), rows, duplicates, keys))
 
     def write_batch(self, records: list[dict[str, Any]] | EncodedRows) -> None:
         plan = self.plan
@@ -265,13 +266,26 @@ class LoaderSink(Sink):
             self.shadow = self.loader.begin_replace(plan)
         table = self.shadow or plan.table
         if self.committer is not None:
+            self.committer.make_room()  # what is in flight now is what this batch will load beside
+            ahead = self.committer.claim(table, self._claim(plan, table, records))
             self.committer.submit(
-                lambda lane, turn: self._write_with_retries(plan, records, table, self.loader.lane(lane), turn)
+                lambda lane, turn: self._write_with_retries(plan, records, table, self.loader.lane(lane), turn, ahead)
             )
         else:
             self._submitted += 1
-            self._write_with_retries(plan, records, table, self.loader, lambda: None)
+            self._write_with_retries(plan, records, table, self.loader, no_wait)
             self._committed = self._submitted
+
+    def _claim(
+        self, plan: StreamPlan, table: str, records: list[dict[str, Any]] | EncodedRows
+    ) -> AbstractSet[bytes] | None:
+        """The keys this batch writes into `table` (none that can meet another batch's, for an append:
+        the table has no key), or None when they are not known or the batch carries schema changes."""
+        if self.queue.pending(table):
+            return None
+        if not plan.merges:
+            return frozenset()
+        return records.keys if isinstance(records, EncodedRows) else None
 
     @final
     def _write_with_retries(
@@ -280,7 +294,8 @@ class LoaderSink(Sink):
         records: list[dict[str, Any]] | EncodedRows | BatchManifest,
         table: str,
         loader: Loader,
-        turn: Callable[[], None],
+        turn: Turn,
+        ahead: bool = False,
     ) -> None:
         # A key range is one transaction: a reconnect would lose its earlier batches, so the whole
         # range is retried (by the runner) instead of the batch.
@@ -291,7 +306,7 @@ class LoaderSink(Sink):
                     # Inside the try: a failed reconnect is one more transient error to retry.
                     loader.reconnect()
                     self._evolve(plan, loader)  # the failed transaction took the queued schema changes with it
-                self._load(plan, records, table, loader, turn)
+                self._load(plan, records, table, loader, turn, ahead)
                 return
             except Exception as exc:
                 if isinstance(exc, _NotFromFiles) or attempt == attempts or not loader.is_transient(exc):
@@ -316,7 +331,8 @@ class LoaderSink(Sink):
         records: list[dict[str, Any]] | EncodedRows | BatchManifest,
         table: str,
         loader: Loader,
-        turn: Callable[[], None],
+        turn: Turn,
+        ahead: bool,
     ) -> None:
         taken: list[str] | None = None
 
@@ -326,7 +342,7 @@ class LoaderSink(Sink):
             taken = self.queue.take(table)
             return taken
 
-        if isinstance(records, EncodedRows) and loader.load_direct(plan, table, records, schema, turn):
+        if isinstance(records, EncodedRows) and loader.load_direct(plan, table, records, schema, turn, ahead):
             return
         staging = loader.prepare_staging(plan)
         try:

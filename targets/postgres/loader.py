@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dpone.targets.framework.batching import BatchPolicy
+from dpone.targets.framework.committer import Turn
 from dpone.targets.framework.encoded_rows import EncodedRows, LineRouter, RowEncoder
 from dpone.targets.framework.loader import StreamPlan
 from dpone.targets.framework.schema_evolution import DestinationColumn, SchemaPlan
@@ -39,6 +40,8 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 RANGE_LEDGER = "_dpone_ranges"  # one row per key range loaded by a partitioned load
 LEDGER_WAIT_SECONDS = 30
+AHEAD_CHECK_SECONDS = 0.2  # a batch loaded ahead, waiting for its turn, checks this often that none waits on it
+_BLOCKING_OTHERS = "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pg_backend_pid() = ANY (pg_blocking_pids(pid)))"
 CARDINALITY_VIOLATION = "21000"  # MERGE: a target row matched by two staging rows
 # A table comment naming the stream table a cut (legacy) table name belongs to.
 OWNER_COMMENT = "dpone table for: "
@@ -46,6 +49,10 @@ NUL_REFUSED = (
     "a string holds a NUL character (\\u0000), which PostgreSQL cannot store; set nul_character_policy to strip "
     "or replace"
 )
+
+
+class _GaveWay(Exception):
+    """A batch loaded ahead held rows another transaction waits on: it rolls back."""
 
 
 class PostgresLoader(SqlLoader):
@@ -271,7 +278,8 @@ class PostgresLoader(SqlLoader):
         table: str,
         rows: EncodedRows,
         schema: Callable[[], list[str]],
-        turn: Callable[[], None],
+        turn: Turn,
+        ahead: bool = False,
     ) -> bool:
         """A batch COPYed straight into a table this run created, in the transaction of its schema changes.
 
@@ -279,29 +287,58 @@ class PostgresLoader(SqlLoader):
         parses each value as the INSERT from staging would have converted it, and holds no rows but this
         run's. A keyed batch goes straight in only with no key twice in it (and no hard delete); a key an
         earlier batch loaded fails the COPY on the primary key, which rolls it back, and the batch (and
-        the table's later ones) take staging and MERGE."""
+        the table's later ones) take staging and MERGE.
+
+        A batch `ahead` COPYs while the batch before is still loading on the other lane, and commits
+        after it: the server's share of a load runs on two backends. Their key sets are disjoint as
+        texts, but one key written two ways (0 and -0 into a bigint) is one key to the server: should
+        the batch before then wait on this one's row while this one waits for it to commit, this one
+        rolls back and loads again in its turn."""
         name = self.stored_name(table)
         if self.keep_staging or name not in self._fresh or name in self._overlapping:
             return False
         if plan.merges and (rows.duplicates or (plan.hard_delete and DELETED_AT in plan.columns)):
             return False
         self._stream = plan.stream
-        # The load times are left out: the table this run created defaults them (ddl.column_def).
-        copy = ddl.copy_into(self.table_ref(table), self._copy_columns(plan))
-        # Keyed batches in turn: two lanes' COPYs meeting on one key would wait on each other.
+        taken: list[str] | None = None
+
+        def statements() -> list[str]:
+            nonlocal taken  # a transaction that gave way gives its schema changes to the next attempt
+            if taken is None:
+                taken = schema()
+            return taken
+
+        if ahead:
+            try:
+                return self._copy_direct(plan, table, rows, statements, turn)
+            except _GaveWay:
+                log.info("stream %s: a batch loaded ahead waited on the batch before; loading it again", plan.stream)
         turn()
         if name in self._overlapping:
             return False  # the batch before met existing keys
+        return self._copy_direct(plan, table, rows, statements, None)
+
+    def _copy_direct(
+        self, plan: StreamPlan, table: str, rows: EncodedRows, schema: Callable[[], list[str]], turn: Turn | None
+    ) -> bool:
+        """The COPY of load_direct, with its turn (ahead) or after it (turn None)."""
+        # The load times are left out: the table this run created defaults them (ddl.column_def).
+        copy = ddl.copy_into(self.table_ref(table), self._copy_columns(plan))
         try:
             with self.raw_transaction():
                 for sql in schema():
                     self.execute(sql)
                 with self.conn.cursor() as cur, cur.copy(copy) as into:
                     into.write(rows.data)
+                if turn is not None:
+                    # Commits in order: after the batch before (whose failure rolls this one back).
+                    while not turn(AHEAD_CHECK_SECONDS):
+                        if self.execute(_BLOCKING_OTHERS).fetchone()[0]:
+                            raise _GaveWay
         except self._errors as exc:
             if plan.merges and getattr(exc, "sqlstate", None) == "23505":
                 log.info("stream %s: keys already in %s.%s; merging from staging", plan.stream, self.schema, table)
-                self._overlapping.add(name)
+                self._overlapping.add(self.stored_name(table))
                 return False
             raise classify(exc, self.redactor, f"stream {plan.stream!r}: COPY into {self.schema}.{table}") from None
         return True

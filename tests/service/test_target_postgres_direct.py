@@ -2,15 +2,22 @@
 shadow) and through staging everywhere else: the cross product of load method, table (new or there
 before the run) and the batches that must leave the direct path (a key an earlier batch loaded, a key
 twice in one batch, a hard delete, a schema change between batches). Each case ends with the table
-equal to what staging alone would have made, and the load times filled."""
+equal to what staging alone would have made, and the load times filled.
+
+A batch whose keys meet none of the batch in flight's COPYs on the other lane before that one
+commits ("ahead"), and commits after it: which batches go ahead, and that a failure of the batch
+before takes back the one ahead of it."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
 import pytest
+from psycopg.pq import TransactionStatus
 
 from dpone.targets.postgres.loader import PostgresLoader
 from dpone.targets.postgres.target import PostgresTarget
@@ -54,6 +61,33 @@ def paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
     monkeypatch.setattr(PostgresLoader, "load_direct", load_direct)
     yield taken
+
+
+@pytest.fixture
+def turns(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, bool, bool]]]:
+    """For each direct load as it takes its turn: its first id, whether it was let ahead, and whether
+    its COPY was already done then (its transaction open). A batch named "slow" first waits 0.5 s."""
+    seen: list[tuple[str, bool, bool]] = []
+    lock = threading.Lock()
+    direct = PostgresLoader.load_direct
+
+    def load_direct(
+        self: PostgresLoader, plan: Any, table: str, rows: Any, schema: Any, turn: Any, ahead: bool
+    ) -> bool:
+        if b"\tslow" in rows.data:
+            time.sleep(0.5)
+        first = bytes(rows.data).split(b"\t", 1)[0].decode()  # its first id as written
+
+        def traced(timeout: float | None = None) -> bool:
+            with lock:
+                if not any(t[0] == first for t in seen):
+                    seen.append((first, ahead, self.conn.info.transaction_status != TransactionStatus.IDLE))
+            return bool(turn(timeout))
+
+        return direct(self, plan, table, rows, schema, traced, ahead)
+
+    monkeypatch.setattr(PostgresLoader, "load_direct", load_direct)
+    yield seen
 
 
 @pytest.fixture
@@ -103,7 +137,8 @@ def test_a_key_an_earlier_batch_loaded_rolls_back_and_merges(pg: Any, load: Any,
         state(29),
     )
     load(body, load_method="upsert")
-    assert paths == ["direct", "staging", "staging"]
+    # The third batch merges too, unless it went ahead (its keys are new) before the second met id 3.
+    assert paths[:2] == ["direct", "staging"]
     assert table(pg) == sorted([(i, "updated" if i == 3 else f"n{i}") for i in range(1, 30)])
     assert load_times_filled(pg)
 
@@ -153,3 +188,72 @@ def test_without_the_encoder_every_batch_takes_staging(
     assert paths == []  # decoded batches never ask
     assert table(pg) == [(i, f"n{i}") for i in range(1, 16)]
     assert load_times_filled(pg)
+
+
+# -- batches ahead -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["append-only", "upsert"])
+def test_batches_with_new_keys_copy_while_the_batch_before_is_in_flight(
+    pg: Any, load: Any, turns: list[tuple[str, bool, bool]], method: str
+) -> None:
+    load(data(schema(), *(record(i) for i in range(1, 46)), state(45)), load_method=method)
+    # The first batch carries the CREATE TABLE, so the second waits for it to commit (and the third may:
+    # the second counts as carrying it while it is still queued). The others COPY ahead.
+    by_id = sorted(turns, key=lambda t: int(t[0]))
+    assert by_id[:2] == [("1", False, False), ("11", False, False)]
+    assert by_id[3:] == [("31", True, True), ("41", True, True)]
+    assert table(pg) == [(i, f"n{i}") for i in range(1, 46)]
+    assert load_times_filled(pg)
+
+
+def test_a_batch_meeting_a_key_of_the_batch_before_waits_its_turn(
+    pg: Any, load: Any, turns: list[tuple[str, bool, bool]]
+) -> None:
+    body = data(schema(), *(record(i) for i in range(1, 21)), *(record(i, "again") for i in range(15, 25)), state(1))
+    load(body, load_method="upsert")
+    assert ("15", False, False) in turns  # the third batch: 15..24, of which 15..20 are the second's
+    assert table(pg) == [(i, "again" if i >= 15 else f"n{i}") for i in range(1, 25)]
+
+
+def test_a_key_written_two_ways_gives_way_to_the_batch_before_and_merges(
+    pg: Any, load: Any, paths: list[str], turns: list[tuple[str, bool, bool]]
+) -> None:
+    # 0 and -0 are one bigint under two texts. The third batch waits before its COPY, so the fourth,
+    # ahead, holds the key 0 first: the third waits on it while it waits for the third to commit. The
+    # fourth sees that, rolls back and loads again in its turn: its COPY meets the third's 0 and it
+    # merges from staging.
+    third = [record(0, "slow"), *(record(i) for i in range(21, 30))]
+    fourth = b'{"type":"RECORD","stream":"items","record":{"id":-0,"name":"minus zero"}}\n' + data(
+        *(record(i) for i in range(31, 40))
+    )
+    body = data(schema(), *(record(i) for i in range(1, 21)), *third) + fourth + data(state(1))
+    run = load(body, load_method="upsert")
+    assert "loaded ahead waited on the batch before" in run.stderr
+    assert paths == ["direct", "direct", "direct", "staging"]
+    assert ("-0", True, True) in turns
+    assert table(pg)[:2] == [(0, "minus zero"), (1, "n1")]
+
+
+@pytest.mark.parametrize("method", ["append-only", "upsert"])
+def test_a_failing_batch_takes_back_the_batch_loaded_ahead_of_it(
+    pg: Any, run_target: Callable[..., Any], turns: list[tuple[str, bool, bool]], method: str
+) -> None:
+    # The third batch waits, then fails on the server (a bigint out of range); the fourth has COPYed
+    # meanwhile and waits for its turn: it rolls back, and no state past the second batch is echoed.
+    body = data(
+        schema(),
+        *(record(i) for i in range(1, 11)),
+        state(10),
+        *(record(i) for i in range(11, 21)),
+        state(20),
+        *(record(i) for i in range(21, 30)),
+        record(2**63, "slow"),
+        state(30),
+        *(record(i) for i in range(31, 41)),
+        state(40),
+    )
+    run = run_target(PostgresTarget, pg.config(batch_size_rows=10, load_method=method), body)
+    assert run.rc == 65, run.stderr
+    assert "out of range" in run.stderr
+    assert ("31", True, True) in turns
+    assert run.states[-1] == {"bookmarks": {"items": {"at": 20}}}
+    assert table(pg) == [(i, f"n{i}") for i in range(1, 21)]

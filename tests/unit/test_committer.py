@@ -218,3 +218,40 @@ def test_a_process_exits_at_once_with_a_batch_in_flight(how: str, code: int) -> 
     )
     assert done.returncode == code, done.stderr
     assert time.monotonic() - started < 15
+
+
+# -- claims: which batch may load while the ones before it are in flight ------------------------------
+def test_a_batch_is_clear_when_its_keys_meet_none_of_the_batches_that_may_be_in_flight() -> None:
+    committer = Committer(lanes=2)
+    assert committer.claim("t", {b"1", b"2"})  # nothing before it
+    assert committer.claim("t", {b"3"})
+    assert not committer.claim("t", {b"3", b"4"})  # meets the batch before
+    assert committer.claim("t", {b"1"})  # only the last lanes-1 batches may still be in flight
+    assert committer.claim("other", {b"1"})  # another table's keys never meet
+
+
+def test_unknown_keys_or_a_schema_change_hold_back_the_next_batch_of_that_table_only() -> None:
+    committer = Committer(lanes=2)
+    assert not committer.claim("t", None)  # unknown itself: never ahead
+    assert not committer.claim("t", {b"1"})  # the batch before may write any key, or alter the table
+    assert committer.claim("t", frozenset())  # an append: meets nothing
+    committer.claim("t", None)
+    assert committer.claim("u", {b"1"})
+
+
+def test_more_lanes_look_back_further_and_one_lane_never_lets_a_batch_ahead() -> None:
+    three = Committer(lanes=3)
+    three.claim("t", {b"1"})
+    three.claim("t", {b"2"})
+    assert not three.claim("t", {b"1"})  # two batches may be in flight before it
+    one = Committer(lanes=1)
+    assert not one.claim("t", {b"1"})
+    assert not one.claim("t", frozenset())
+
+
+def test_nothing_is_in_flight_after_wait_so_nothing_holds_a_batch_back() -> None:
+    committer = Committer(lanes=2)
+    committer.claim("t", None)
+    committer.submit(lambda lane, turn: None)
+    committer.wait()
+    assert committer.claim("t", {b"1"})

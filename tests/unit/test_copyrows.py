@@ -775,6 +775,33 @@ def test_duplicates_are_not_tracked_without_keys_or_when_off() -> None:
         assert enc.duplicates == 0
 
 
+def test_take_keys_hands_over_the_batch_s_key_texts_and_the_next_batch_starts_empty() -> None:
+    enc = encoder({"id": INT, "k2": TEXT, "v": TEXT}, keys=("id", "k2"))
+    router = _copyrows.Router()
+    router.register("s", enc)
+    assert router.feed(line({"id": 1, "k2": "a\tb", "v": "x"})) == ADDED
+    enc.add({"id": 2, "k2": "c", "v": "y"}, None, None, 1)
+    keys = enc.take_keys()
+    assert keys == {b"1\ta\\tb", b"2\tc"}  # COPY text, key columns joined by a tab
+    enc.take()
+    assert keys == {b"1\ta\\tb", b"2\tc"}  # handed over: take() does not clear it
+    assert router.feed(line({"id": 1, "k2": "a\tb"})) == ADDED
+    assert enc.duplicates == 0  # the new batch tracks its keys from nothing
+    assert enc.take_keys() == {b"1\ta\\tb"}
+
+
+def test_take_keys_is_none_when_the_set_is_not_whole() -> None:
+    enc = encoder({"id": INT}, keys=("id",))
+    for i in (1, 2, 1, 3):  # tracking stops at the first key seen twice
+        enc.add({"id": i}, None, None, 1)
+    assert enc.take_keys() is None
+    enc.take()
+    assert enc.take_keys() == set()
+    for untracked in (encoder({"id": INT}), encoder({"id": INT}, keys=("id",), track=False)):
+        untracked.add({"id": 1}, None, None, 1)
+        assert untracked.take_keys() is None
+
+
 def test_dedupe_last_keeps_the_last_row_per_key_in_order_of_last_arrival() -> None:
     rows = [
         b"1\ta\tx\n",

@@ -417,6 +417,17 @@ static PyObject *Encoder_take(Encoder *enc, PyObject *Py_UNUSED(ignored)) {
     return data;
 }
 
+/* The batch's key texts, taken before take(): complete only while no key came twice (else None).
+ * The set is handed over, not copied; the encoder tracks the next batch in a new one. */
+static PyObject *Encoder_take_keys(Encoder *enc, PyObject *Py_UNUSED(ignored)) {
+    if (!enc->seen_keys || enc->duplicates) Py_RETURN_NONE;
+    PyObject *fresh = PySet_New(NULL);
+    if (!fresh) return NULL;
+    PyObject *taken = enc->seen_keys;
+    enc->seen_keys = fresh;
+    return taken;
+}
+
 static PyObject *Encoder_full(Encoder *enc, PyObject *Py_UNUSED(ignored)) {
     return PyBool_FromLong(enc->rows >= enc->max_rows || enc->nbytes >= enc->max_bytes);
 }
@@ -431,6 +442,8 @@ static PyMethodDef Encoder_methods[] = {
     {"feed_record", (PyCFunction)Encoder_feed_record, METH_O,
      "feed_record(line) -> taken: a bare record object's JSON into a row, or False for the decoded path"},
     {"take", (PyCFunction)Encoder_take, METH_NOARGS, "take() -> bytes: the batch's COPY text; starts a new batch"},
+    {"take_keys", (PyCFunction)Encoder_take_keys, METH_NOARGS,
+     "take_keys() -> set of the batch's key texts, or None when untracked or a key came twice; call before take()"},
     {"is_full", (PyCFunction)Encoder_full, METH_NOARGS, "True when the batch reached max_rows or max_bytes"},
     {"age", (PyCFunction)Encoder_age, METH_NOARGS, "seconds since the batch's first row (0 when empty)"},
     {NULL, NULL, 0, NULL},
