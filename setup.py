@@ -3,7 +3,8 @@
 The connectors live in the repository's top-level folders taps/, targets/ and state/, and are
 installed as `dpone.taps`, `dpone.targets` and `dpone.state` (dpone/ holds a link to each), so
 names as common as `state` never collide with another distribution's in site-packages. The
-extensions (targets/postgres/copyrows/, taps/postgres/copyjson/, dpone_drivers/kafkafast/) are
+extensions (targets/postgres/copyrows/, taps/postgres/copyjson/, dpone_drivers/kafkafast/,
+dpone_runner/blockscan/) are
 optional: where they cannot be built (no C compiler), the connectors take their pure-Python paths.
 """
 
@@ -29,6 +30,12 @@ setup(
             include_dirs=["taps/postgres/copyjson", "targets/postgres/copyrows"],
             depends=["taps/postgres/copyjson/copyjson.h", "targets/postgres/copyrows/copyrows.h"],
             libraries=["dl"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+            optional=True,
+        ),
+        Extension(
+            "dpone_runner._blockscan",
+            sources=["dpone_runner/blockscan/blockscan.c"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
             optional=True,
         ),

@@ -41,11 +41,22 @@ COMMANDS = {
 _PRETTY = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 
 
+class _Version(argparse.Action):
+    """argparse's version action, the version looked up only when asked for (it costs start-up time)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(f"dpone {dpone_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dpone", description="Run Singer taps into targets; state is saved only after the targets commit."
     )
-    parser.add_argument("--version", action="version", version=f"dpone {dpone_version()}")
+    parser.add_argument("--version", action=_Version, help="show dpone's version and exit")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--project", default=".", metavar="DIR", help="directory holding meltano.yml")
     common.add_argument(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
 import re
 import threading
@@ -38,6 +39,8 @@ log = logging.getLogger("dpone.pump")
 CHUNK_BYTES = 256 * 1024
 QUEUE_CHUNKS = 32  # per target: at most ~8 MB in flight
 _KNOWN = {t.value for t in MessageType}
+# _blockscan.scan(block, heads, start) -> (RECORD lines per head, offset of the first other line)
+Scan = Callable[[bytes, tuple[bytes, ...], int], tuple[list[int], int]]
 
 
 def echoed_state(obj: Any) -> dict[str, Any] | None:
@@ -157,6 +160,11 @@ class Pump:
         self._size = 0
         # Rows counted on the fast path, by the stream name's bytes (decoded once, at the end).
         self._fast_counts: collections.Counter[bytes] = collections.Counter()
+        # The block lane's view of those streams: each one's RECORD line opening (_scanned), or
+        # openings and a pattern of the other lines (_counted).
+        self._heads: dict[bytes, bytes] = {}
+        self._opens: list[tuple[bytes, bytes, bytes]] = []
+        self._others: re.Pattern[bytes] | None = None
 
     def live_counts(self) -> dict[str, int]:
         """Rows per stream so far, for the progress line (read from another thread: a best-effort copy)."""
@@ -251,12 +259,9 @@ class Pump:
         """The lane with nothing to decode (no filters, no contracts), over the tap's stdout in blocks.
 
         Lines that are compact RECORDs of streams already seen (nearly all) are counted per stream
-        with bytes.count of each stream's line opening and forwarded in runs: no Python work per
-        line. The others (a STATE, a SCHEMA, a new stream, a line in another layout) go through the
-        line loop one by one, in their place."""
-        seen = self._fast_counts
-        opens: list[tuple[bytes, bytes, bytes]] = []  # (stream, line opening, the same after a newline)
-        others: re.Pattern[bytes] | None = None  # the lines that are not such RECORDs
+        and forwarded in runs: no Python work per line. The others (a STATE, a SCHEMA, a new stream,
+        a line in another layout) go through the line loop one by one, in their place."""
+        scan = _block_scanner()
         carry = b""
         while chunk := read(CHUNK_BYTES):
             block = carry + chunk if carry else chunk
@@ -265,28 +270,52 @@ class Pump:
             if not end:
                 continue
             body = block[:end] if carry else block
-            if others is None or len(opens) != len(seen):
-                opens, others = _openings(seen)
-            lines = body.count(b"\n")
-            counted = _count(body, opens, lines)
-            if sum(counted.values()) == lines:
-                self._run_of_records(body, lines, counted)
+            if scan is not None:
+                self._scanned(body, scan)
             else:
-                at = 0
-                for match in others.finditer(body):
-                    if match.start() > at:
-                        run = body[at : match.start()]
-                        self._run_of_records(run, run.count(b"\n"), _count(run, opens, -1))
-                    self._pump((match[0],))
-                    at = match.end()
-                if at < len(body):
-                    run = body[at:]
-                    self._run_of_records(run, run.count(b"\n"), _count(run, opens, -1))
+                self._counted(body)
             if self.stopped.is_set() or self.any_target_failed():
                 self.stopped.set()  # what the tap writes from here on is not forwarded: the input is cut
                 return
         if carry:
             self.tail = carry  # a last line without its newline: see take_tail()
+
+    def _scanned(self, body: bytes, scan: Scan) -> None:
+        """The block's lines told apart in C (dpone_runner/blockscan/): one pass at memchr's speed."""
+        at = 0
+        while at < len(body):
+            if len(self._heads) != len(self._fast_counts):
+                self._heads = {n: _head(n) for n in self._fast_counts}
+            counts, stop = scan(body, tuple(self._heads.values()), at)
+            if stop > at:
+                run = body if at == 0 and stop == len(body) else body[at:stop]
+                self._run_of_records(run, sum(counts), dict(zip(self._heads, counts, strict=True)))
+            if stop == len(body):
+                return
+            at = body.index(b"\n", stop) + 1
+            self._pump((body[stop:at],))
+
+    def _counted(self, body: bytes) -> None:
+        """The block's lines told apart with bytes.count (no compiled scanner): a pass per stream and one
+        for the newlines; where they disagree, a pattern finds the other lines."""
+        if self._others is None or len(self._opens) != len(self._fast_counts):
+            self._opens, self._others = _openings(self._fast_counts)
+        opens, others = self._opens, self._others
+        lines = body.count(b"\n")
+        counted = _count(body, opens, lines)
+        if sum(counted.values()) == lines:
+            self._run_of_records(body, lines, counted)
+            return
+        at = 0
+        for match in others.finditer(body):
+            if match.start() > at:
+                run = body[at : match.start()]
+                self._run_of_records(run, run.count(b"\n"), _count(run, opens, -1))
+            self._pump((match[0],))
+            at = match.end()
+        if at < len(body):
+            run = body[at:]
+            self._run_of_records(run, run.count(b"\n"), _count(run, opens, -1))
 
     def _run_of_records(self, run: bytes, lines: int, counted: dict[bytes, int]) -> None:
         counts = self.counts
@@ -389,11 +418,27 @@ class Pump:
                 self._flush()
 
 
+def _head(name: bytes) -> bytes:
+    """A stream's compact RECORD line opening, to its name's closing quote: no name is another's prefix."""
+    return b'{"type":"RECORD","stream":"' + name + b'"'
+
+
+def _block_scanner() -> Scan | None:
+    """The compiled scanner, or None where it was not built or DPONE_PURE_PYTHON=1 asks for Python."""
+    if os.environ.get("DPONE_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from dpone_runner._blockscan import scan  # noqa: PLC0415
+    except ImportError:
+        return None
+    return scan
+
+
 def _openings(seen: Iterable[bytes]) -> tuple[list[tuple[bytes, bytes, bytes]], re.Pattern[bytes]]:
     """Each stream's compact RECORD line opening (alone, and after a newline), and a pattern of the
     lines that open otherwise."""
     names = list(seen)
-    opens = [(n, b'{"type":"RECORD","stream":"' + n + b'"', b'\n{"type":"RECORD","stream":"' + n + b'"') for n in names]
+    opens = [(n, _head(n), b"\n" + _head(n)) for n in names]
     alternatives = b"|".join(re.escape(n) for n in names) or b"(?!)"
     others = re.compile(rb'^(?!\{"type":"RECORD","stream":"(?:' + alternatives + rb')").*\n', re.MULTILINE)
     return opens, others

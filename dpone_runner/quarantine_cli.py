@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import IO
 
 from dpone_protocol.config import Redactor
-from dpone_runner.contracts.quarantine import find_files
-from dpone_runner.contracts.spec import DEFAULT_QUARANTINE_PATH, parse_contracts
 from dpone_runner.project import LOADERS, load_project, override_config
 
 
@@ -32,6 +30,9 @@ def _shown(path: Path) -> str:
 
 
 def program(args: argparse.Namespace, out: IO[str], redactor: Redactor) -> int:
+    from dpone_runner.contracts.quarantine import find_files  # noqa: PLC0415 (dpone --help stays fast)
+    from dpone_runner.contracts.spec import DEFAULT_QUARANTINE_PATH, parse_contracts  # noqa: PLC0415
+
     project = load_project(args.project)
     contracts = parse_contracts(project.contracts, project.root)
     if args.action == "list":

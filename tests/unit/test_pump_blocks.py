@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from dpone_runner.pump import Pump
+from dpone_runner.pump import Pump, _block_scanner
 from dpone_runner.state_commit import StateLedger
 
 
@@ -69,9 +69,37 @@ def _pump(source: Any) -> tuple[bytes, _CountingPump, list[dict[str, Any]]]:
     return b"".join(channel.sent), pump, states
 
 
+@pytest.fixture(params=["compiled", "pure-python"])
+def scanner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The block lane's two ways of telling lines apart: the C scanner, and bytes.count with a pattern."""
+    monkeypatch.setenv("DPONE_PURE_PYTHON", "1" if request.param == "pure-python" else "0")
+    return str(request.param)
+
+
+def test_the_compiled_scanner_is_built_and_used_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI builds it: a silent fall back to bytes.count would hide a broken build.
+    monkeypatch.delenv("DPONE_PURE_PYTHON", raising=False)
+    assert _block_scanner() is not None
+    monkeypatch.setenv("DPONE_PURE_PYTHON", "1")
+    assert _block_scanner() is None
+
+
+def test_the_scanner_counts_lines_per_head_up_to_the_first_other_line() -> None:
+    scan = _block_scanner()
+    assert scan is not None
+    a, ab = _record("a", 1), _record("ab", 2)
+    heads = (b'{"type":"RECORD","stream":"a"', b'{"type":"RECORD","stream":"ab"')
+    block = a + ab + a + b'{"type":"STATE","value":{}}\n' + ab
+    assert scan(block, heads, 0) == ([2, 1], len(a + ab + a))
+    assert scan(block, heads, len(a)) == ([1, 1], len(a + ab + a))
+    assert scan(block, heads, len(block) - len(ab)) == ([0, 1], len(block))
+    assert scan(block, (), 0) == ([], 0)
+    assert scan(a + a[:-1], heads, 0) == ([1, 0], len(a))  # a last line without its newline is not counted
+
+
 @pytest.mark.parametrize("cut", [False, True], ids=["whole", "last-line-cut"])
 @pytest.mark.parametrize("buffer", [4096, 65536, 1 << 20])
-def test_the_block_lane_forwards_and_counts_as_the_line_loop(buffer: int, cut: bool) -> None:
+def test_the_block_lane_forwards_and_counts_as_the_line_loop(buffer: int, cut: bool, scanner: str) -> None:
     data = _input(buffer)
     if cut:
         data = data[:-7]  # the last line loses its end: held back as the tail
@@ -89,7 +117,7 @@ def test_the_block_lane_forwards_and_counts_as_the_line_loop(buffer: int, cut: b
     assert block_pump.tail == line_pump.tail == (data[data.rindex(b"\n") + 1 :] if cut else b"")
 
 
-def test_the_block_lane_stops_when_a_target_fails() -> None:
+def test_the_block_lane_stops_when_a_target_fails(scanner: str) -> None:
     channel = _Channel()
     channel.failed.set()
     pump = Pump(io.BufferedReader(io.BytesIO(_input(1))), [channel], StateLedger(0, lambda s: None))  # type: ignore[list-item]

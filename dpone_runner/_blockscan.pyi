@@ -1,0 +1,3 @@
+"""Types of the compiled module built from blockscan/blockscan.c."""
+
+def scan(block: bytes, heads: tuple[bytes, ...], start: int, /) -> tuple[list[int], int]: ...
