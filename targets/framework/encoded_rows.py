@@ -38,6 +38,10 @@ class RowEncoder(Protocol):
     def take(self) -> bytes | bytearray:
         """The batch so far; the encoder starts a new one."""
 
+    def version_floor(self) -> int | None:
+        """Before take(): the lowest table version among the batch's rows, or None when one has none
+        (or versions are not tracked)."""
+
     def take_keys(self) -> AbstractSet[bytes] | None:
         """Before take(): the batch's key values as text, or None when not known in full (no keys
         tracked, or a key came twice). Two batches whose key sets are disjoint cannot meet on a key."""
@@ -70,3 +74,4 @@ class EncodedRows:
     rows: int
     duplicates: bool
     keys: AbstractSet[bytes] | None = None  # the batch's key texts, when known in full (RowEncoder.take_keys)
+    floor: int | None = None  # the lowest table version of its rows, when every row has one

@@ -83,6 +83,9 @@ class LineBatch:
     def duplicates(self) -> int:
         return 0  # the ReplacingMergeTree keeps the last row of a key: the version orders them
 
+    def version_floor(self) -> None:
+        return None  # not tracked
+
     def take_keys(self) -> None:
         return None  # not tracked: the destinations that take lines merge by version, not by key
 

@@ -183,6 +183,11 @@ class Loader(ABC):
     def activate_version(self, plan: StreamPlan, version: int) -> None:
         """Delete (hard) or mark deleted (soft) rows whose _sdc_table_version is older."""
 
+    def note_versions(self, table: str, floor: int | None) -> None:
+        """A batch is about to load into `table`: `floor` is the lowest _sdc_table_version among its rows
+        (None when one has none, or it is not known). A loader may then tell an ACTIVATE_VERSION that
+        nothing in a table this run created is older."""
+
     def table_version(self, table: str) -> int | None:
         """The newest _sdc_table_version in `table`; None without one (no such table or column).
         A loader that answers None never sees a refresh resumed (every refresh then swaps)."""

@@ -213,6 +213,7 @@ class LoaderSink(Sink):
         if plan.method == OVERWRITE and self.shadow is None:
             self.shadow = self.loader.begin_replace(plan)
         self._submitted += 1
+        self.loader.note_versions(self.shadow or plan.table, None)
         try:
             self._write_with_retries(plan, manifest, self.shadow or plan.table, self.loader, no_wait)
         except _NotFromFiles:
@@ -239,7 +240,8 @@ class LoaderSink(Sink):
             super().drain()
         elif encoder.rows:
             rows, duplicates, keys = encoder.rows, bool(encoder.duplicates), encoder.take_keys()
-            self.write_batch(EncodedRows(encoder.take(), rows, duplicates, keys))
+            floor = encoder.version_floor()
+            self.write_batch(EncodedRows(encoder.take(), rows, duplicates, keys, floor))
 
     def write_batch(self, records: list[dict[str, Any]] | EncodedRows) -> None:
         plan = self.plan
@@ -265,6 +267,7 @@ class LoaderSink(Sink):
             self._settle()  # the loader's connection is ours alone only when nothing is in flight
             self.shadow = self.loader.begin_replace(plan)
         table = self.shadow or plan.table
+        self.loader.note_versions(table, records.floor if isinstance(records, EncodedRows) else None)
         if self.committer is not None:
             self.committer.make_room()  # what is in flight now is what this batch will load beside
             ahead = self.committer.claim(table, self._claim(plan, table, records))

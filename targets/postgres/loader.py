@@ -89,6 +89,8 @@ class PostgresLoader(SqlLoader):
         self._names: dict[str, str] = primary._names if primary else {}  # table name -> the name in PostgreSQL
         # Tables this run created (a first load's, an overwrite's shadow): columns as planned, rows only ours.
         self._fresh: set[str] = primary._fresh if primary else set()
+        # The lowest _sdc_table_version loaded into each table this run (None: a row had none).
+        self._floors: dict[str, int | None] = primary._floors if primary else {}
         self._errors = driver_errors()
         self._router: LineRouter | None = None
         self._warned = False
@@ -379,6 +381,25 @@ class PostgresLoader(SqlLoader):
                     if value.__class__ is str and NUL in value:
                         row[i] = no_nul(value)
                 write(row)
+
+    def note_versions(self, table: str, floor: int | None) -> None:
+        name = self.stored_name(table)
+        if name in self._floors:
+            before = self._floors[name]
+            floor = None if before is None or floor is None else min(before, floor)
+        self._floors[name] = floor
+
+    def activate_version(self, plan: StreamPlan, version: int) -> None:
+        # A table this run created holds only this run's rows: when none is older than `version`, the
+        # statement would scan the whole table (a quarter of a second per million rows) to change nothing.
+        name = self.stored_name(plan.table)
+        floor = self._floors.get(name)
+        if name in self._fresh and floor is not None and floor >= version:
+            log.info(
+                "stream %s: ACTIVATE_VERSION %d: %s.%s holds no older rows", plan.stream, version, self.schema, name
+            )
+            return
+        super().activate_version(plan, version)
 
     def finalize(self, plan: StreamPlan, staging: str, table: str, schema: list[str]) -> None:
         if not plan.merges:

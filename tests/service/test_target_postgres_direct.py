@@ -257,3 +257,34 @@ def test_a_failing_batch_takes_back_the_batch_loaded_ahead_of_it(
     assert ("31", True, True) in turns
     assert run.states[-1] == {"bookmarks": {"items": {"at": 20}}}
     assert table(pg) == [(i, f"n{i}") for i in range(1, 21)]
+
+
+# -- ACTIVATE_VERSION on a table this run created ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("versions", "skipped"),
+    [((7, 7), True), ((8, 9), True), ((5, 7), False), ((None, 7), False), ((7, None), False)],
+    ids=["all-at-it", "all-newer", "an-older-batch", "unversioned-first", "unversioned-last"],
+)
+@pytest.mark.parametrize("hard", [False, True], ids=["soft", "hard"])
+def test_activate_version_on_a_table_of_this_run_retires_exactly_the_older_rows(
+    pg: Any, load: Any, versions: tuple[int | None, int | None], skipped: bool, hard: bool
+) -> None:
+    # The statement is left out only when every row this run loaded has the version or a newer one;
+    # the rows that stay live are the same either way.
+    def batch(first: int, version: int | None) -> list[dict[str, Any]]:
+        return [
+            {**record(i), **({"version": version} if version is not None else {})} for i in range(first, first + 10)
+        ]
+
+    activate = {"type": "ACTIVATE_VERSION", "stream": "items", "version": 7}
+    body = data(schema(), *batch(1, versions[0]), *batch(11, versions[1]), activate, state(20))
+    run = load(body, load_method="upsert", hard_delete=hard)
+    assert ("holds no older rows" in run.stderr) == skipped, run.stderr
+    kept = [
+        i
+        for v, first in zip(versions, (1, 11), strict=True)
+        if v is not None and v >= 7
+        for i in range(first, first + 10)
+    ]
+    assert pg.rows("SELECT id FROM items WHERE _sdc_deleted_at IS NULL ORDER BY id") == [(i,) for i in kept]
+    assert pg.scalar("SELECT count(*) FROM items") == (len(kept) if hard else 20)

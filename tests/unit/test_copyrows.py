@@ -790,6 +790,28 @@ def test_take_keys_hands_over_the_batch_s_key_texts_and_the_next_batch_starts_em
     assert enc.take_keys() == {b"1\ta\\tb"}
 
 
+def test_version_floor_is_the_batch_s_lowest_version_or_none_when_a_row_has_none() -> None:
+    enc = encoder({"id": INT}, envelope=True)
+    router = _copyrows.Router()
+    router.register("s", enc)
+    assert enc.version_floor() is None  # no rows yet
+    assert router.feed(b'{"type":"RECORD","stream":"s","record":{"id":1},"version":17}\n') == ADDED
+    enc.add({"id": 2}, -4, None, 1)
+    assert router.feed(b'{"type":"RECORD","stream":"s","record":{"id":3},"version":1700000000000}\n') == ADDED
+    assert enc.version_floor() == -4
+    enc.take()
+    assert router.feed(b'{"type":"RECORD","stream":"s","record":{"id":1},"version":9}\n') == ADDED
+    assert enc.version_floor() == 9  # a new batch starts afresh
+    for unversioned in (
+        b'{"type":"RECORD","stream":"s","record":{"id":1}}\n',
+        b'{"type":"RECORD","stream":"s","record":{"id":1},"version":1234567890123456789012}\n',
+    ):
+        enc.take()
+        router.feed(unversioned) or enc.add(orjson.loads(unversioned)["record"], None, None, 1)
+        assert enc.version_floor() is None
+    assert encoder({"id": INT}).version_floor() is None  # no version column
+
+
 def test_take_keys_is_none_when_the_set_is_not_whole() -> None:
     enc = encoder({"id": INT}, keys=("id",))
     for i in (1, 2, 1, 3):  # tracking stops at the first key seen twice

@@ -144,6 +144,8 @@ typedef struct {
     Py_ssize_t rows, nbytes;
     double first_at;
     int duplicates;
+    long long min_version; /* the lowest table version of the batch's rows (LLONG_MAX: none yet) */
+    int unversioned;       /* 1 when a row of the batch has no version (or one past 64 bits) */
 } Encoder;
 
 extern PyTypeObject EncoderType;

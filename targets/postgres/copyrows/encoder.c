@@ -28,6 +28,28 @@ void begin_row(Encoder *enc) {
     for (int i = 0; i < enc->ncolumns; i++) enc->len[i] = -1;
 }
 
+/* The batch's lowest version, from the row's version column (integer text, as written, or NULL). */
+static void note_version(Encoder *enc, int c) {
+    Py_ssize_t n = enc->len[c];
+    const char *s = enc->scratch.data + enc->off[c];
+    int negative = n > 0 && *s == '-';
+    Py_ssize_t digits = n - negative;
+    if (n < 0 || digits < 1 || digits > 18) { /* none, or too long to be sure of in 64 bits */
+        enc->unversioned = 1;
+        return;
+    }
+    long long v = 0;
+    for (Py_ssize_t i = negative; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            enc->unversioned = 1;
+            return;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+    if (negative) v = -v;
+    if (v < enc->min_version) enc->min_version = v;
+}
+
 /* Append the row held in scratch to the batch. -1 on a Python error. */
 int commit_row(Encoder *enc) {
     Buf *o = &enc->out;
@@ -53,6 +75,7 @@ int commit_row(Encoder *enc) {
         if (rc < 0) return -1;
         if (PySet_GET_SIZE(enc->seen_keys) == before) enc->duplicates = 1;
     }
+    if (enc->version_at >= 0) note_version(enc, enc->version_at);
     if (enc->rows++ == 0) enc->first_at = monotonic_now();
     return 0;
 }
@@ -264,6 +287,7 @@ static int Encoder_init(Encoder *enc, PyObject *args, PyObject *kwds) {
         enc->order[at++] = f;
     }
     if (track && enc->nkeys && !(enc->seen_keys = PySet_New(NULL))) return -1;
+    enc->min_version = LLONG_MAX;
     /* Set last: an Encoder with to_text is one whose __init__ finished (see encoder_ready). */
     Py_INCREF(json_dumps);
     enc->json_dumps = json_dumps;
@@ -411,10 +435,18 @@ static PyObject *Encoder_take(Encoder *enc, PyObject *Py_UNUSED(ignored)) {
     enc->out.len = 0;
     enc->rows = enc->nbytes = 0;
     enc->duplicates = 0;
+    enc->min_version = LLONG_MAX;
+    enc->unversioned = 0;
     if (enc->seen_keys && PySet_Clear(enc->seen_keys) < 0) { Py_DECREF(data); return NULL; }
     /* A huge batch should not pin its memory for the rest of the run. */
     if (enc->out.cap > (64 << 20)) buf_free(&enc->out);
     return data;
+}
+
+/* Before take(): the lowest table version among the batch's rows, or None when one has none. */
+static PyObject *Encoder_version_floor(Encoder *enc, PyObject *Py_UNUSED(ignored)) {
+    if (enc->version_at < 0 || enc->unversioned || !enc->rows) Py_RETURN_NONE;
+    return PyLong_FromLongLong(enc->min_version);
 }
 
 /* The batch's key texts, taken before take(): complete only while no key came twice (else None).
@@ -442,6 +474,8 @@ static PyMethodDef Encoder_methods[] = {
     {"feed_record", (PyCFunction)Encoder_feed_record, METH_O,
      "feed_record(line) -> taken: a bare record object's JSON into a row, or False for the decoded path"},
     {"take", (PyCFunction)Encoder_take, METH_NOARGS, "take() -> bytes: the batch's COPY text; starts a new batch"},
+    {"version_floor", (PyCFunction)Encoder_version_floor, METH_NOARGS,
+     "version_floor() -> the lowest table version of the batch's rows, or None when a row has none"},
     {"take_keys", (PyCFunction)Encoder_take_keys, METH_NOARGS,
      "take_keys() -> set of the batch's key texts, or None when untracked or a key came twice; call before take()"},
     {"is_full", (PyCFunction)Encoder_full, METH_NOARGS, "True when the batch reached max_rows or max_bytes"},
