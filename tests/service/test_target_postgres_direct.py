@@ -288,3 +288,25 @@ def test_activate_version_on_a_table_of_this_run_retires_exactly_the_older_rows(
     ]
     assert pg.rows("SELECT id FROM items WHERE _sdc_deleted_at IS NULL ORDER BY id") == [(i,) for i in kept]
     assert pg.scalar("SELECT count(*) FROM items") == (len(kept) if hard else 20)
+
+
+@pytest.mark.parametrize("method", ["append-only", "upsert"])
+def test_three_lanes_load_ahead_and_keep_whole_batches_in_order(
+    pg: Any, load: Any, turns: list[tuple[str, bool, bool]], method: str
+) -> None:
+    # Batch 5 repeats keys of batch 4, which may still be loading: it waits its turn; the rest go ahead.
+    body = data(
+        schema(),
+        *(record(i) for i in range(1, 41)),
+        *(record(i, "again") for i in range(35, 45)),
+        *(record(i) for i in range(45, 81)),
+        state(80),
+    )
+    run = load(body, load_method=method, load_connections=3)
+    assert run.states == [{"bookmarks": {"items": {"at": 80}}}]
+    assert any(ahead for _, ahead, _ in turns)
+    if method == "upsert":
+        assert ("35", False, False) in turns
+        assert table(pg) == [(i, "again" if 35 <= i < 45 else f"n{i}") for i in range(1, 81)]
+    else:
+        assert pg.scalar("SELECT count(*) FROM items") == 86
