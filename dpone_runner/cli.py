@@ -9,7 +9,6 @@ from typing import IO, Any
 
 import orjson
 
-from dpone_protocol.about import dpone_version
 from dpone_protocol.config import Redactor, load_json_file
 from dpone_protocol.entrypoint import guarded
 from dpone_protocol.errors import ConfigError
@@ -48,6 +47,8 @@ class _Version(argparse.Action):
         super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, **kwargs)
 
     def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from dpone_protocol.about import dpone_version  # noqa: PLC0415
+
         print(f"dpone {dpone_version()}")
         parser.exit()
 
