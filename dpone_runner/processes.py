@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -21,6 +23,7 @@ from dpone_protocol.errors import ERROR_CLASSES, ConfigError, ErrorKind, kind_fo
 from dpone_runner.project import Limits
 
 STOP_GRACE_SECONDS = 5.0
+PIPE_BYTES = 1 << 20
 
 
 def run_to_end(
@@ -117,6 +120,15 @@ def _child_logger() -> logging.Logger:
     return logger
 
 
+def _widen(fd: int) -> None:
+    """A megabyte of pipe between a connector and the runner, where Linux allows it (64 KB by default):
+    a tap writing a megabyte of lines, or the runner a block of them, wakes its reader once instead of
+    sixteen times (the runner's CPU in a 1M-row run: 0.7 -> 0.57 s)."""
+    # Not Linux, or over /proc/sys/fs/pipe-max-size: the default size works, a little slower.
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
+
 def _limiter(limits: Limits) -> Callable[[], None]:
     def apply() -> None:
         if limits.memory_mb:
@@ -206,6 +218,9 @@ def start(
         env=env,
         cwd=cwd,
     )
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            _widen(pipe.fileno())
     connector = Connector(name, proc)
     logger = _child_logger()
     prefix = f"{name} | "

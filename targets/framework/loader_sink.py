@@ -309,7 +309,8 @@ class LoaderSink(Sink):
                     # Inside the try: a failed reconnect is one more transient error to retry.
                     loader.reconnect()
                     self._evolve(plan, loader)  # the failed transaction took the queued schema changes with it
-                self._load(plan, records, table, loader, turn, ahead)
+                # A retry re-plans the table's schema (above): it loads in its turn, never ahead.
+                self._load(plan, records, table, loader, turn, ahead and attempt == 1)
                 return
             except Exception as exc:
                 if isinstance(exc, _NotFromFiles) or attempt == attempts or not loader.is_transient(exc):

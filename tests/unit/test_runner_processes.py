@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from dpone_runner.processes import Connector, _level_of
+from dpone_protocol.config import Redactor
+from dpone_runner.processes import PIPE_BYTES, Connector, _level_of, start
+from dpone_runner.project import Limits
 
 INFO = "2026-01-01 10:00:00,000 INFO dpone.targets.framework.target: loaded 17483 records into 3 streams"
 
@@ -68,3 +70,18 @@ def test_the_reason_from_stderr_is_never_an_info_line(lines: list[str], reason: 
 )
 def test_level_of_a_connector_line(line: str, level: int) -> None:
     assert _level_of(line) == level
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pipe sizes are Linux's")
+def test_a_connector_s_pipes_hold_a_megabyte_where_linux_allows_it() -> None:
+    import fcntl
+
+    command = [sys.executable, "-c", "import sys; sys.stdin.read()"]
+    started = start("reader", command, Limits(), Redactor(), stdin=True)
+    try:
+        assert started.proc.stdin is not None and started.proc.stdout is not None
+        for pipe in (started.proc.stdin, started.proc.stdout):
+            assert fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ) == PIPE_BYTES
+    finally:
+        started.proc.stdin.close()
+        assert started.proc.wait(timeout=10) == 0
