@@ -89,7 +89,8 @@ class PostgresLoader(SqlLoader):
         self._names: dict[str, str] = primary._names if primary else {}  # table name -> the name in PostgreSQL
         # Tables this run created (a first load's, an overwrite's shadow): columns as planned, rows only ours.
         self._fresh: set[str] = primary._fresh if primary else set()
-        # The lowest _sdc_table_version loaded into each table this run (None: a row had none).
+        # The lowest _sdc_table_version loaded into each table this run, by its planned name (None: a
+        # row had none).
         self._floors: dict[str, int | None] = primary._floors if primary else {}
         self._errors = driver_errors()
         self._router: LineRouter | None = None
@@ -383,17 +384,18 @@ class PostgresLoader(SqlLoader):
                 write(row)
 
     def note_versions(self, table: str, floor: int | None) -> None:
-        name = self.stored_name(table)
-        if name in self._floors:
-            before = self._floors[name]
+        # By the name as planned: the sink calls this while batches load, and finding a long name's
+        # PostgreSQL name may take a query on a connection a lane is using.
+        if table in self._floors:
+            before = self._floors[table]
             floor = None if before is None or floor is None else min(before, floor)
-        self._floors[name] = floor
+        self._floors[table] = floor
 
     def activate_version(self, plan: StreamPlan, version: int) -> None:
         # A table this run created holds only this run's rows: when none is older than `version`, the
         # statement would scan the whole table (a quarter of a second per million rows) to change nothing.
         name = self.stored_name(plan.table)
-        floor = self._floors.get(name)
+        floor = self._floors.get(plan.table)
         if name in self._fresh and floor is not None and floor >= version:
             log.info(
                 "stream %s: ACTIVATE_VERSION %d: %s.%s holds no older rows", plan.stream, version, self.schema, name
