@@ -21,27 +21,34 @@ if TYPE_CHECKING:
 
 # plain(neg, digits, point): the digits with the decimal point `point` digits from their left
 # (negative or past the end: zeros added), leading and trailing zeros dropped, zero unsigned.
+# A macro's argument is pasted into its body wherever the parameter appears, so arguments used more
+# than once are bound once, as a lambda's parameter over a one-element list: pasted, the nested
+# macros made an expression DuckDB took 0.15 to 0.25 s to plan per column (4 s for a 12-column
+# checksum query, whatever the table's size).
 _MACROS = (
     """CREATE OR REPLACE TEMP MACRO dpone_num_join(neg, i, f) AS
-       CASE WHEN i = '' AND f = '' THEN '0'
-            ELSE (CASE WHEN neg THEN '-' ELSE '' END) || (CASE WHEN i = '' THEN '0' ELSE i END)
-                 || (CASE WHEN f = '' THEN '' ELSE '.' || f END) END""",
-    """CREATE OR REPLACE TEMP MACRO dpone_num_place(neg, d, p) AS dpone_num_join(neg,
-       ltrim(CASE WHEN p <= 0 THEN '' WHEN p >= length(d) THEN d || repeat('0', greatest(p - length(d), 0))
-                  ELSE left(d, p) END, '0'),
-       rtrim(CASE WHEN p <= 0 THEN repeat('0', greatest(-p, 0)) || d WHEN p >= length(d) THEN ''
-                  ELSE substr(d, p + 1) END, '0'))""",
+       list_transform([struct_pack(i := i, f := f)], lambda y:
+         CASE WHEN y.i = '' AND y.f = '' THEN '0'
+              ELSE (CASE WHEN neg THEN '-' ELSE '' END) || (CASE WHEN y.i = '' THEN '0' ELSE y.i END)
+                   || (CASE WHEN y.f = '' THEN '' ELSE '.' || y.f END) END)[1]""",
+    """CREATE OR REPLACE TEMP MACRO dpone_num_place(neg, d, p) AS
+       list_transform([struct_pack(d := d, p := p)], lambda x: dpone_num_join(neg,
+         ltrim(CASE WHEN x.p <= 0 THEN ''
+                    WHEN x.p >= length(x.d) THEN x.d || repeat('0', greatest(x.p - length(x.d), 0))
+                    ELSE left(x.d, x.p) END, '0'),
+         rtrim(CASE WHEN x.p <= 0 THEN repeat('0', greatest(-x.p, 0)) || x.d WHEN x.p >= length(x.d) THEN ''
+                    ELSE substr(x.d, x.p + 1) END, '0')))[1]""",
     """CREATE OR REPLACE TEMP MACRO dpone_num_parts(neg, m, e) AS
-       dpone_num_place(neg, split_part(m, '.', 1) || split_part(m, '.', 2), length(split_part(m, '.', 1)) + e)""",
+       list_transform([m], lambda mm: dpone_num_place(neg, split_part(mm, '.', 1) || split_part(mm, '.', 2),
+                                                      length(split_part(mm, '.', 1)) + e))[1]""",
     """CREATE OR REPLACE TEMP MACRO dpone_number(s) AS
-       CASE WHEN s IS NULL THEN NULL
-            WHEN lower(trim(s)) IN ('nan', '-nan', '+nan') THEN 'NaN'
-            WHEN lower(trim(s)) IN ('inf', '+inf', 'infinity', '+infinity') THEN 'Infinity'
-            WHEN lower(trim(s)) IN ('-inf', '-infinity') THEN '-Infinity'
-            ELSE dpone_num_parts(starts_with(trim(s), '-'),
-                                 split_part(lower(ltrim(trim(s), '+-')), 'e', 1),
-                                 coalesce(TRY_CAST(nullif(split_part(lower(ltrim(trim(s), '+-')), 'e', 2), '')
-                                                   AS INTEGER), 0)) END""",
+       CASE WHEN s IS NULL THEN NULL ELSE list_transform([lower(trim(s))], lambda t:
+         CASE WHEN t IN ('nan', '-nan', '+nan') THEN 'NaN'
+              WHEN t IN ('inf', '+inf', 'infinity', '+infinity') THEN 'Infinity'
+              WHEN t IN ('-inf', '-infinity') THEN '-Infinity'
+              ELSE dpone_num_parts(starts_with(t, '-'), split_part(ltrim(t, '+-'), 'e', 1),
+                                   coalesce(TRY_CAST(nullif(split_part(ltrim(t, '+-'), 'e', 2), '') AS INTEGER), 0))
+         END)[1] END""",
 )
 
 
